@@ -1,0 +1,236 @@
+//! The `probity` command line: a thin shell over the library.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use probity::config::Config;
+use probity::finding::{Report, Severity};
+use probity::render;
+use probity::scan::Ctx;
+
+#[derive(Parser)]
+#[command(
+    name = "probity",
+    version,
+    about = "Tells an ML team whether a model is safe to ship.",
+    long_about = "Probity screens model files before deployment.\n\n\
+`probity scan` reads pickle, PyTorch, NumPy, joblib and archive files byte by byte — it never loads or executes them — and reports findings with stable rule IDs and severities. Exit codes gate CI: 0 clean, 1 findings at or above --fail-on, 2 an input could not be scanned or a usage error.",
+    after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity rules"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Gate {
+    Critical,
+    Warning,
+    Info,
+}
+
+impl From<Gate> for Severity {
+    fn from(g: Gate) -> Self {
+        match g {
+            Gate::Critical => Severity::Critical,
+            Gate::Warning => Severity::Warning,
+            Gate::Info => Severity::Info,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RulesFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Statically scan model files and directories (never loads or executes them).
+    #[command(
+        after_help = "Exit codes: 0 = no finding at or above the gate; 1 = findings at or above the gate; 2 = an input could not be scanned (missing path, permission, I/O error) or a usage error.\n\nFormats are detected from content, not extensions. Directories are walked recursively; symbolic links are followed only to regular files inside the scanned tree."
+    )]
+    Scan {
+        /// Files or directories to scan.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Write the report to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Lowest severity that fails the scan (exit 1). Default: warning, or `fail_on` from the config.
+        #[arg(long, value_enum)]
+        fail_on: Option<Gate>,
+        /// Files scanned in parallel (default: all cores).
+        #[arg(long, short, value_name = "N")]
+        jobs: Option<usize>,
+        /// Policy file (default: probity.toml in the first scanned directory, else in the current directory).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Add each file's SHA-256 to the report (reads every byte; off by default for speed).
+        #[arg(long)]
+        hash: bool,
+        /// Show info findings (skipped files, links not followed) in the text report.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Colour the text report: auto (on a terminal), always or never.
+        #[arg(long, value_enum, default_value = "auto")]
+        color: ColorChoice,
+    },
+    /// List the rule catalogue (IDs, severities and documentation).
+    Rules {
+        /// Output format (markdown is the content of docs/rules.md).
+        #[arg(long, value_enum, default_value = "text")]
+        format: RulesFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("probity: {msg}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Rules { format } => {
+            let s = match format {
+                RulesFormat::Text => probity::rules::text(),
+                RulesFormat::Markdown => probity::rules::markdown(),
+                RulesFormat::Json => {
+                    let mut s =
+                        serde_json::to_string_pretty(&probity::rules::all()).unwrap_or_default();
+                    s.push('\n');
+                    s
+                }
+            };
+            print!("{s}");
+            ExitCode::SUCCESS
+        }
+        Command::Scan {
+            paths,
+            format,
+            output,
+            fail_on,
+            jobs,
+            config,
+            hash,
+            verbose,
+            color,
+        } => {
+            let config_path = config.or_else(|| {
+                paths
+                    .iter()
+                    .find(|p| p.is_dir())
+                    .map(|d| d.join("probity.toml"))
+                    .filter(|p| p.is_file())
+                    .or_else(|| Some(PathBuf::from("probity.toml")).filter(|p| p.is_file()))
+            });
+            let cfg = match &config_path {
+                Some(p) => match Config::load(p) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                },
+                None => Config::default(),
+            };
+            let gate: Severity = match fail_on {
+                Some(g) => g.into(),
+                None => cfg
+                    .fail_on
+                    .as_deref()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(Severity::Warning),
+            };
+            let ctx = Ctx {
+                extra_allowed: cfg.allowed(),
+                ignored_rules: cfg.ignored(),
+                hash,
+            };
+            if let Some(n) = jobs {
+                if n == 0 {
+                    return fail("--jobs must be at least 1");
+                }
+                // Only fails if a global pool exists already, which it cannot here.
+                let _ = rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global();
+            }
+            let walk = probity::scan::walk::collect(&paths);
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(walk.targets.len() as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if walk.targets.len() < 2 || !std::io::stderr().is_terminal() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} scanning {pos}/{len} files {wide_bar} {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let files = probity::scan_walk(walk, &ctx, &|_| bar.inc(1));
+            bar.finish_and_clear();
+            let report = Report::new(files, gate);
+            for f in &report.files {
+                if let Some(e) = &f.error {
+                    eprintln!("probity: {e}");
+                }
+            }
+            let to_tty = output.is_none() && std::io::stdout().is_terminal();
+            let text = match format {
+                Format::Json => render::json::render(&report),
+                Format::Text => render::text::render(
+                    &report,
+                    &render::text::TextOptions {
+                        color: match color {
+                            ColorChoice::Always => true,
+                            ColorChoice::Never => false,
+                            ColorChoice::Auto => to_tty && std::env::var_os("NO_COLOR").is_none(),
+                        },
+                        verbose,
+                        gate,
+                    },
+                ),
+            };
+            match &output {
+                Some(p) => {
+                    if let Err(e) = std::fs::write(p, text.as_bytes()) {
+                        return fail(format!("cannot write {}: {e}", p.display()));
+                    }
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    if out
+                        .write_all(text.as_bytes())
+                        .and_then(|_| out.flush())
+                        .is_err()
+                    {
+                        // stdout closed (e.g. piped into `head`): the exit code still tells the verdict
+                    }
+                }
+            }
+            ExitCode::from(report.exit_code() as u8)
+        }
+    }
+}

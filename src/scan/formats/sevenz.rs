@@ -1,0 +1,150 @@
+//! 7z archives, read with the sevenz-rust2 crate; every member is scanned by
+//! content within the decompression budget.
+
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::rc::Rc;
+
+use super::rules;
+use super::zip::escapes_root;
+use crate::finding::Finding;
+use crate::limits;
+use crate::scan::io::{as_bomb, Bounded, Peekable, ReadSeek};
+use crate::scan::{child_member, rules as scan_rules, scan_stream, Detected, Sink};
+
+pub fn scan(
+    r: &mut dyn ReadSeek,
+    _len: u64,
+    member: &str,
+    depth: u32,
+    sink: &mut Sink,
+) -> io::Result<Detected> {
+    let detected = Detected {
+        format: "7z".into(),
+        joblib: false,
+    };
+    if depth >= limits::MAX_CONTAINER_DEPTH {
+        sink.findings.push(
+            Finding::new(
+                &scan_rules::SCN002,
+                format!(
+                    "7z nested deeper than {} containers; not opened",
+                    limits::MAX_CONTAINER_DEPTH
+                ),
+            )
+            .at(Some(member), None),
+        );
+        return Ok(detected);
+    }
+    let mut reader = match sevenz_rust2::ArchiveReader::new_with_memory_limit(
+        r,
+        sevenz_rust2::Password::empty(),
+        512 * 1024,
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            let msg = e.to_string();
+            let rule = if msg.to_ascii_lowercase().contains("password")
+                || msg.to_ascii_lowercase().contains("encrypt")
+            {
+                &rules::ARC004
+            } else {
+                &rules::ARC008
+            };
+            sink.findings.push(
+                Finding::new(rule, format!("7z archive cannot be read: {msg}"))
+                    .at(Some(member), None),
+            );
+            return Ok(detected);
+        }
+    };
+    reader.set_thread_count(1);
+    let names: Vec<String> = reader
+        .archive()
+        .files
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    for n in &names {
+        if escapes_root(n) {
+            sink.findings.push(
+                Finding::new(
+                    &rules::ARC007,
+                    format!(
+                        "member name '{n}' is absolute or climbs out of the extraction directory"
+                    ),
+                )
+                .at(Some(member), None)
+                .evidence(n.clone()),
+            );
+        }
+    }
+    if names.len() > limits::MAX_ARCHIVE_ENTRIES {
+        sink.findings.push(
+            Finding::new(
+                &scan_rules::SCN002,
+                format!(
+                    "more than {} 7z entries; the rest was not read",
+                    limits::MAX_ARCHIVE_ENTRIES
+                ),
+            )
+            .at(Some(member), None),
+        );
+    }
+    let budget = sink.state.budget.clone();
+    let mut count = 0usize;
+    let mut failures: Vec<Finding> = Vec::new();
+    let res = reader.for_each_entries(|entry, data| {
+        count += 1;
+        if count > limits::MAX_ARCHIVE_ENTRIES {
+            return Ok(false);
+        }
+        if entry.is_directory || !entry.has_stream {
+            return Ok(true);
+        }
+        let child = child_member(member, &entry.name);
+        let consumed = Rc::new(Cell::new(entry.compressed_size.max(1)));
+        let bounded: Box<dyn Read + '_> = Box::new(Bounded::new(
+            data,
+            consumed,
+            Some(entry.compressed_size.max(1)),
+            budget.clone(),
+        ));
+        let mut p = Peekable::new(bounded);
+        if let Err(e) = scan_stream(&mut p, Some(entry.size), &child, depth + 1, sink) {
+            let f = if let Some(b) = as_bomb(&e) {
+                Finding::new(&rules::ARC006, format!("member '{}': {b}", entry.name))
+            } else {
+                Finding::new(
+                    &rules::ARC008,
+                    format!("member '{}' could not be read: {e}", entry.name),
+                )
+            };
+            failures.push(f.at(Some(&child), None));
+            return Ok(false);
+        }
+        // drain what the scan did not read so the solid block stays in sync
+        io::copy(&mut p, &mut io::sink())
+            .map_err(|e| sevenz_rust2::Error::Io(e, "drain".into()))?;
+        Ok(true)
+    });
+    sink.findings.extend(failures);
+    if let Err(e) = res {
+        let msg = e.to_string();
+        let rule = if msg.to_ascii_lowercase().contains("password")
+            || msg.to_ascii_lowercase().contains("encrypt")
+        {
+            &rules::ARC004
+        } else {
+            &rules::ARC008
+        };
+        sink.findings.push(
+            Finding::new(
+                rule,
+                format!("7z archive could not be read to the end: {msg}"),
+            )
+            .at(Some(member), None),
+        );
+    }
+    Ok(detected)
+}

@@ -1,0 +1,163 @@
+//! Tar archives (plain; compressed ones arrive here through
+//! [`super::compressed`]), read with the `tar` crate. Every member is scanned
+//! by content; link members are checked for escapes. The legacy PyTorch
+//! format (`sys_info`, `pickle`, `storages`, `tensors` members) is a tar too.
+
+use std::io::{self, Read};
+
+use super::rules;
+use super::zip::escapes_root;
+use crate::finding::Finding;
+use crate::limits;
+use crate::scan::io::{as_bomb, Peekable};
+use crate::scan::{child_member, rules as scan_rules, scan_stream, Detected, Sink};
+
+pub fn scan<R: Read>(
+    r: &mut Peekable<R>,
+    member: &str,
+    depth: u32,
+    sink: &mut Sink,
+) -> io::Result<Detected> {
+    let mut detected = Detected {
+        format: "tar".into(),
+        joblib: false,
+    };
+    if depth >= limits::MAX_CONTAINER_DEPTH {
+        sink.findings.push(
+            Finding::new(
+                &scan_rules::SCN002,
+                format!(
+                    "tar nested deeper than {} containers; not opened",
+                    limits::MAX_CONTAINER_DEPTH
+                ),
+            )
+            .at(Some(member), None),
+        );
+        return Ok(detected);
+    }
+    let mut archive = tar::Archive::new(r);
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            sink.findings.push(
+                Finding::new(&rules::ARC008, format!("tar archive cannot be read: {e}"))
+                    .at(Some(member), None),
+            );
+            return Ok(detected);
+        }
+    };
+    let mut names = Vec::new();
+    for (i, entry) in entries.enumerate() {
+        if i >= limits::MAX_ARCHIVE_ENTRIES {
+            sink.findings.push(
+                Finding::new(
+                    &scan_rules::SCN002,
+                    format!(
+                        "more than {} tar entries; the rest was not read",
+                        limits::MAX_ARCHIVE_ENTRIES
+                    ),
+                )
+                .at(Some(member), None),
+            );
+            break;
+        }
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                if let Some(b) = as_bomb(&e) {
+                    sink.findings.push(
+                        Finding::new(&rules::ARC006, format!("tar stream: {b}"))
+                            .at(Some(member), None),
+                    );
+                } else {
+                    sink.findings.push(
+                        Finding::new(&rules::ARC008, format!("tar entry {i} cannot be read: {e}"))
+                            .at(Some(member), None),
+                    );
+                }
+                break;
+            }
+        };
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let child = child_member(member, &name);
+        if escapes_root(&name) {
+            sink.findings.push(
+                Finding::new(&rules::ARC007, format!("member name '{name}' is absolute or climbs out of the extraction directory"))
+                    .at(Some(&child), None)
+                    .evidence(name.clone()),
+            );
+        }
+        let etype = entry.header().entry_type();
+        if etype.is_symlink() || etype.is_hard_link() {
+            let target = entry
+                .link_name_bytes()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            let resolved = if etype.is_symlink() && !target.starts_with('/') {
+                match name.rsplit_once('/') {
+                    Some((dir, _)) => format!("{dir}/{target}"),
+                    None => target.clone(),
+                }
+            } else {
+                target.clone()
+            };
+            if escapes_root(&resolved) {
+                sink.findings.push(
+                    Finding::new(
+                        &rules::ARC007,
+                        format!(
+                            "{} '{name}' points to '{target}', outside the extraction directory",
+                            if etype.is_symlink() {
+                                "symbolic link"
+                            } else {
+                                "hard link"
+                            }
+                        ),
+                    )
+                    .at(Some(&child), None)
+                    .evidence(target),
+                );
+            }
+            continue;
+        }
+        if !etype.is_file()
+            && etype != tar::EntryType::Continuous
+            && etype != tar::EntryType::GNUSparse
+        {
+            continue;
+        }
+        names.push(name.clone());
+        let size = entry.size();
+        let boxed: Box<dyn Read + '_> = Box::new(&mut entry);
+        let mut p = Peekable::new(boxed);
+        match scan_stream(&mut p, Some(size), &child, depth + 1, sink) {
+            Ok(d) => detected.joblib |= d.joblib,
+            Err(e) => {
+                if let Some(b) = as_bomb(&e) {
+                    sink.findings.push(
+                        Finding::new(&rules::ARC006, format!("member '{name}': {b}"))
+                            .at(Some(&child), None),
+                    );
+                    break;
+                }
+                sink.findings.push(
+                    Finding::new(
+                        &rules::ARC008,
+                        format!("member '{name}' could not be read: {e}"),
+                    )
+                    .at(Some(&child), None),
+                );
+                break;
+            }
+        }
+    }
+    let legacy = ["sys_info", "pickle", "storages", "tensors"];
+    if legacy.iter().all(|l| {
+        names
+            .iter()
+            .any(|n| n == l || n.ends_with(&format!("/{l}")))
+    }) {
+        detected.format = "pytorch-legacy-tar".into();
+    }
+    Ok(detected)
+}
