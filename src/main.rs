@@ -165,6 +165,7 @@ fn main() -> ExitCode {
                 extra_allowed: cfg.allowed(),
                 ignored_rules: cfg.ignored(),
                 hash,
+                torchscript: false,
             };
             if let Some(n) = jobs {
                 if n == 0 {

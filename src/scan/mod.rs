@@ -31,6 +31,10 @@ pub struct Ctx {
     pub ignored_rules: HashSet<String>,
     /// Add each file's SHA-256 to the report.
     pub hash: bool,
+    /// Set while scanning the pickles of a TorchScript archive: `__torch__.*`
+    /// globals there name classes compiled from the archive's own code members
+    /// (checked by TRC001), not Python imports.
+    pub torchscript: bool,
 }
 
 /// Per top-level file state: the remaining decompression budget.
@@ -54,7 +58,7 @@ impl Default for FileState {
 
 /// Where the analyzers write.
 pub struct Sink<'a> {
-    pub ctx: &'a Ctx,
+    pub ctx: Ctx,
     pub state: &'a FileState,
     pub findings: Vec<Finding>,
 }
@@ -269,7 +273,7 @@ fn scan_kind<R: Read>(
         }
         Kind::Npy => formats::numpy::scan_npy(r, member, depth, sink),
         Kind::Pickle => {
-            let out = pickle::scan_streams(r, 0, member, sink.ctx, 0, &mut sink.findings);
+            let out = pickle::scan_streams(r, 0, member, &sink.ctx, 0, &mut sink.findings);
             let mut d = Detected::of(Kind::Pickle);
             if out.joblib {
                 d.joblib = true;
@@ -316,7 +320,7 @@ pub fn scan_file(path: &Path, display: String, ctx: &Ctx) -> FileReport {
     };
     let state = FileState::new();
     let mut sink = Sink {
-        ctx,
+        ctx: ctx.clone(),
         state: &state,
         findings: Vec::new(),
     };

@@ -153,7 +153,7 @@ pub fn scan_npy<R: Read>(
                 let start = (if h.version.0 == 1 { 10 } else { 12 } + h.header_len) as u64;
                 let empty = r.fill_buf()?.is_empty();
                 if !empty {
-                    pickle::scan_streams(r, start, member, sink.ctx, depth, &mut sink.findings);
+                    pickle::scan_streams(r, start, member, &sink.ctx, depth, &mut sink.findings);
                 }
             }
         }

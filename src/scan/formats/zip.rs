@@ -478,7 +478,27 @@ pub fn scan(
         detected.format = "npz".into();
     }
 
-    for (name, l, cd) in &members {
+    let script = detected.format == "torchscript";
+    let saved_ts = sink.ctx.torchscript;
+    sink.ctx.torchscript = script || saved_ts;
+    let res = scan_members(r, len, member, depth, sink, &members, torch, &mut detected);
+    sink.ctx.torchscript = saved_ts;
+    res?;
+    Ok(detected)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn scan_members(
+    r: &mut dyn ReadSeek,
+    len: u64,
+    member: &str,
+    depth: u32,
+    sink: &mut Sink,
+    members: &[(String, Local, Option<Entry>)],
+    torch: bool,
+    detected: &mut Detected,
+) -> io::Result<()> {
+    for (name, l, cd) in members {
         if name.ends_with('/') && l.csize == 0 {
             continue;
         }
@@ -609,7 +629,7 @@ pub fn scan(
             }
         }
     }
-    Ok(detected)
+    Ok(())
 }
 
 fn decoder<'a>(

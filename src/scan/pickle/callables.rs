@@ -232,6 +232,7 @@ pub static ALLOWED: &[&str] = &[
     "re._compile",
     "types.SimpleNamespace",
     "io.BytesIO",
+    "argparse.Namespace",
     "_io.BytesIO",
     // PyTorch tensors, storages, parameters, dtypes
     "torch._utils._rebuild_tensor",
@@ -318,7 +319,14 @@ pub static ALLOWED: &[&str] = &[
     "torch.preserve_format",
     "torch.per_tensor_affine",
     "torch.per_channel_affine",
-    "torch._C._nn.gelu",
+    "torch.FloatTensor", "torch.DoubleTensor", "torch.HalfTensor", "torch.BFloat16Tensor",
+    "torch.LongTensor", "torch.IntTensor", "torch.ShortTensor", "torch.CharTensor",
+    "torch.ByteTensor", "torch.BoolTensor",
+    // TorchScript's own pickler (typed containers and tensor references)
+    "torch.jit._pickle.build_tensor_from_id", "torch.jit._pickle.build_intlist",
+    "torch.jit._pickle.build_tensorlist", "torch.jit._pickle.build_doublelist",
+    "torch.jit._pickle.build_boollist", "torch.jit._pickle.build_complexlist",
+    "torch.jit._pickle.restore_type_tag",
     "torch.nn.modules.container.Sequential",
     "torch.nn.modules.container.ModuleList",
     "torch.nn.modules.container.ModuleDict",
@@ -538,6 +546,21 @@ fn normalise_module(m: &str) -> &str {
     }
 }
 
+/// Python 2 builtins renamed in Python 3, as `_compat_pickle.NAME_MAPPING` maps them.
+fn normalise_name<'a>(module: &str, name: &'a str) -> &'a str {
+    if module != "builtins" {
+        return name;
+    }
+    match name {
+        "xrange" => "range",
+        "unicode" | "basestring" => "str",
+        "long" => "int",
+        "unichr" => "chr",
+        "raw_input" => "input",
+        other => other,
+    }
+}
+
 /// The verdict on one import.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -563,7 +586,8 @@ fn matches_prefix(full: &str, prefix: &str) -> bool {
 /// unknown callable allowed but never override the denylist.
 pub fn judge(module: &str, name: &str, extra_allowed: &HashSet<String>) -> Verdict {
     let raw_full = format!("{module}.{name}");
-    let full = format!("{}.{}", normalise_module(module), name);
+    let m = normalise_module(module);
+    let full = format!("{}.{}", m, normalise_name(m, name));
     if allowed_set().contains(full.as_str()) || allowed_set().contains(raw_full.as_str()) {
         return Verdict::Allowed;
     }
@@ -653,6 +677,8 @@ mod tests {
         assert_eq!(v("torch._utils", "_rebuild_tensor_v2"), Verdict::Allowed);
         assert_eq!(v("collections", "OrderedDict"), Verdict::Allowed);
         assert_eq!(v("__builtin__", "set"), Verdict::Allowed);
+        assert_eq!(v("__builtin__", "xrange"), Verdict::Allowed);
+        assert!(dangerous("__builtin__", "raw_input"));
         // a prefix of an allowed name is not allowed
         assert_eq!(
             v("torch._utils", "_rebuild_tensor_v2.__globals__"),
