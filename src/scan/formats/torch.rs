@@ -137,7 +137,7 @@ mod tests {
         let ctx = Ctx::default();
         let st = FileState::new();
         let mut sink = Sink {
-            ctx: &ctx,
+            ctx,
             state: &st,
             findings: Vec::new(),
         };

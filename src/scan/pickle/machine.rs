@@ -733,7 +733,7 @@ impl Machine<'_> {
                 b'}' => self.push(Value::Dict(Rc::new(RefCell::new(Items::default()))))?,
                 b'd' => {
                     let items = self.pop_mark(at, "DICT");
-                    if items.len() % 2 != 0 {
+                    if !items.len().is_multiple_of(2) {
                         self.soft_error(at, "DICT with an odd number of items");
                     }
                     let mut it = Items::default();
@@ -774,7 +774,7 @@ impl Machine<'_> {
                 }
                 b'u' => {
                     let items = self.pop_mark(at, "SETITEMS");
-                    if items.len() % 2 != 0 {
+                    if !items.len().is_multiple_of(2) {
                         self.soft_error(at, "SETITEMS with an odd number of items");
                     }
                     let target = self.top(at, "SETITEMS");

@@ -63,7 +63,7 @@ pub fn scan_streams(
     let mut pos = start;
     for i in 0..limits::MAX_STREAMS {
         match reader.fill_buf() {
-            Ok(b) if b.is_empty() => return outcome,
+            Ok([]) => return outcome,
             Ok(_) => {}
             Err(e) => {
                 out.push(
@@ -193,11 +193,12 @@ fn report_stream(
             .find(|i| i.offset == u.first_offset)
             .map(|i| (i.module.as_str(), i.name.as_str()))
             .unwrap_or((module, qual));
-        let verdict = if ctx.torchscript && (imp.0 == "__torch__" || imp.0.starts_with("__torch__.")) {
-            Verdict::Allowed
-        } else {
-            callables::judge(imp.0, imp.1, &ctx.extra_allowed)
-        };
+        let verdict =
+            if ctx.torchscript && (imp.0 == "__torch__" || imp.0.starts_with("__torch__.")) {
+                Verdict::Allowed
+            } else {
+                callables::judge(imp.0, imp.1, &ctx.extra_allowed)
+            };
         let called = if u.calls.is_empty() {
             "imported (not called in this stream)".to_string()
         } else {
@@ -307,7 +308,7 @@ fn report_stream(
                 .is_some_and(|imp| callables::is_allowed_loader(&imp.full())),
             _ => false,
         })
-        .flat_map(|c| c.arg_blobs.iter().map(|b| std::rc::Rc::as_ptr(b)))
+        .flat_map(|c| c.arg_blobs.iter().map(std::rc::Rc::as_ptr))
         .collect();
     let mut seen = std::collections::HashSet::new();
     let is_loader = |c: &&machine::CallSite| match &c.callee {
@@ -437,7 +438,7 @@ fn decodings(data: &[u8]) -> Vec<(Encoding, Vec<u8>)> {
         .filter(|c| !c.is_ascii_whitespace())
         .collect();
     if trimmed.len() >= 8 {
-        if trimmed.len() % 2 == 0 && trimmed.iter().all(|c| c.is_ascii_hexdigit()) {
+        if trimmed.len().is_multiple_of(2) && trimmed.iter().all(|c| c.is_ascii_hexdigit()) {
             let bytes: Option<Vec<u8>> = trimmed
                 .chunks(2)
                 .map(|p| {

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::io::Cursor;
 
-use super::machine::{run_stream, Callee, CallKind, Options, StreamResult};
+use super::machine::{run_stream, CallKind, Callee, Options, StreamResult};
 use super::{probe, scan_streams};
 use crate::finding::{Finding, Severity};
 use crate::scan::Ctx;
@@ -94,7 +94,10 @@ fn protocol2_opcodes() {
     assert_eq!(r.protocol, Some(2));
     assert_eq!(imports(&r), ["__builtin__.object"]);
     assert!(r.calls.iter().any(|c| c.kind == CallKind::NewObj));
-    assert_eq!(r.ext_codes.iter().map(|e| e.1).collect::<Vec<_>>(), [1, 258, 16909060]);
+    assert_eq!(
+        r.ext_codes.iter().map(|e| e.1).collect::<Vec<_>>(),
+        [1, 258, 16909060]
+    );
 }
 
 #[test]
@@ -162,7 +165,8 @@ fn memo_indirection_hides_nothing() {
     let p = b"V'os'\np2\n0V'system'\np3\n0Vtorch\np0\n0VLongStorage\np1\n0g2\ng3\n\x93.";
     let r = run(p);
     assert!(r.imports.is_empty(), "quoted names are not identifiers");
-    let p = b"Vos\np2\n0Vsystem\np3\n0Vtorch\np0\n0VLongStorage\np1\n0g2\ng3\n\x93(Vcat flag.txt\ntR.";
+    let p =
+        b"Vos\np2\n0Vsystem\np3\n0Vtorch\np0\n0VLongStorage\np1\n0g2\ng3\n\x93(Vcat flag.txt\ntR.";
     let r = run(p);
     clean(&r);
     assert_eq!(imports(&r), ["os.system"]);
@@ -172,7 +176,11 @@ fn memo_indirection_hides_nothing() {
 fn missing_memo_and_underflow_are_soft_errors() {
     let r = run(b"\x80\x04h\x09cos\nsystem\n)R.");
     assert!(r.error.as_ref().unwrap().message.contains("memo key 9"));
-    assert_eq!(imports(&r), ["os.system"], "analysis continues after a soft error");
+    assert_eq!(
+        imports(&r),
+        ["os.system"],
+        "analysis continues after a soft error"
+    );
     let r = run(b"R.");
     assert!(r.error.as_ref().unwrap().message.contains("empty stack"));
     let r = run(b"t.");
@@ -200,7 +208,10 @@ fn truncated_and_invalid() {
     p.pop();
     p.extend_from_slice(b"\xfe\xfe");
     let rules = rules_of(&p);
-    assert!(rules.contains(&"PKL001".to_string()) && rules.contains(&"PKL003".to_string()), "{rules:?}");
+    assert!(
+        rules.contains(&"PKL001".to_string()) && rules.contains(&"PKL003".to_string()),
+        "{rules:?}"
+    );
 }
 
 #[test]
@@ -233,7 +244,9 @@ fn several_streams_are_all_scanned() {
     p.extend(p4_call("builtins", "eval", "1+1"));
     p.extend_from_slice(b"\x00\x01\x02 trailing tensor bytes");
     let f = findings(&p);
-    assert!(f.iter().any(|x| x.rule == "PKL001" && x.message.contains("stream 2")));
+    assert!(f
+        .iter()
+        .any(|x| x.rule == "PKL001" && x.message.contains("stream 2")));
     assert!(f.iter().any(|x| x.rule == "PKL008"));
 }
 
@@ -273,8 +286,10 @@ fn unknown_callable_is_a_warning() {
     assert_eq!(max_sev(&p), Some(Severity::Warning));
     assert_eq!(rules_of(&p), ["PKL002"]);
     // ...unless the user allows it exactly
-    let mut ctx = Ctx::default();
-    ctx.extra_allowed = HashSet::from(["__main__.MyModel".to_string()]);
+    let ctx = Ctx {
+        extra_allowed: HashSet::from(["__main__.MyModel".to_string()]),
+        ..Default::default()
+    };
     let mut out = Vec::new();
     scan_streams(&mut Cursor::new(&p), 0, "", &ctx, 0, &mut out);
     assert!(out.is_empty());
@@ -287,7 +302,10 @@ fn nested_pickles_raw_base64_hex() {
     raw.extend_from_slice(&inner);
     raw.push(b'.');
     let rules = rules_of(&raw);
-    assert!(rules.contains(&"PKL004".to_string()) && rules.contains(&"PKL005".to_string()), "{rules:?}");
+    assert!(
+        rules.contains(&"PKL004".to_string()) && rules.contains(&"PKL005".to_string()),
+        "{rules:?}"
+    );
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&inner);
     let mut p = vec![0x80, 4, 0x8c, b64.len() as u8];
@@ -329,7 +347,10 @@ fn opcode_limit_is_reported() {
     let r = run_stream(
         &mut Cursor::new(b"\x80\x04K\x01K\x02K\x03K\x04."),
         0,
-        Options { max_ops: 3, probe: false },
+        Options {
+            max_ops: 3,
+            probe: false,
+        },
     );
     assert!(r.limit.is_some());
 }

@@ -1,0 +1,92 @@
+//! The public labelled corpus (samples from picklescan's and ModelAudit's test
+//! suites, in ../shared/corpus/public): every pickle-family file is scanned;
+//! malicious ones must be flagged at their expected severity or higher, benign
+//! ones must stay free of warnings and criticals, unclear ones must not crash.
+//!
+//! Set PROBITY_CORPUS to use another copy. The test fails if the corpus is missing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use probity::finding::Severity;
+use probity::scan::Ctx;
+
+const PICKLE_FAMILY: &[&str] = &[
+    "pickle",
+    "pytorch-zip",
+    "pytorch-legacy",
+    "npy",
+    "npz",
+    "zip",
+    "7z",
+    "zip-encrypted",
+    "invalid-pickle",
+    "png",
+    "skops",
+];
+
+fn corpus_dir() -> PathBuf {
+    std::env::var_os("PROBITY_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/public")
+        })
+}
+
+#[test]
+fn public_corpus_pickle_family() {
+    let dir = corpus_dir();
+    let labels_path = dir.join("labels.json");
+    let text = std::fs::read_to_string(&labels_path).unwrap_or_else(|e| {
+        panic!(
+            "the public corpus is required at {} ({e}); set PROBITY_CORPUS",
+            labels_path.display()
+        )
+    });
+    let labels: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(&text).expect("labels.json parses");
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (rel, label) in &labels {
+        let format = label["format"].as_str().unwrap_or("");
+        if !PICKLE_FAMILY.contains(&format) {
+            continue;
+        }
+        let path = dir.join(rel);
+        let report = probity::scan::scan_file(&path, rel.clone(), &Ctx::default());
+        checked += 1;
+        let max = report.max_severity();
+        let expect = label["expect"].as_str().unwrap_or("clean");
+        let unclear = label["malicious"].is_null();
+        let ok = if report.error.is_some() {
+            false
+        } else if unclear {
+            true
+        } else {
+            match expect {
+                "critical" => max == Some(Severity::Critical),
+                "warning" => max >= Some(Severity::Warning),
+                _ => max <= Some(Severity::Info),
+            }
+        };
+        if !ok {
+            failures.push(format!(
+                "{rel}: expected {expect}, got {:?} (error {:?}); findings {:?}",
+                max,
+                report.error,
+                report
+                    .findings
+                    .iter()
+                    .map(|f| (&f.rule, f.severity))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(checked >= 140, "only {checked} corpus files found");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} corpus files misjudged:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

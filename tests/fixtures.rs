@@ -1,0 +1,82 @@
+//! Our own fixtures (fixtures/generate.py): benign files in every supported
+//! layout must produce no warning or critical finding; malicious ones must be
+//! flagged at their expected severity or higher.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use probity::finding::Severity;
+use probity::scan::Ctx;
+
+#[test]
+fn fixture_manifest() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("fixtures/manifest.json");
+    let manifest: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(&text).expect("manifest parses");
+    let mut failures = Vec::new();
+    let (mut benign, mut malicious) = (0, 0);
+    for (rel, m) in &manifest {
+        let report = probity::scan::scan_file(&dir.join(rel), rel.clone(), &Ctx::default());
+        let max = report.max_severity();
+        let expect = m["expect"].as_str().unwrap_or("clean");
+        let ok = report.error.is_none()
+            && match expect {
+                "critical" => max == Some(Severity::Critical),
+                "warning" => max >= Some(Severity::Warning),
+                _ => max <= Some(Severity::Info),
+            };
+        if expect == "clean" {
+            benign += 1;
+        } else {
+            malicious += 1;
+        }
+        if !ok {
+            failures.push(format!(
+                "{rel}: expected {expect}, got {max:?} (error {:?}): {:?}",
+                report.error,
+                report
+                    .findings
+                    .iter()
+                    .map(|f| format!("{} {}", f.rule, f.message))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(
+        benign >= 50 && malicious >= 50,
+        "manifest too small: {benign} benign, {malicious} malicious"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} fixtures misjudged:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The joblib layout is understood, not tolerated: benign joblib files produce
+/// no finding at all (not even a parse error downgraded somewhere).
+#[test]
+fn joblib_files_parse_completely() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/benign");
+    let mut n = 0;
+    for entry in walkdir::WalkDir::new(&dir).sort_by_file_name() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !entry.file_type().is_file() || !name.contains("joblib") {
+            continue;
+        }
+        let r = probity::scan::scan_file(entry.path(), name.clone(), &Ctx::default());
+        assert!(
+            r.findings
+                .iter()
+                .all(|f| f.rule != "PKL003" && f.rule != "PKL008"),
+            "{name}: {:?}",
+            r.findings
+        );
+        assert_eq!(r.format, "joblib", "{name}");
+        n += 1;
+    }
+    assert!(n >= 8, "only {n} joblib fixtures");
+}
