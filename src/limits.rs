@@ -51,3 +51,7 @@ pub const MAX_NPY_HEADER: usize = 1 << 20;
 pub const MAX_CODE_MEMBER: u64 = 8 << 20;
 /// Members up to this size have their CRC-32 verified after analysis.
 pub const MAX_CRC_CHECK: u64 = 64 << 20;
+/// Distinct imported names interned per stream (beyond it each import gets its own entry).
+pub const MAX_DISTINCT_IMPORTS: usize = 100_000;
+/// Calls on non-imported (dynamic) targets recorded per stream.
+pub const MAX_RECORDED_CALLS: usize = 10_000;

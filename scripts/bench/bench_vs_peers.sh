@@ -149,7 +149,7 @@ ver() { "$venv/bin/python" -c "import importlib.metadata as m; print(m.version('
   echo
   echo "File: \`$file\` ($bytes bytes), page cache warm; $reps runs each, median wall, largest max-RSS."
   echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM."
-  pv="missing"; [ -x "$probity" ] && pv="$("$probity" --version 2>/dev/null | head -1)"
+  pv="missing"; [ -x "$probity" ] && pv="$("$probity" --version 2>/dev/null | head -1 | sed "s/^probity //")"
   echo "Versions: probity ${pv:-?}; modelaudit $(ver modelaudit); picklescan $(ver picklescan); modelscan $(ver modelscan)."
   echo
   echo "| command | median wall s | runs s | max RSS MiB | GB/s | exit |"

@@ -662,7 +662,7 @@ def print_tables(items, runs, skipped_tools, by_format, title):
         s = stats(items, run)
         print(f"| {run.name} | {run.version} | {s['files']} | {s['tp']}/{s['pos']} | {pct(s['tp'], s['pos'])} "
               f"| {s['any']} | {s['under']} | {s['missed']} | {s['pos_err']} | {s['fp']} ({s['fp_crit']}) / {s['neg']} "
-              f"| {s['neg_err']} | {s['err']} | {s['skipped']} | {pct(s['exact'], s['files'])} | {run.wall:.1f} |")
+              f"| {s['neg_err']} | {s['err']} | {s['skipped']} | {pct(s['exact'], s['files'])} | {run.wall:.2f} |")
     for name, why in skipped_tools:
         print(f"| {name} | – | not run: {why} |" + " |" * 12)
     print()

@@ -50,8 +50,13 @@ impl CallKind {
 pub struct Import {
     pub module: String,
     pub name: String,
+    /// Offset and opcode of the first import of this name.
     pub offset: u64,
     pub opcode: &'static str,
+    /// How many times the stream imports it.
+    pub count: u64,
+    /// How many calls were made through it (only the first few are in `calls`).
+    pub calls: u64,
 }
 
 impl Import {
@@ -77,7 +82,8 @@ pub struct CallSite {
     pub kind: CallKind,
     pub offset: u64,
     pub callee: Callee,
-    pub args: String,
+    /// The arguments (rendered only when a finding needs them).
+    pub args: Value,
     /// String/bytes arguments passed directly (for nested-pickle checks).
     pub arg_blobs: Vec<Rc<Blob>>,
 }
@@ -273,6 +279,7 @@ pub fn run_stream(reader: &mut dyn BufRead, start: u64, opts: Options) -> Stream
 
 fn run_with(r: &mut Reader<'_>, opts: Options, kept_total: &mut usize) -> StreamResult {
     let mut m = Machine {
+        interned: std::collections::HashMap::new(),
         stack: Vec::new(),
         metastack: Vec::new(),
         memo: std::collections::HashMap::new(),
@@ -316,6 +323,7 @@ fn run_with(r: &mut Reader<'_>, opts: Options, kept_total: &mut usize) -> Stream
 }
 
 struct Machine<'k> {
+    interned: std::collections::HashMap<(String, String), Value>,
     stack: Vec<Value>,
     metastack: Vec<Vec<Value>>,
     memo: std::collections::HashMap<u64, Value>,
@@ -459,19 +467,33 @@ impl Machine<'_> {
         Ok(b)
     }
 
+    /// Records an import; repeated imports of the same name share one entry
+    /// (memory grows with distinct names, not with the stream).
     fn import(&mut self, module: String, name: String, offset: u64, opcode: &'static str) -> Value {
+        if let Some(v) = self.interned.get(&(module.clone(), name.clone())) {
+            if let Value::Global(g) = v {
+                self.res.imports[g.index].count += 1;
+            }
+            return v.clone();
+        }
         let index = self.res.imports.len();
         self.res.imports.push(Import {
             module: module.clone(),
             name: name.clone(),
             offset,
             opcode,
+            count: 1,
+            calls: 0,
         });
-        Value::Global(Rc::new(GlobalRef {
-            module,
-            name,
+        let v = Value::Global(Rc::new(GlobalRef {
+            module: module.clone(),
+            name: name.clone(),
             index,
-        }))
+        }));
+        if self.interned.len() < limits::MAX_DISTINCT_IMPORTS {
+            self.interned.insert((module, name), v.clone());
+        }
+        v
     }
 
     fn describe_callee(v: &Value) -> Callee {
@@ -482,6 +504,16 @@ impl Machine<'_> {
     }
 
     fn call(&mut self, kind: CallKind, offset: u64, callee: Value, args: Value) -> Value {
+        // Record the first few call sites of each import only (they are the
+        // evidence); the rest are counted.
+        let keep = match &callee {
+            Value::Global(g) => {
+                let imp = &mut self.res.imports[g.index];
+                imp.calls += 1;
+                imp.calls <= 4
+            }
+            _ => self.res.calls.len() < limits::MAX_RECORDED_CALLS,
+        };
         let arg_blobs = match &args {
             Value::Tuple(items) => items
                 .iter()
@@ -493,13 +525,15 @@ impl Machine<'_> {
             Value::Str(b) | Value::Bytes(b) => vec![b.clone()],
             _ => Vec::new(),
         };
-        self.res.calls.push(CallSite {
-            kind,
-            offset,
-            callee: Self::describe_callee(&callee),
-            args: args.repr(240),
-            arg_blobs,
-        });
+        if keep {
+            self.res.calls.push(CallSite {
+                kind,
+                offset,
+                callee: Self::describe_callee(&callee),
+                args: args.clone(),
+                arg_blobs,
+            });
+        }
         Value::Call(Rc::new(CallObj {
             callee,
             args,
@@ -813,7 +847,7 @@ impl Machine<'_> {
                                 kind: CallKind::Reduce,
                                 offset: at,
                                 callee: Callee::Dynamic(desc),
-                                args: String::new(),
+                                args: Value::None,
                                 arg_blobs: Vec::new(),
                             });
                             self.push(Value::Unknown("unresolvable global"))?;
@@ -884,7 +918,7 @@ impl Machine<'_> {
                         kind: CallKind::Reduce,
                         offset: at,
                         callee: Callee::Dynamic(format!("copyreg extension code {code}")),
-                        args: String::new(),
+                        args: Value::None,
                         arg_blobs: Vec::new(),
                     });
                     self.push(Value::Unknown("extension registry object"))?;
@@ -1007,7 +1041,7 @@ impl Machine<'_> {
                     kind: CallKind::Reduce,
                     offset: at,
                     callee: Callee::Dynamic(format!("{op} on a {} value", other.kind())),
-                    args: String::new(),
+                    args: Value::None,
                     arg_blobs: Vec::new(),
                 });
             }
@@ -1060,7 +1094,7 @@ impl Machine<'_> {
                         kind: CallKind::Build,
                         offset: at,
                         callee: Callee::ObjectOf(g.index),
-                        args: state.repr(240),
+                        args: state.clone(),
                         arg_blobs: Vec::new(),
                     });
                     *obj.state.borrow_mut() = Some(state.clone());
@@ -1083,7 +1117,7 @@ impl Machine<'_> {
                     kind: CallKind::Build,
                     offset: at,
                     callee: Callee::Dynamic(format!("{} value {}", other.kind(), other.repr(60))),
-                    args: state.repr(240),
+                    args: state.clone(),
                     arg_blobs: Vec::new(),
                 });
             }

@@ -7,7 +7,6 @@ pub mod machine;
 pub mod rules;
 pub mod value;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, Cursor};
 
 use base64::Engine as _;
@@ -110,9 +109,14 @@ pub fn scan_streams(
 }
 
 struct ImportUse {
+    name: String,
+    verdict: Verdict,
+    /// A deserialiser whose string/bytes arguments are scanned as pickles.
+    loader: bool,
+    total_calls: u64,
     first_offset: u64,
     opcode: &'static str,
-    count: usize,
+    count: u64,
     calls: Vec<String>,
 }
 
@@ -130,38 +134,58 @@ fn report_stream(
     } else {
         format!(" (pickle stream {} at offset {})", index + 1, res.start)
     };
-    // Group imports by name; attach the calls made through each.
-    let mut uses: BTreeMap<String, ImportUse> = BTreeMap::new();
+    // One entry per distinct import (streams repeat the same few globals):
+    // named, judged and grouped once.
+    let mut index_of: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::new();
+    let mut uniq: Vec<ImportUse> = Vec::new();
+    let mut uid: Vec<usize> = Vec::with_capacity(res.imports.len());
     for imp in &res.imports {
-        let e = uses.entry(imp.full()).or_insert(ImportUse {
-            first_offset: imp.offset,
-            opcode: imp.opcode,
-            count: 0,
-            calls: Vec::new(),
+        let k = *index_of.entry((imp.module.as_str(), imp.name.as_str())).or_insert_with(|| {
+            let verdict = if ctx.torchscript && (imp.module == "__torch__" || imp.module.starts_with("__torch__.")) {
+                Verdict::Allowed
+            } else {
+                callables::judge(&imp.module, &imp.name, &ctx.extra_allowed)
+            };
+            let name = imp.full();
+            uniq.push(ImportUse {
+                loader: matches!(&verdict, Verdict::Allowed) && callables::is_allowed_loader(&name)
+                    || matches!(&verdict, Verdict::Dangerous { family, .. } if *family == callables::DESERIALISER_FAMILY),
+                name,
+                verdict,
+                first_offset: imp.offset,
+                opcode: imp.opcode,
+                count: 0,
+                total_calls: 0,
+                calls: Vec::new(),
+            });
+            uniq.len() - 1
         });
-        e.count += 1;
+        uniq[k].count += imp.count;
+        uniq[k].total_calls += imp.calls;
+        uid.push(k);
     }
     for call in &res.calls {
         match &call.callee {
             Callee::Import(i) | Callee::ObjectOf(i) => {
-                if let Some(imp) = res.imports.get(*i) {
-                    if let Some(u) = uses.get_mut(&imp.full()) {
-                        if u.calls.len() < 3 {
-                            let how = if matches!(call.callee, Callee::ObjectOf(_)) {
-                                format!(
-                                    "its object's __setstate__ via BUILD at offset {} with {}",
-                                    call.offset, call.args
-                                )
-                            } else {
-                                format!(
-                                    "{} at offset {} with {}",
-                                    call.kind.opcode(),
-                                    call.offset,
-                                    call.args
-                                )
-                            };
-                            u.calls.push(how);
-                        }
+                if let Some(&k) = uid.get(*i) {
+                    let u = &mut uniq[k];
+                    if u.calls.len() < 3 && !matches!(u.verdict, Verdict::Allowed) {
+                        let how = if matches!(call.callee, Callee::ObjectOf(_)) {
+                            format!(
+                                "its object's __setstate__ via BUILD at offset {} with {}",
+                                call.offset,
+                                call.args.repr(240)
+                            )
+                        } else {
+                            format!(
+                                "{} at offset {} with {}",
+                                call.kind.opcode(),
+                                call.offset,
+                                call.args.repr(240)
+                            )
+                        };
+                        u.calls.push(how);
                     }
                 }
             }
@@ -178,31 +202,31 @@ fn report_stream(
                         ),
                     )
                     .at(Some(member), Some(call.offset))
-                    .evidence(call.args.clone()),
+                    .evidence(call.args.repr(240)),
                 );
                 outcome.non_allowed_calls = true;
             }
         }
     }
-    for (name, u) in &uses {
-        let (module, qual) = name.split_once('.').unwrap_or((name.as_str(), ""));
-        // the module may itself be dotted: judge on the import's own split
-        let imp = res
-            .imports
-            .iter()
-            .find(|i| i.offset == u.first_offset)
-            .map(|i| (i.module.as_str(), i.name.as_str()))
-            .unwrap_or((module, qual));
-        let verdict =
-            if ctx.torchscript && (imp.0 == "__torch__" || imp.0.starts_with("__torch__.")) {
-                Verdict::Allowed
-            } else {
-                callables::judge(imp.0, imp.1, &ctx.extra_allowed)
-            };
+    for u in &uniq {
+        let name = &u.name;
+        if name.starts_with("joblib.numpy_pickle.") || name.starts_with("sklearn.externals.joblib.")
+        {
+            outcome.joblib = true;
+        }
+        if matches!(u.verdict, Verdict::Allowed) {
+            continue;
+        }
+        let verdict = u.verdict.clone();
         let called = if u.calls.is_empty() {
             "imported (not called in this stream)".to_string()
         } else {
-            format!("called via {}", u.calls.join("; "))
+            let more = if u.total_calls > u.calls.len() as u64 {
+                format!(" ({} calls in all)", u.total_calls)
+            } else {
+                String::new()
+            };
+            format!("called via {}{more}", u.calls.join("; "))
         };
         let times = if u.count > 1 {
             format!(", imported {} times", u.count)
@@ -243,10 +267,6 @@ fn report_stream(
                     .evidence(name.clone()),
                 );
             }
-        }
-        if name.starts_with("joblib.numpy_pickle.") || name.starts_with("sklearn.externals.joblib.")
-        {
-            outcome.joblib = true;
         }
     }
     for m in &res.mutations {
@@ -312,11 +332,7 @@ fn report_stream(
         .collect();
     let mut seen = std::collections::HashSet::new();
     let is_loader = |c: &&machine::CallSite| match &c.callee {
-        Callee::Import(i) => res.imports.get(*i).is_some_and(|imp| {
-            callables::is_allowed_loader(&imp.full())
-                || matches!(callables::judge(&imp.module, &imp.name, &ctx.extra_allowed),
-                    Verdict::Dangerous { family, .. } if family == callables::DESERIALISER_FAMILY)
-        }),
+        Callee::Import(i) => uid.get(*i).is_some_and(|&k| uniq[k].loader),
         _ => false,
     };
     let loader_blobs: Vec<*const value::Blob> = res
