@@ -202,7 +202,7 @@ fn fixtures(c: &mut Criterion) {
     let mut g = c.benchmark_group("fixtures");
     g.sample_size(10);
     g.bench_function("benign_dir", |b| {
-        b.iter(|| probity::scan_paths(&[dir.clone()], &Ctx::default()).len())
+        b.iter(|| probity::scan_paths(std::slice::from_ref(&dir), &Ctx::default()).len())
     });
     g.finish();
 }
