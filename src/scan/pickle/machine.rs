@@ -231,6 +231,12 @@ impl Reader<'_> {
                 v.extend_from_slice(&buf[..i]);
                 self.inner.consume(i + 1);
                 self.pos += i as u64 + 1;
+                if v.len() > limits::MAX_PICKLE_LINE {
+                    return Err(Stop::Limit(format!(
+                        "text line longer than {} bytes",
+                        limits::MAX_PICKLE_LINE
+                    )));
+                }
                 return Ok(v);
             }
             let n = buf.len();
@@ -599,10 +605,9 @@ impl Machine<'_> {
                 }
                 b'F' => {
                     let s = self.read_line_str(r, "FLOAT")?;
-                    let f = s
-                        .trim()
-                        .parse::<f64>()
-                        .map_err(|_| Stop::Invalid(format!("FLOAT with bad literal {s:?}")))?;
+                    let f = s.trim().parse::<f64>().map_err(|_| {
+                        Stop::Invalid(format!("FLOAT with bad literal {:?}", clip(&s)))
+                    })?;
                     self.push(Value::Float(f))?;
                 }
                 b'I' => {
@@ -622,7 +627,10 @@ impl Machine<'_> {
                                 Value::BigInt(t.len() as u64)
                             }
                             Err(_) => {
-                                return Err(Stop::Invalid(format!("INT with bad literal {t:?}")))
+                                return Err(Stop::Invalid(format!(
+                                    "INT with bad literal {:?}",
+                                    clip(t)
+                                )))
                             }
                         },
                     };
@@ -645,7 +653,10 @@ impl Machine<'_> {
                     let t = s.trim().trim_end_matches('L');
                     let digits = t.trim_start_matches('-');
                     if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-                        return Err(Stop::Invalid(format!("LONG with bad literal {s:?}")));
+                        return Err(Stop::Invalid(format!(
+                            "LONG with bad literal {:?}",
+                            clip(&s)
+                        )));
                     }
                     let v = t
                         .parse::<i64>()
@@ -819,7 +830,9 @@ impl Machine<'_> {
                     let name = self.read_line_str(r, "GLOBAL name")?;
                     if !is_dotted_name(&module) || !is_dotted_name(&name) {
                         return Err(Stop::Invalid(format!(
-                            "GLOBAL with invalid names {module:?} {name:?}"
+                            "GLOBAL with invalid names {:?} {:?}",
+                            clip(&module),
+                            clip(&name)
                         )));
                     }
                     let g = self.import(module, name, at, "GLOBAL");
@@ -937,7 +950,7 @@ impl Machine<'_> {
                     let idx = s
                         .trim()
                         .parse::<u64>()
-                        .map_err(|_| Stop::Invalid(format!("GET with bad index {s:?}")))?;
+                        .map_err(|_| Stop::Invalid(format!("GET with bad index {:?}", clip(&s))))?;
                     self.get(at, idx)?;
                 }
                 b'h' => {
@@ -953,7 +966,7 @@ impl Machine<'_> {
                     let idx = s
                         .trim()
                         .parse::<u64>()
-                        .map_err(|_| Stop::Invalid(format!("PUT with bad index {s:?}")))?;
+                        .map_err(|_| Stop::Invalid(format!("PUT with bad index {:?}", clip(&s))))?;
                     self.put(at, idx);
                 }
                 b'q' => {
@@ -1253,6 +1266,17 @@ fn shape_count(v: Option<&Value>) -> Option<u64> {
         }
         Value::Int(i) if *i >= 0 => Some(*i as u64),
         _ => None,
+    }
+}
+
+/// At most 80 characters of a string, for messages.
+fn clip(s: &str) -> String {
+    if s.chars().count() <= 80 {
+        s.to_string()
+    } else {
+        let mut c: String = s.chars().take(80).collect();
+        c.push('…');
+        c
     }
 }
 
