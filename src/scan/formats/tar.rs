@@ -6,6 +6,7 @@
 use std::io::{self, Read};
 
 use super::rules;
+use super::torch::{scan_legacy_records, LegacyMember};
 use super::zip::escapes_root;
 use crate::finding::Finding;
 use crate::limits;
@@ -130,6 +131,43 @@ pub fn scan<R: Read>(
         let size = entry.size();
         let boxed: Box<dyn Read + '_> = Box::new(&mut entry);
         let mut p = Peekable::new(boxed);
+        let base = name.rsplit('/').next().unwrap_or(&name);
+        let legacy = match base {
+            "storages" => Some(LegacyMember::Storages),
+            "tensors" => Some(LegacyMember::Tensors),
+            _ => None,
+        };
+        if let Some(kind) = legacy {
+            // only when the member starts as a pickle; otherwise scan generically
+            let head = p.peek(2)?.to_vec();
+            if head.first() == Some(&0x80) {
+                match scan_legacy_records(&mut p, kind, &child, sink) {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        // not the legacy layout: the first stream was scanned; scan the rest as pickle data
+                        crate::scan::pickle::scan_streams(
+                            &mut p,
+                            0,
+                            &child,
+                            &sink.ctx,
+                            0,
+                            &mut sink.findings,
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        sink.findings.push(
+                            Finding::new(
+                                &rules::ARC008,
+                                format!("member '{name}' could not be read: {e}"),
+                            )
+                            .at(Some(&child), None),
+                        );
+                        break;
+                    }
+                }
+            }
+        }
         match scan_stream(&mut p, Some(size), &child, depth + 1, sink) {
             Ok(d) => detected.joblib |= d.joblib,
             Err(e) => {

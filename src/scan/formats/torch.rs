@@ -1,9 +1,106 @@
 //! PyTorch specifics beyond the zip container: the code members of
-//! TorchScript archives.
+//! TorchScript archives, and the record layout of the legacy tar format.
+
+use std::io::{self, BufRead, Read};
 
 use super::rules;
 use crate::finding::Finding;
-use crate::scan::Sink;
+use crate::scan::io::Peekable;
+use crate::scan::{pickle, rules as scan_rules, Sink};
+
+/// Bytes per element of the legacy typed storages (`torch.<Name>Storage`).
+fn storage_element_size(name: &str) -> Option<u64> {
+    Some(match name.rsplit('.').next()? {
+        "DoubleStorage" | "LongStorage" | "ComplexFloatStorage" => 8,
+        "FloatStorage" | "IntStorage" | "QInt32Storage" => 4,
+        "HalfStorage" | "BFloat16Storage" | "ShortStorage" => 2,
+        "CharStorage" | "ByteStorage" | "BoolStorage" | "QUInt8Storage" | "QInt8Storage"
+        | "QUInt4x2Storage" | "QUInt2x4Storage" => 1,
+        "ComplexDoubleStorage" => 16,
+        _ => return None,
+    })
+}
+
+/// Which member of a legacy tar checkpoint is being walked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacyMember {
+    /// `storages`: a pickled count, then per storage a pickled
+    /// `(key, location, storage_type)` followed by an 8-byte element count and
+    /// the raw elements.
+    Storages,
+    /// `tensors`: a pickled count, then per tensor a pickled
+    /// `(key, storage_id, tensor_type)` followed by ndim (4 bytes), 4 bytes of
+    /// padding, ndim sizes and ndim strides (8 bytes each) and an 8-byte offset.
+    Tensors,
+}
+
+/// Walks a legacy `storages`/`tensors` member record by record, so that every
+/// pickle in it is scanned (a generic scan would stop at the first raw
+/// block). Returns false when the member does not have the expected layout
+/// (the caller then scans it generically); findings made so far are kept.
+pub fn scan_legacy_records<R: Read>(
+    r: &mut Peekable<R>,
+    kind: LegacyMember,
+    member: &str,
+    sink: &mut Sink,
+) -> io::Result<bool> {
+    let mut pos = 0u64;
+    let first = pickle::scan_one_stream(r, pos, member, &sink.ctx, &mut sink.findings);
+    let (Some(end), Some(count)) = (first.stop, first.result_int) else {
+        return Ok(false);
+    };
+    pos = end;
+    if !(0..=1_000_000).contains(&count) {
+        return Ok(false);
+    }
+    for i in 0..count {
+        let rec = pickle::scan_one_stream(r, pos, member, &sink.ctx, &mut sink.findings);
+        let Some(end) = rec.stop else {
+            return Ok(true); // the parse error is already reported
+        };
+        pos = end;
+        let skip = match kind {
+            LegacyMember::Storages => {
+                let Some(size) = rec
+                    .imports
+                    .iter()
+                    .find_map(|imp| storage_element_size(&imp.full()))
+                else {
+                    sink.findings.push(
+                        Finding::new(&scan_rules::SCN002, format!("legacy storage record {i} names no known storage type; the rest of the member was not walked"))
+                            .at(Some(member), Some(pos)),
+                    );
+                    return Ok(true);
+                };
+                let mut n = [0u8; 8];
+                r.read_exact(&mut n)?;
+                pos += 8;
+                u64::from_le_bytes(n).checked_mul(size)
+            }
+            LegacyMember::Tensors => {
+                let mut n = [0u8; 8];
+                r.read_exact(&mut n)?;
+                pos += 8;
+                let ndim = i32::from_le_bytes([n[0], n[1], n[2], n[3]]);
+                if !(0..=64).contains(&ndim) {
+                    return Ok(true);
+                }
+                Some(16 * ndim as u64 + 8)
+            }
+        };
+        let Some(skip) = skip else { return Ok(true) };
+        let copied = io::copy(&mut (&mut *r).take(skip), &mut io::sink())?;
+        pos += copied;
+        if copied < skip {
+            return Ok(true);
+        }
+    }
+    // anything after the announced records is scanned like any pickle data
+    if !r.fill_buf()?.is_empty() {
+        pickle::scan_streams(r, pos, member, &sink.ctx, 0, &mut sink.findings);
+    }
+    Ok(true)
+}
 
 /// Python facilities that compiled TorchScript code never names. TorchScript
 /// serialises its modules as a restricted Python dialect over `torch` ops;
@@ -143,6 +240,58 @@ mod tests {
         };
         check_code(code.as_bytes(), "m", &mut sink);
         sink.findings.len()
+    }
+
+    fn storage_args(key: &str, storage: &str) -> Vec<u8> {
+        let mut v = vec![0x80, 2, b'X'];
+        v.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        v.extend_from_slice(key.as_bytes());
+        v.extend_from_slice(b"X\x03\x00\x00\x00cpu");
+        v.extend_from_slice(format!("ctorch\n{storage}\n").as_bytes());
+        v.extend_from_slice(b"\x87.");
+        v
+    }
+
+    #[test]
+    fn legacy_storages_every_record_is_scanned() {
+        // count = 2; record 0: FloatStorage of 3 elements; record 1: a payload
+        let mut m = b"\x80\x02K\x02.".to_vec();
+        m.extend(storage_args("0", "FloatStorage"));
+        m.extend_from_slice(&3u64.to_le_bytes());
+        m.extend_from_slice(&[0x80u8; 12]); // raw floats that look like PROTO opcodes
+        m.extend_from_slice(b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.");
+        m.extend_from_slice(&0u64.to_le_bytes());
+        let ctx = Ctx::default();
+        let st = FileState::new();
+        let mut sink = Sink {
+            ctx,
+            state: &st,
+            findings: Vec::new(),
+        };
+        let mut p = Peekable::new(std::io::Cursor::new(m));
+        assert!(
+            scan_legacy_records(&mut p, LegacyMember::Storages, "storages", &mut sink).unwrap()
+        );
+        let rules: Vec<&str> = sink.findings.iter().map(|f| f.rule.as_str()).collect();
+        assert_eq!(rules, ["PKL001", "SCN002"], "{:?}", sink.findings);
+    }
+
+    #[test]
+    fn legacy_tensors_layout() {
+        let mut m = b"\x80\x02K\x01.".to_vec();
+        m.extend(storage_args("t0", "FloatTensor"));
+        m.extend_from_slice(&2i32.to_le_bytes());
+        m.extend_from_slice(&[0u8; 4]);
+        m.extend_from_slice(&[0u8; 16 * 2 + 8]);
+        let st = FileState::new();
+        let mut sink = Sink {
+            ctx: Ctx::default(),
+            state: &st,
+            findings: Vec::new(),
+        };
+        let mut p = Peekable::new(std::io::Cursor::new(m));
+        assert!(scan_legacy_records(&mut p, LegacyMember::Tensors, "tensors", &mut sink).unwrap());
+        assert!(sink.findings.is_empty(), "{:?}", sink.findings);
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub struct StreamResult {
     pub error: Option<ParseError>,
     /// Offset just past STOP, when reached.
     pub stop: Option<u64>,
+    /// The value STOP returned, when it is a plain integer (legacy PyTorch
+    /// record counts are pickled ints).
+    pub result_int: Option<i64>,
     pub ops: u64,
     pub protocol: Option<u8>,
     pub first_op_proto: bool,
@@ -581,6 +584,9 @@ impl Machine<'_> {
                 b'.' => {
                     // STOP
                     self.res.stop = Some(r.pos);
+                    if let Some(Value::Int(i)) = self.stack.last() {
+                        self.res.result_int = Some(*i);
+                    }
                     if self.stack.is_empty() {
                         self.soft_error(at, "STOP on an empty stack");
                     }

@@ -48,6 +48,21 @@ pub struct Outcome {
     pub non_allowed_calls: bool,
 }
 
+/// Scans exactly one pickle stream and reports it; returns what the machine
+/// learnt (for callers that walk formats interleaving pickles with raw data).
+pub fn scan_one_stream(
+    reader: &mut dyn BufRead,
+    start: u64,
+    member: &str,
+    ctx: &Ctx,
+    out: &mut Vec<Finding>,
+) -> StreamResult {
+    let res = machine::run_stream(reader, start, Options::default());
+    let mut outcome = Outcome::default();
+    report_stream(&res, 0, member, ctx, 0, out, &mut outcome);
+    res
+}
+
 /// Scans every pickle stream readable from `reader` (positioned at stream
 /// offset `start`) and appends findings for `member`.
 pub fn scan_streams(
