@@ -273,8 +273,15 @@ fn scan_kind<R: Read>(
         }
         Kind::Npy => formats::numpy::scan_npy(r, member, depth, sink),
         Kind::Pickle => {
+            // torch.save's legacy format starts with a pickled magic number (LONG1 0x1950a86a20f9469cfc6c)
+            let legacy = r
+                .peek(14)?
+                .starts_with(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19");
             let out = pickle::scan_streams(r, 0, member, &sink.ctx, 0, &mut sink.findings);
             let mut d = Detected::of(Kind::Pickle);
+            if legacy {
+                d.format = "pytorch-legacy".into();
+            }
             if out.joblib {
                 d.joblib = true;
                 d.format = "joblib".into();
