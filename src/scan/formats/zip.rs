@@ -387,8 +387,10 @@ pub fn scan(
                     );
                 }
                 members.push((e.name.clone(), l.clone(), Some(e.clone())));
-                if l.name != e.name {
-                    // A streaming reader sees the local name: scan under both views (same bytes).
+                // A streaming reader trusts the local header's sizes: when they differ
+                // from the central directory's, it reads other bytes; scan that view too.
+                if l.flags & FLAG_DESCRIPTOR == 0 && (l.csize != e.csize || l.method != e.method) {
+                    members.push((format!("{} [local header view]", l.name), l.clone(), None));
                 }
             }
         }
@@ -502,7 +504,7 @@ fn scan_members(
         if name.ends_with('/') && l.csize == 0 {
             continue;
         }
-        if torch && is_torch_storage(name) {
+        if torch && is_torch_storage(name.trim_end_matches(" [local header view]")) {
             continue;
         }
         let child = child_member(member, name);
@@ -704,6 +706,74 @@ mod tests {
         assert!(escapes_root("a/../../b"));
         assert!(!escapes_root("a/../b"));
         assert!(!escapes_root("archive/data.pkl"));
+    }
+
+    /// A one-member stored zip whose local header and central directory
+    /// disagree on the compressed size.
+    fn zip_with_sizes(name: &str, data: &[u8], local_size: u32, cd_size: u32) -> Vec<u8> {
+        let mut z = Vec::new();
+        z.extend_from_slice(&SIG_LOCAL.to_le_bytes());
+        z.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        z.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+        z.extend_from_slice(&local_size.to_le_bytes());
+        z.extend_from_slice(&local_size.to_le_bytes());
+        z.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        z.extend_from_slice(&0u16.to_le_bytes());
+        z.extend_from_slice(name.as_bytes());
+        z.extend_from_slice(data);
+        let cd_at = z.len() as u32;
+        let mut c = Vec::new();
+        c.extend_from_slice(&SIG_CENTRAL.to_le_bytes());
+        c.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        c.extend_from_slice(&crc32fast::hash(&data[..cd_size as usize]).to_le_bytes());
+        c.extend_from_slice(&cd_size.to_le_bytes());
+        c.extend_from_slice(&cd_size.to_le_bytes());
+        c.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        c.extend_from_slice(&[0u8; 12]);
+        c.extend_from_slice(&0u32.to_le_bytes());
+        c.extend_from_slice(name.as_bytes());
+        z.extend_from_slice(&c);
+        z.extend_from_slice(&SIG_EOCD.to_le_bytes());
+        z.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
+        z.extend_from_slice(&(c.len() as u32).to_le_bytes());
+        z.extend_from_slice(&cd_at.to_le_bytes());
+        z.extend_from_slice(&0u16.to_le_bytes());
+        z
+    }
+
+    #[test]
+    fn local_header_size_view_is_scanned() {
+        use crate::scan::{Ctx, FileState};
+        let mut data = b"\x80\x04N.".to_vec();
+        data.extend_from_slice(b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.");
+        let z = zip_with_sizes("model.pkl", &data, data.len() as u32, 4);
+        let st = FileState::new();
+        let mut sink = Sink {
+            ctx: Ctx::default(),
+            state: &st,
+            findings: Vec::new(),
+        };
+        scan(
+            &mut std::io::Cursor::new(&z),
+            z.len() as u64,
+            "",
+            0,
+            &mut sink,
+        )
+        .unwrap();
+        let rules: Vec<&str> = sink.findings.iter().map(|f| f.rule.as_str()).collect();
+        assert!(
+            rules.contains(&"ARC001") && rules.contains(&"PKL001"),
+            "{:?}",
+            sink.findings
+        );
+        let crit = sink.findings.iter().find(|f| f.rule == "PKL001").unwrap();
+        assert!(crit
+            .location
+            .member
+            .as_deref()
+            .unwrap()
+            .contains("local header view"));
     }
 
     #[test]
