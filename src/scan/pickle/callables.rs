@@ -36,7 +36,7 @@ pub static FAMILIES: &[Family] = &[
         members: &[
             "os", "posix", "nt", "subprocess", "_posixsubprocess", "pty", "commands", "popen2",
             "multiprocessing", "concurrent", "platform", "webbrowser", "antigravity",
-            "builtins.exit", "builtins.quit", "_winapi", "msvcrt", "signal",
+            "builtins.exit", "mailcap", "builtins.quit", "_winapi", "msvcrt", "signal",
             "_aix_support", "_osx_support", "asyncio",
         ],
     },
@@ -49,7 +49,7 @@ pub static FAMILIES: &[Family] = &[
             "lib2to3", "numpy.f2py", "numpy.testing", "numpy.distutils", "torch._inductor",
             "torch._dynamo", "torch.fx", "torch.jit", "torch._C._jit", "torch.package",
             "torch.utils.cpp_extension", "torch.testing", "jinja2", "mako", "sympy.parsing",
-            "pandas.eval", "numexpr",
+            "pandas.eval", "torch.compile", "transformers.dynamic_module_utils", "tensorflow.python.ops.script_ops", "tensorflow.py_function", "tensorflow.numpy_function", "numexpr",
         ],
     },
     Family {
@@ -67,8 +67,8 @@ pub static FAMILIES: &[Family] = &[
         members: &[
             "builtins.getattr", "builtins.setattr", "builtins.delattr", "builtins.globals",
             "builtins.locals", "builtins.vars", "builtins.apply", "operator.attrgetter",
-            "operator.methodcaller", "operator.setitem", "operator.delitem", "inspect", "gc",
-            "ctypes", "_ctypes", "cffi", "copyreg.add_extension", "copyreg.dispatch_table",
+            "operator.methodcaller", "operator.call", "operator.setitem", "operator.delitem", "inspect", "gc",
+            "ctypes", "numpy.ctypeslib", "_ctypes", "cffi", "copyreg.add_extension", "copyreg.dispatch_table",
             "copyreg._extension_registry",
         ],
     },
@@ -79,7 +79,7 @@ pub static FAMILIES: &[Family] = &[
             "builtins.open", "io", "fileinput", "pathlib.Path", "shutil", "tempfile", "glob",
             "linecache", "filecmp", "zipfile", "tarfile", "gzip", "bz2", "lzma", "shelve",
             "dbm", "sqlite3", "logging.FileHandler", "logging.handlers", "logging.config",
-            "distutils.file_util", "distutils.dir_util", "codecs.open", "mmap",
+            "distutils.file_util", "distutils.dir_util", "codecs.open", "numpy.fromfile", "numpy.memmap", "numpy.save", "numpy.savez", "numpy.savez_compressed", "numpy.savetxt", "numpy.loadtxt", "numpy.genfromtxt", "pandas.io", "pandas.read_csv", "pandas.read_json", "pandas.read_html", "pandas.read_sql", "pandas.read_parquet", "pandas.read_excel", "pandas.read_table", "pandas.read_hdf", "pandas.read_feather", "pandas.read_xml", "scipy.io", "tensorflow.io", "mmap",
         ],
     },
     Family {
@@ -89,7 +89,7 @@ pub static FAMILIES: &[Family] = &[
             "socket", "ssl", "select", "selectors", "socketserver", "http", "urllib", "urllib3",
             "requests", "aiohttp", "httpx", "ftplib", "smtplib", "smtpd", "telnetlib",
             "imaplib", "poplib", "nntplib", "xmlrpc", "websocket", "websockets", "paramiko",
-            "torch.distributed", "torch.utils.model_zoo", "huggingface_hub", "boto3", "botocore",
+            "torch.distributed", "torch.utils.model_zoo", "keras.utils.get_file", "tensorflow.keras.utils.get_file", "huggingface_hub", "boto3", "botocore",
         ],
     },
     Family {
@@ -186,6 +186,8 @@ pub static NAME_TOKENS: &[&str] = &[
     "__import__",
     "import",
     "importer",
+    "open",
+    "pretrained",
 ];
 
 /// Exact `module.qualname` strings that real ML pickles use.
@@ -738,6 +740,10 @@ mod tests {
         assert!(dangerous("torch.utils.collect_env", "run_and_read_all"));
         assert!(dangerous("lib", "Grammar.loads"));
         assert!(dangerous("somepkg.tools", "run"));
+        assert!(dangerous("PIL.Image", "open"));
+        assert!(dangerous("transformers.AutoModel", "from_pretrained"));
+        assert!(dangerous("operator", "call"));
+        assert!(dangerous("numpy", "fromfile"));
         // but ordinary unknown names stay unknown
         assert_eq!(v("__main__", "AGPLNeuralNetwork"), Verdict::Unknown);
         assert_eq!(
