@@ -31,6 +31,25 @@ fn run_in(dir: &Path, args: &[&str]) -> Output {
         .expect("probity runs")
 }
 
+/// The report's files keyed by file name.
+fn by_file_name(j: &serde_json::Value) -> std::collections::HashMap<String, &serde_json::Value> {
+    j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                Path::new(f["path"].as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string(),
+                f,
+            )
+        })
+        .collect()
+}
+
 fn code(o: &Output) -> i32 {
     o.status.code().expect("exited normally, not by a signal")
 }
@@ -223,21 +242,7 @@ fn format_is_detected_from_content_not_extension() {
         "json",
         &dir.path().display().to_string(),
     ]));
-    let by: std::collections::HashMap<String, &serde_json::Value> = j["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                Path::new(f["path"].as_str().unwrap())
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .to_string(),
-                f,
-            )
-        })
-        .collect();
+    let by = by_file_name(&j);
     assert_eq!(by["notes.txt"]["format"], "pickle");
     assert_eq!(by["weights.safetensors"]["format"], "pytorch-zip");
     assert_eq!(by["model.pkl"]["format"], "unknown");
@@ -330,21 +335,7 @@ fn symlinks_loops_and_special_files() {
     let o = run(&["scan", "--format", "json", &root.display().to_string()]);
     assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
     let j = json(&o);
-    let by: std::collections::HashMap<String, &serde_json::Value> = j["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                Path::new(f["path"].as_str().unwrap())
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .to_string(),
-                f,
-            )
-        })
-        .collect();
+    let by = by_file_name(&j);
     assert_eq!(by["evil.pkl"]["findings"][0]["rule"], "PKL001");
     assert_eq!(
         by["inside_link.pkl"]["findings"][0]["rule"], "PKL001",

@@ -8,9 +8,9 @@ use std::rc::Rc;
 
 use super::rules;
 use crate::finding::Finding;
-use crate::limits;
+
 use crate::scan::io::{as_bomb, Bounded, CountIn, Peekable};
-use crate::scan::{rules as scan_rules, scan_stream, Detected, Kind, Sink};
+use crate::scan::{scan_stream, Detected, Kind, Sink};
 
 pub fn scan<R: Read>(
     kind: Kind,
@@ -24,18 +24,7 @@ pub fn scan<R: Read>(
         format: kind.label().to_string(),
         joblib: false,
     };
-    if depth >= limits::MAX_CONTAINER_DEPTH {
-        sink.findings.push(
-            Finding::new(
-                &scan_rules::SCN002,
-                format!(
-                    "{} stream nested deeper than {} containers; not opened",
-                    kind.label(),
-                    limits::MAX_CONTAINER_DEPTH
-                ),
-            )
-            .at(Some(member), None),
-        );
+    if super::too_deep(&format!("{} stream", kind.label()), member, depth, sink) {
         return Ok(detected);
     }
     let counter = Rc::new(std::cell::Cell::new(0u64));

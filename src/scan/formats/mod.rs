@@ -8,3 +8,27 @@ pub mod sevenz;
 pub mod tar;
 pub mod torch;
 pub mod zip;
+
+use crate::finding::Finding;
+use crate::limits;
+use crate::scan::{rules as scan_rules, Sink};
+
+/// The container-depth bound shared by every container analyzer: past
+/// [`limits::MAX_CONTAINER_DEPTH`] the container is reported (`SCN002`) and
+/// not opened. Returns true when the caller must stop.
+pub fn too_deep(what: &str, member: &str, depth: u32, sink: &mut Sink) -> bool {
+    if depth < limits::MAX_CONTAINER_DEPTH {
+        return false;
+    }
+    sink.findings.push(
+        Finding::new(
+            &scan_rules::SCN002,
+            format!(
+                "{what} nested deeper than {} containers; not opened",
+                limits::MAX_CONTAINER_DEPTH
+            ),
+        )
+        .at(Some(member), None),
+    );
+    true
+}

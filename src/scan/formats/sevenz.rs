@@ -23,17 +23,7 @@ pub fn scan(
         format: "7z".into(),
         joblib: false,
     };
-    if depth >= limits::MAX_CONTAINER_DEPTH {
-        sink.findings.push(
-            Finding::new(
-                &scan_rules::SCN002,
-                format!(
-                    "7z nested deeper than {} containers; not opened",
-                    limits::MAX_CONTAINER_DEPTH
-                ),
-            )
-            .at(Some(member), None),
-        );
+    if super::too_deep("7z", member, depth, sink) {
         return Ok(detected);
     }
     let mut reader = match sevenz_rust2::ArchiveReader::new_with_memory_limit(
@@ -44,13 +34,7 @@ pub fn scan(
         Ok(a) => a,
         Err(e) => {
             let msg = e.to_string();
-            let rule = if msg.to_ascii_lowercase().contains("password")
-                || msg.to_ascii_lowercase().contains("encrypt")
-            {
-                &rules::ARC004
-            } else {
-                &rules::ARC008
-            };
+            let rule = rule_for(&msg);
             sink.findings.push(
                 Finding::new(rule, format!("7z archive cannot be read: {msg}"))
                     .at(Some(member), None),
@@ -131,13 +115,7 @@ pub fn scan(
     sink.findings.extend(failures);
     if let Err(e) = res {
         let msg = e.to_string();
-        let rule = if msg.to_ascii_lowercase().contains("password")
-            || msg.to_ascii_lowercase().contains("encrypt")
-        {
-            &rules::ARC004
-        } else {
-            &rules::ARC008
-        };
+        let rule = rule_for(&msg);
         sink.findings.push(
             Finding::new(
                 rule,
@@ -147,4 +125,14 @@ pub fn scan(
         );
     }
     Ok(detected)
+}
+
+/// Encrypted archives cannot be inspected (ARC004); anything else is damage (ARC008).
+fn rule_for(msg: &str) -> &'static crate::rules::Rule {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("password") || m.contains("encrypt") {
+        &rules::ARC004
+    } else {
+        &rules::ARC008
+    }
 }

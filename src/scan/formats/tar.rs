@@ -23,17 +23,7 @@ pub fn scan<R: Read>(
         format: "tar".into(),
         joblib: false,
     };
-    if depth >= limits::MAX_CONTAINER_DEPTH {
-        sink.findings.push(
-            Finding::new(
-                &scan_rules::SCN002,
-                format!(
-                    "tar nested deeper than {} containers; not opened",
-                    limits::MAX_CONTAINER_DEPTH
-                ),
-            )
-            .at(Some(member), None),
-        );
+    if super::too_deep("tar", member, depth, sink) {
         return Ok(detected);
     }
     let mut archive = tar::Archive::new(r);

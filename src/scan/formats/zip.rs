@@ -204,17 +204,7 @@ pub fn scan(
         format: "zip".into(),
         joblib: false,
     };
-    if depth >= limits::MAX_CONTAINER_DEPTH {
-        sink.findings.push(
-            Finding::new(
-                &scan_rules::SCN002,
-                format!(
-                    "zip nested deeper than {} containers; not opened",
-                    limits::MAX_CONTAINER_DEPTH
-                ),
-            )
-            .at(Some(member), None),
-        );
+    if super::too_deep("zip", member, depth, sink) {
         return Ok(detected);
     }
     let mut entries: Vec<Entry> = Vec::new();
