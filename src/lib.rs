@@ -5,6 +5,7 @@
 //! (see [`rules`]). The CLI in `src/main.rs` is a thin shell over this library.
 
 pub mod config;
+pub mod deep;
 pub mod finding;
 pub mod limits;
 pub mod render;

@@ -90,6 +90,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         color: ColorChoice,
     },
+    /// Internal: the restricted deep-scan worker (started by probity itself).
+    #[command(name = "__worker", hide = true)]
+    Worker,
     /// List the rule catalogue (IDs, severities and documentation).
     Rules {
         /// Output format (markdown is the content of docs/rules.md).
@@ -113,6 +116,7 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Worker => ExitCode::from(probity::deep::harness::worker::main() as u8),
         Command::Rules { format } => {
             let s = match format {
                 RulesFormat::Text => probity::rules::text(),
