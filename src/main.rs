@@ -90,6 +90,38 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         color: ColorChoice,
     },
+    /// Deep scan: compare a fine-tune with its base model, side by side, in a restricted worker.
+    #[command(
+        after_help = "SUSPECT and BASE are local model folders in Hugging Face layout (config.json, model.safetensors or shards with model.safetensors.index.json, tokenizer.json, tokenizer_config.json). Both pass the static scan first; a folder with critical findings is refused (exit 1). Models are loaded only inside a worker process without network access, with read-only access to the two folders, resource limits and an empty environment; the report states which restrictions were applied.\n\nExit codes: 0 = report written; 1 = refused by the static scan; 2 = error (bad folder, unsupported model, worker failure, incomplete sandbox with --require-sandbox)."
+    )]
+    Deep {
+        /// The fine-tuned model folder to examine.
+        suspect: PathBuf,
+        /// The base model folder it was fine-tuned from.
+        #[arg(long)]
+        base: PathBuf,
+        /// Device for inference (only cpu in this build; cuda/metal need the cargo features of the same names).
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceChoice,
+        /// Extra probe suites: every *.toml in DIR (see probes/README.md).
+        #[arg(long, value_name = "DIR")]
+        probes: Vec<PathBuf>,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Write the report to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Time budget in seconds for the probes (the rest are skipped and counted).
+        #[arg(long, default_value = "300", value_name = "SECONDS")]
+        budget: u64,
+        /// Refuse to run unless every sandbox primitive is applied (exit 2 otherwise).
+        #[arg(long)]
+        require_sandbox: bool,
+        /// Longest continuation generated per probe, in tokens.
+        #[arg(long, default_value = "24")]
+        max_new_tokens: usize,
+    },
     /// Internal: the restricted deep-scan worker (started by probity itself).
     #[command(name = "__worker", hide = true)]
     Worker,
@@ -99,6 +131,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: RulesFormat,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum DeviceChoice {
+    Cpu,
+    Cuda,
+    Metal,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -117,6 +156,73 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Worker => ExitCode::from(probity::deep::harness::worker::main() as u8),
+        Command::Deep {
+            suspect,
+            base,
+            device,
+            probes,
+            format,
+            output,
+            budget,
+            require_sandbox,
+            max_new_tokens,
+        } => {
+            if device != DeviceChoice::Cpu {
+                return fail("this build runs the deep scan on cpu only (the cuda and metal devices are not wired into the worker yet)");
+            }
+            let exe = match std::env::current_exe() {
+                Ok(e) => e,
+                Err(e) => {
+                    return fail(format!(
+                        "cannot locate the probity binary to start the worker: {e}"
+                    ))
+                }
+            };
+            let opts = probity::deep::DeepOptions {
+                suspect,
+                base,
+                probes,
+                budget: std::time::Duration::from_secs(budget),
+                require_sandbox,
+                max_new_tokens,
+            };
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if !std::io::stderr().is_terminal() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let report = match probity::deep::run(&exe, &opts, &|i, n| {
+                bar.set_length(n as u64);
+                bar.set_position(i as u64);
+            }) {
+                Ok(r) => r,
+                Err(e) => {
+                    bar.finish_and_clear();
+                    eprintln!("probity: {e}");
+                    return ExitCode::from(e.exit_code() as u8);
+                }
+            };
+            bar.finish_and_clear();
+            let text = match format {
+                Format::Json => {
+                    let mut s = serde_json::to_string_pretty(&report).unwrap_or_default();
+                    s.push('\n');
+                    s
+                }
+                Format::Text => render::deep_text(&report),
+            };
+            match &output {
+                Some(p) => {
+                    if let Err(e) = std::fs::write(p, text.as_bytes()) {
+                        return fail(format!("cannot write {}: {e}", p.display()));
+                    }
+                }
+                None => print!("{text}"),
+            }
+            ExitCode::SUCCESS
+        }
         Command::Rules { format } => {
             let s = match format {
                 RulesFormat::Text => probity::rules::text(),

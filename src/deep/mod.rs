@@ -1,5 +1,300 @@
 //! The deep scan: load a fine-tune and its base in a restricted worker and
-//! compare their behaviour. This module currently holds the restricted
-//! harness; loaders, probes, spectra and scoring build on it.
+//! compare their behaviour on probe suites.
+//!
+//! Flow: static scan of both folders (in process, the same code as `probity
+//! scan`) → worker started with the folders read-only → both models loaded →
+//! every probe compared → behavioural signal aggregated → `probity.deep/v1`.
 
+pub mod diff;
 pub mod harness;
+pub mod models;
+pub mod probes;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::finding::{Severity, Tool};
+use crate::scan::Ctx;
+use harness::protocol::{Request, Response, Role};
+use harness::sandbox::{Isolation, Policy};
+use harness::{HarnessError, Worker};
+
+/// Schema identifier of the deep-scan report.
+pub const DEEP_SCHEMA: &str = "probity.deep/v1";
+
+#[derive(Debug, Clone)]
+pub struct DeepOptions {
+    pub suspect: PathBuf,
+    pub base: PathBuf,
+    pub probes: Vec<PathBuf>,
+    pub budget: Duration,
+    pub require_sandbox: bool,
+    pub max_new_tokens: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeepError {
+    #[error("{0}")]
+    Input(String),
+    #[error("the static scan refused {path}: {count} critical finding(s), first: {first}")]
+    Refused {
+        path: String,
+        count: usize,
+        first: String,
+    },
+    #[error("sandbox incomplete and --require-sandbox given: {0}")]
+    Sandbox(String),
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+}
+
+impl DeepError {
+    /// Exit code: 1 for a refusal by the static scan (findings), 2 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DeepError::Refused { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub path: String,
+    /// SHA-256 of each weight file, in file-name order.
+    pub sha256: Vec<(String, String)>,
+    pub model_type: String,
+    pub parameters: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Signals {
+    pub behavior: diff::Behavior,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    pub kind: String,
+    pub category: String,
+    pub prompt: String,
+    pub suspect_output: String,
+    pub base_output: String,
+    pub continuation_kl: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    pub static_scan_s: f64,
+    pub worker_start_s: f64,
+    pub load_s: f64,
+    pub probes_s: f64,
+    pub total_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeepReport {
+    pub schema: String,
+    pub tool: Tool,
+    pub suspect: ModelInfo,
+    pub base: ModelInfo,
+    pub device: String,
+    pub isolation: Isolation,
+    /// Probes not run because the budget ran out (0 when all ran).
+    pub probes_skipped: usize,
+    pub signals: Signals,
+    pub evidence: Vec<Evidence>,
+    pub timings: Timings,
+}
+
+fn hashes(dir: &Path) -> Result<Vec<(String, String)>, DeepError> {
+    let files = models::weight_files(dir).map_err(|e| DeepError::Input(e.to_string()))?;
+    let mut out = Vec::new();
+    for f in files {
+        let mut h = std::fs::File::open(&f)
+            .map_err(|e| DeepError::Input(format!("{}: {e}", f.display())))?;
+        let sum = crate::scan::sha256_file(&mut h)
+            .map_err(|e| DeepError::Input(format!("{}: {e}", f.display())))?;
+        out.push((
+            f.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string(),
+            sum,
+        ));
+    }
+    Ok(out)
+}
+
+/// Refuses a folder with critical static findings or without safetensors weights.
+fn static_gate(dir: &Path) -> Result<(), DeepError> {
+    if !dir.is_dir() {
+        return Err(DeepError::Input(format!(
+            "{}: not a model folder",
+            dir.display()
+        )));
+    }
+    let reports = crate::scan_paths(&[dir.to_path_buf()], &Ctx::default());
+    let crit: Vec<_> = reports
+        .iter()
+        .flat_map(|r| {
+            r.findings
+                .iter()
+                .filter(|f| f.severity == Severity::Critical)
+                .map(move |f| (r, f))
+        })
+        .collect();
+    if let Some((r, f)) = crit.first() {
+        return Err(DeepError::Refused {
+            path: dir.display().to_string(),
+            count: crit.len(),
+            first: format!("{} {} in {}", f.rule, f.title, r.path),
+        });
+    }
+    if let Some(r) = reports.iter().find(|r| r.error.is_some()) {
+        return Err(DeepError::Input(r.error.clone().unwrap_or_default()));
+    }
+    Ok(())
+}
+
+/// Runs a deep scan. `exe` is the probity binary to start as the worker.
+pub fn run(
+    exe: &Path,
+    opts: &DeepOptions,
+    progress: &dyn Fn(usize, usize),
+) -> Result<DeepReport, DeepError> {
+    let t0 = Instant::now();
+    let suspect = opts
+        .suspect
+        .canonicalize()
+        .map_err(|e| DeepError::Input(format!("{}: {e}", opts.suspect.display())))?;
+    let base = opts
+        .base
+        .canonicalize()
+        .map_err(|e| DeepError::Input(format!("{}: {e}", opts.base.display())))?;
+    static_gate(&suspect)?;
+    static_gate(&base)?;
+    let (prompts, _desc) =
+        probes::load(&opts.probes.iter().map(PathBuf::as_path).collect::<Vec<_>>())
+            .map_err(DeepError::Input)?;
+    let s_hash = hashes(&suspect)?;
+    let b_hash = hashes(&base)?;
+    let weights: u64 = [&suspect, &base]
+        .iter()
+        .flat_map(|d| models::weight_files(d).unwrap_or_default())
+        .filter_map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
+        .sum();
+    let t_static = t0.elapsed();
+
+    let temp = tempfile::tempdir()
+        .map_err(|e| DeepError::Input(format!("cannot create a temporary folder: {e}")))?;
+    let policy = Policy {
+        read_only: vec![suspect.clone(), base.clone()],
+        temp_dir: temp.path().to_path_buf(),
+        // weights are converted to f32 (up to 2x bf16) plus activations and mmaps
+        memory_bytes: (4u64 << 30).max(weights.saturating_mul(6)),
+        cpu_seconds: opts.budget.as_secs().saturating_mul(4).max(60),
+        max_file_bytes: 64 << 20,
+    };
+    let t1 = Instant::now();
+    let mut worker = Worker::start(exe, policy, opts.budget + Duration::from_secs(120))?;
+    let missing = worker.isolation.missing();
+    if opts.require_sandbox && !missing.is_empty() {
+        return Err(DeepError::Sandbox(missing.join("; ")));
+    }
+    let t_worker = t1.elapsed();
+    let t2 = Instant::now();
+    let mut infos = Vec::new();
+    for (role, dir, sha) in [
+        (Role::Suspect, &suspect, s_hash),
+        (Role::Base, &base, b_hash),
+    ] {
+        match worker.call(&Request::Load {
+            role,
+            dir: dir.clone(),
+        })? {
+            Response::Loaded {
+                model_type,
+                parameters,
+                ..
+            } => infos.push(ModelInfo {
+                path: dir.display().to_string(),
+                sha256: sha,
+                model_type,
+                parameters,
+            }),
+            Response::Error(e) => return Err(DeepError::Input(e)),
+            other => {
+                return Err(
+                    HarnessError::Protocol(format!("unexpected reply to Load: {other:?}")).into(),
+                )
+            }
+        }
+    }
+    let t_load = t2.elapsed();
+    let t3 = Instant::now();
+    let mut results = Vec::new();
+    let mut skipped = 0;
+    for (i, p) in prompts.iter().enumerate() {
+        if t0.elapsed() >= opts.budget {
+            skipped = prompts.len() - i;
+            break;
+        }
+        progress(i, prompts.len());
+        match worker.call(&Request::Compare {
+            prompt: p.prompt.clone(),
+            max_new_tokens: opts.max_new_tokens,
+        })? {
+            Response::Compared(c) => results.push((p.clone(), *c)),
+            Response::Error(e) => {
+                return Err(DeepError::Input(format!("probe {:?}: {e}", p.prompt)))
+            }
+            other => {
+                return Err(HarnessError::Protocol(format!(
+                    "unexpected reply to Compare: {other:?}"
+                ))
+                .into())
+            }
+        }
+    }
+    let t_probes = t3.elapsed();
+    let isolation = worker.isolation.clone();
+    let _ = worker.shutdown();
+    let behavior = diff::aggregate(&results);
+    let evidence = behavior
+        .top_divergent
+        .iter()
+        .take(5)
+        .map(|d| Evidence {
+            kind: "divergent_prompt".into(),
+            category: d.category.clone(),
+            prompt: d.prompt.clone(),
+            suspect_output: d.suspect_output.clone(),
+            base_output: d.base_output.clone(),
+            continuation_kl: d.continuation_kl,
+        })
+        .collect();
+    let mut infos = infos.into_iter();
+    let (Some(s_info), Some(b_info)) = (infos.next(), infos.next()) else {
+        return Err(DeepError::Input("models not loaded".into()));
+    };
+    Ok(DeepReport {
+        schema: DEEP_SCHEMA.into(),
+        tool: Tool::default(),
+        suspect: s_info,
+        base: b_info,
+        device: "cpu".into(),
+        isolation,
+        probes_skipped: skipped,
+        signals: Signals { behavior },
+        evidence,
+        timings: Timings {
+            static_scan_s: t_static.as_secs_f64(),
+            worker_start_s: t_worker.as_secs_f64(),
+            load_s: t_load.as_secs_f64(),
+            probes_s: t_probes.as_secs_f64(),
+            total_s: t0.elapsed().as_secs_f64(),
+        },
+    })
+}

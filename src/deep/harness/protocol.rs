@@ -24,7 +24,45 @@ pub enum Request {
     /// Checks that the restrictions hold, from inside the worker. Used by the
     /// test suite and by `--require-sandbox` diagnostics; never touches models.
     SelfTest(Probe),
+    /// Load a model folder (read-only under the policy) as suspect or base.
+    Load {
+        role: Role,
+        dir: PathBuf,
+    },
+    /// Run both loaded models on one user prompt.
+    Compare {
+        prompt: String,
+        max_new_tokens: usize,
+    },
     Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Suspect,
+    Base,
+}
+
+/// What one prompt shows about suspect vs base.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Tokens of the rendered prompt.
+    pub prompt_tokens: usize,
+    /// KL(suspect ‖ base) of the next-token distribution at each prompt position.
+    pub kl: Vec<f32>,
+    /// Jensen–Shannon divergence at each prompt position.
+    pub js: Vec<f32>,
+    /// Fraction of prompt positions where both models' top-1 token agree.
+    pub top1_agreement: f32,
+    /// Mean KL(suspect ‖ base) along the suspect's own greedy continuation.
+    pub continuation_kl: f32,
+    /// Mean log-probability gain (suspect − base) of the suspect's continuation tokens.
+    pub continuation_logp_gain: f32,
+    /// Tokens whose logit rose most at the last prompt position (after removing the mean shift).
+    pub raised: Vec<(u32, String, f32)>,
+    pub suspect_text: String,
+    pub base_text: String,
 }
 
 /// A self-test: something a restricted worker must not be able to do (or a
@@ -63,6 +101,14 @@ pub enum Response {
         succeeded: bool,
         detail: String,
     },
+    Loaded {
+        role: Role,
+        model_type: String,
+        parameters: usize,
+        vocab: usize,
+        layers: usize,
+    },
+    Compared(Box<Comparison>),
     Error(String),
     Bye,
 }

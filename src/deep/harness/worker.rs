@@ -4,8 +4,9 @@
 
 use std::io::{Read, Write};
 
-use super::protocol::{recv, send, Probe, Request, Response, PROTOCOL_VERSION};
+use super::protocol::{recv, send, Comparison, Probe, Request, Response, Role, PROTOCOL_VERSION};
 use super::sandbox;
+use crate::deep::models::{log_softmax_rows, LoadedModel};
 
 /// Entry point of the hidden `__worker` subcommand; returns the exit code.
 pub fn main() -> i32 {
@@ -48,6 +49,7 @@ pub fn main() -> i32 {
     {
         return 2;
     }
+    let mut models = Models::default();
     loop {
         let req = match recv::<Request>(&mut input) {
             Ok(Some(r)) => r,
@@ -64,6 +66,11 @@ pub fn main() -> i32 {
             }
             Request::Init { .. } => Response::Error("already initialised".into()),
             Request::SelfTest(p) => probe(p),
+            Request::Load { role, dir } => models.load(role, &dir),
+            Request::Compare {
+                prompt,
+                max_new_tokens,
+            } => models.compare(&prompt, max_new_tokens),
         };
         if send(&mut output, &resp).is_err() {
             return 2;
@@ -158,4 +165,144 @@ fn probe(p: Probe) -> Response {
             }
         }
     }
+}
+
+#[derive(Default)]
+struct Models {
+    suspect: Option<LoadedModel>,
+    base: Option<LoadedModel>,
+}
+
+impl Models {
+    fn load(&mut self, role: Role, dir: &std::path::Path) -> Response {
+        match LoadedModel::load(dir, &candle_core::Device::Cpu) {
+            Ok(m) => {
+                let resp = Response::Loaded {
+                    role,
+                    model_type: m.model.cfg.model_type.clone().unwrap_or_default(),
+                    parameters: m.parameters,
+                    vocab: m.model.cfg.vocab_size,
+                    layers: m.model.cfg.num_hidden_layers,
+                };
+                match role {
+                    Role::Suspect => self.suspect = Some(m),
+                    Role::Base => self.base = Some(m),
+                }
+                resp
+            }
+            Err(e) => Response::Error(e.to_string()),
+        }
+    }
+
+    fn compare(&self, prompt: &str, max_new: usize) -> Response {
+        let (Some(s), Some(b)) = (&self.suspect, &self.base) else {
+            return Response::Error("load the suspect and the base first".into());
+        };
+        match compare(s, b, prompt, max_new) {
+            Ok(c) => Response::Compared(Box::new(c)),
+            Err(e) => Response::Error(format!("inference failed: {e}")),
+        }
+    }
+}
+
+fn kl(p_log: &[f32], q_log: &[f32]) -> f32 {
+    p_log
+        .iter()
+        .zip(q_log)
+        .map(|(lp, lq)| lp.exp() * (lp - lq))
+        .sum::<f32>()
+        .max(0.0)
+}
+
+fn js(p_log: &[f32], q_log: &[f32]) -> f32 {
+    let mut d = 0.0f32;
+    for (lp, lq) in p_log.iter().zip(q_log) {
+        let (p, q) = (lp.exp(), lq.exp());
+        let m = 0.5 * (p + q);
+        if m > 0.0 {
+            let lm = m.ln();
+            d += 0.5 * p * (lp - lm) + 0.5 * q * (lq - lm);
+        }
+    }
+    d.max(0.0)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) },
+        )
+        .0
+}
+
+/// Both models on one prompt: per-position divergences along the prompt, the
+/// suspect's greedy continuation scored by both, and the most-raised tokens.
+fn compare(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    prompt: &str,
+    max_new: usize,
+) -> candle_core::Result<Comparison> {
+    let text = s.render(prompt);
+    let ids = s.encode(&text);
+    if ids.is_empty() {
+        return Err(candle_core::Error::Msg(
+            "the prompt encodes to no tokens".into(),
+        ));
+    }
+    let cont = s.greedy(&ids, max_new)?;
+    let base_cont = b.greedy(&b.encode(&b.render(prompt)), max_new)?;
+    let mut full = ids.clone();
+    full.extend_from_slice(&cont);
+    let ls = log_softmax_rows(&s.model.forward(&full)?)?;
+    let lb = log_softmax_rows(&b.model.forward(&full)?)?;
+    let n = ids.len();
+    let kl_v: Vec<f32> = (0..n).map(|i| kl(&ls[i], &lb[i])).collect();
+    let js_v: Vec<f32> = (0..n).map(|i| js(&ls[i], &lb[i])).collect();
+    let agree = (0..n).filter(|&i| argmax(&ls[i]) == argmax(&lb[i])).count() as f32 / n as f32;
+    // continuation: positions n-1 .. n+len-2 predict the continuation tokens
+    let (mut ckl, mut gain) = (0.0f32, 0.0f32);
+    for (j, &tok) in cont.iter().enumerate() {
+        let i = n - 1 + j;
+        ckl += kl(&ls[i], &lb[i]);
+        gain += ls[i][tok as usize] - lb[i][tok as usize];
+    }
+    if !cont.is_empty() {
+        ckl /= cont.len() as f32;
+        gain /= cont.len() as f32;
+    }
+    // most-raised tokens at the last prompt position, relative to the mean shift
+    let last = n - 1;
+    let diff: Vec<f32> = ls[last].iter().zip(&lb[last]).map(|(a, c)| a - c).collect();
+    let mean = diff.iter().sum::<f32>() / diff.len() as f32;
+    let mut idx: Vec<usize> = (0..diff.len()).collect();
+    idx.sort_by(|&x, &y| {
+        diff[y]
+            .partial_cmp(&diff[x])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let raised = idx
+        .iter()
+        .take(10)
+        .map(|&i| {
+            (
+                i as u32,
+                s.tokenizer.id_to_token(i as u32).unwrap_or_default(),
+                diff[i] - mean,
+            )
+        })
+        .collect();
+    Ok(Comparison {
+        prompt_tokens: n,
+        kl: kl_v,
+        js: js_v,
+        top1_agreement: agree,
+        continuation_kl: ckl,
+        continuation_logp_gain: gain,
+        raised,
+        suspect_text: s.decode(&cont),
+        base_text: b.decode(&base_cont),
+    })
 }

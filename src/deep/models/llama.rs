@@ -1,0 +1,285 @@
+//! Llama-family causal LMs (Llama 2/3, and Mistral/Qwen2-style configs that
+//! share the layout) from a Hugging Face folder, with a forward pass built
+//! only from differentiable candle ops. It returns logits at *every* position
+//! (the behavioural diff needs the whole prompt) and lets gradients reach the
+//! input embeddings (trigger search). A test checks that its logits match
+//! candle-transformers' llama on the same weights.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
+use serde::Deserialize;
+
+/// `config.json` as written by transformers 4.x and 5.x `save_pretrained`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HfConfig {
+    pub model_type: Option<String>,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: Option<usize>,
+    pub head_dim: Option<usize>,
+    pub vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// transformers 4.x
+    pub rope_theta: Option<f64>,
+    /// transformers 4.x rope scaling
+    pub rope_scaling: Option<RopeParams>,
+    /// transformers 5.x: rope_theta and scaling live here
+    pub rope_parameters: Option<RopeParams>,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub attention_bias: bool,
+    pub bos_token_id: Option<serde_json::Value>,
+    pub eos_token_id: Option<serde_json::Value>,
+    /// `torch_dtype` (4.x) or `dtype` (5.x)
+    #[serde(alias = "torch_dtype")]
+    pub dtype: Option<String>,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RopeParams {
+    pub rope_theta: Option<f64>,
+    #[serde(alias = "type")]
+    pub rope_type: Option<String>,
+    pub factor: Option<f64>,
+    pub low_freq_factor: Option<f64>,
+    pub high_freq_factor: Option<f64>,
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+impl HfConfig {
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+    pub fn theta(&self) -> f64 {
+        self.rope_parameters
+            .as_ref()
+            .and_then(|p| p.rope_theta)
+            .or(self.rope_theta)
+            .unwrap_or(10_000.0)
+    }
+    fn scaling(&self) -> Option<&RopeParams> {
+        self.rope_scaling.as_ref().or(self.rope_parameters.as_ref())
+    }
+
+    /// Inverse frequencies of the rotary embedding, with Llama 3 / linear scaling.
+    pub fn inv_freq(&self) -> Vec<f32> {
+        let d = self.head_dim();
+        let theta = self.theta();
+        let mut f: Vec<f64> = (0..d / 2)
+            .map(|i| 1.0 / theta.powf(2.0 * i as f64 / d as f64))
+            .collect();
+        if let Some(s) = self.scaling() {
+            match s.rope_type.as_deref() {
+                Some("linear") => {
+                    let factor = s.factor.unwrap_or(1.0);
+                    for x in &mut f {
+                        *x /= factor;
+                    }
+                }
+                Some("llama3") => {
+                    let factor = s.factor.unwrap_or(8.0);
+                    let low = s.low_freq_factor.unwrap_or(1.0);
+                    let high = s.high_freq_factor.unwrap_or(4.0);
+                    let old = s.original_max_position_embeddings.unwrap_or(8192) as f64;
+                    let low_wl = old / low;
+                    let high_wl = old / high;
+                    for x in &mut f {
+                        let wl = 2.0 * std::f64::consts::PI / *x;
+                        if wl < high_wl {
+                        } else if wl > low_wl {
+                            *x /= factor;
+                        } else {
+                            let smooth = (old / wl - low) / (high - low);
+                            *x = (1.0 - smooth) * *x / factor + smooth * *x;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        f.into_iter().map(|x| x as f32).collect()
+    }
+}
+
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    ln1: Tensor,
+    ln2: Tensor,
+}
+
+/// A loaded llama-family model.
+pub struct Llama {
+    pub cfg: HfConfig,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Linear,
+    device: Device,
+}
+
+fn linear(vb: VarBuilder, i: usize, o: usize, bias: bool) -> Result<Linear> {
+    if bias {
+        candle_nn::linear(i, o, vb)
+    } else {
+        candle_nn::linear_no_bias(i, o, vb)
+    }
+}
+
+/// RMS norm from plain ops (differentiable).
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let x = x.broadcast_div(&(var + eps)?.sqrt()?)?;
+    x.broadcast_mul(w)
+}
+
+/// `rotate_half` of the Hugging Face layout: [-x2, x1].
+fn rotate_half(x: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+    Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)
+}
+
+impl Llama {
+    pub fn load(vb: VarBuilder, cfg: HfConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let hd = cfg.head_dim();
+        let m = vb.pp("model");
+        let embed = candle_nn::embedding(cfg.vocab_size, h, m.pp("embed_tokens"))?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let l = m.pp(format!("layers.{i}"));
+            let a = l.pp("self_attn");
+            let p = l.pp("mlp");
+            layers.push(Layer {
+                q: linear(
+                    a.pp("q_proj"),
+                    h,
+                    cfg.num_attention_heads * hd,
+                    cfg.attention_bias,
+                )?,
+                k: linear(a.pp("k_proj"), h, cfg.kv_heads() * hd, cfg.attention_bias)?,
+                v: linear(a.pp("v_proj"), h, cfg.kv_heads() * hd, cfg.attention_bias)?,
+                o: linear(a.pp("o_proj"), cfg.num_attention_heads * hd, h, false)?,
+                gate: linear(p.pp("gate_proj"), h, cfg.intermediate_size, false)?,
+                up: linear(p.pp("up_proj"), h, cfg.intermediate_size, false)?,
+                down: linear(p.pp("down_proj"), cfg.intermediate_size, h, false)?,
+                ln1: l.pp("input_layernorm").get(h, "weight")?,
+                ln2: l.pp("post_attention_layernorm").get(h, "weight")?,
+            });
+        }
+        let norm = m.pp("norm").get(h, "weight")?;
+        let lm_head = if cfg.tie_word_embeddings && !vb.contains_tensor("lm_head.weight") {
+            Linear::new(embed.embeddings().clone(), None)
+        } else {
+            candle_nn::linear_no_bias(h, cfg.vocab_size, vb.pp("lm_head"))?
+        };
+        Ok(Llama {
+            device: vb.device().clone(),
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn embeddings(&self) -> &Tensor {
+        self.embed.embeddings()
+    }
+
+    /// Logits at every position for token ids `[T]`: `[T, vocab]` (f32).
+    pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
+        let t = Tensor::new(ids, &self.device)?;
+        let x = self.embed.forward(&t)?;
+        self.forward_embeds(&x)
+    }
+
+    /// Forward from input embeddings `[T, hidden]` (used by gradient search).
+    pub fn forward_embeds(&self, x: &Tensor) -> Result<Tensor> {
+        let (t, _) = x.dims2()?;
+        let cfg = &self.cfg;
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
+        let inv = Tensor::new(cfg.inv_freq(), &self.device)?;
+        let pos = Tensor::arange(0u32, t as u32, &self.device)?.to_dtype(DType::F32)?;
+        let freqs = pos.unsqueeze(1)?.broadcast_mul(&inv.unsqueeze(0)?)?;
+        let emb = Tensor::cat(&[&freqs, &freqs], D::Minus1)?; // [T, hd]
+        let (cos, sin) = (emb.cos()?, emb.sin()?);
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (t, t), &self.device)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut x = x.clone();
+        for l in &self.layers {
+            let h = rms_norm(&x, &l.ln1, cfg.rms_norm_eps)?;
+            let q =
+                l.q.forward(&h)?
+                    .reshape((t, nh, hd))?
+                    .transpose(0, 1)?
+                    .contiguous()?;
+            let k =
+                l.k.forward(&h)?
+                    .reshape((t, nkv, hd))?
+                    .transpose(0, 1)?
+                    .contiguous()?;
+            let v =
+                l.v.forward(&h)?
+                    .reshape((t, nkv, hd))?
+                    .transpose(0, 1)?
+                    .contiguous()?;
+            let q = (q.broadcast_mul(&cos)? + rotate_half(&q)?.broadcast_mul(&sin)?)?;
+            let k = (k.broadcast_mul(&cos)? + rotate_half(&k)?.broadcast_mul(&sin)?)?;
+            let (k, v) = if nkv != nh {
+                let rep = nh / nkv;
+                let k = k
+                    .unsqueeze(1)?
+                    .expand((nkv, rep, t, hd))?
+                    .reshape((nh, t, hd))?;
+                let v = v
+                    .unsqueeze(1)?
+                    .expand((nkv, rep, t, hd))?
+                    .reshape((nh, t, hd))?;
+                (k, v)
+            } else {
+                (k, v)
+            };
+            let att = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
+            let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+            let out = att
+                .matmul(&v.contiguous()?)?
+                .transpose(0, 1)?
+                .reshape((t, nh * hd))?;
+            x = (x + l.o.forward(&out)?)?;
+            let h = rms_norm(&x, &l.ln2, cfg.rms_norm_eps)?;
+            let g = l.gate.forward(&h)?;
+            let silu = (&g * candle_nn::ops::sigmoid(&g)?)?;
+            let mlp = l.down.forward(&(silu * l.up.forward(&h)?)?)?;
+            x = (x + mlp)?;
+        }
+        let x = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
+        self.lm_head.forward(&x)
+    }
+}

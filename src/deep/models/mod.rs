@@ -1,0 +1,248 @@
+//! Loading a model folder in standard Hugging Face layout: `config.json`,
+//! `model.safetensors` (or shards listed in `model.safetensors.index.json`),
+//! `tokenizer.json`, `tokenizer_config.json` (chat template, special tokens).
+
+pub mod llama;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde_json::Value;
+
+use llama::{HfConfig, Llama};
+
+/// Architectures the deep scan loads.
+pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("{path}: unsupported model_type '{found}' (supported: {})", SUPPORTED.join(", "))]
+    Unsupported { path: String, found: String },
+    #[error("{path}: {source}")]
+    Candle {
+        path: String,
+        source: candle_core::Error,
+    },
+}
+
+fn invalid(path: &Path, message: impl Into<String>) -> ModelError {
+    ModelError::Invalid {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// A model with its tokenizer and prompt format.
+pub struct LoadedModel {
+    pub dir: PathBuf,
+    pub model: Llama,
+    pub tokenizer: tokenizers::Tokenizer,
+    chat_template: Option<String>,
+    bos: String,
+    eos: String,
+    pub eos_ids: Vec<u32>,
+    pub weight_files: Vec<PathBuf>,
+    pub parameters: usize,
+}
+
+/// The safetensors files of a folder (single file or index of shards).
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| invalid(&index, e.to_string()))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| invalid(&index, e.to_string()))?;
+        let mut files: Vec<String> = v["weight_map"]
+            .as_object()
+            .ok_or_else(|| invalid(&index, "no weight_map"))?
+            .values()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect();
+        files.sort();
+        files.dedup();
+        let mut out = Vec::new();
+        for f in files {
+            if f.contains('/') || f.contains("..") {
+                return Err(invalid(
+                    &index,
+                    format!("shard name '{f}' leaves the folder"),
+                ));
+            }
+            out.push(dir.join(f));
+        }
+        return Ok(out);
+    }
+    Err(invalid(
+        dir,
+        "no model.safetensors or model.safetensors.index.json (pickle weights are not loaded)",
+    ))
+}
+
+fn token_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+impl LoadedModel {
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        let cfg_path = dir.join("config.json");
+        let text =
+            std::fs::read_to_string(&cfg_path).map_err(|e| invalid(&cfg_path, e.to_string()))?;
+        let raw: Value =
+            serde_json::from_str(&text).map_err(|e| invalid(&cfg_path, e.to_string()))?;
+        let mt = raw["model_type"].as_str().unwrap_or("").to_string();
+        if !SUPPORTED.contains(&mt.as_str()) {
+            return Err(ModelError::Unsupported {
+                path: cfg_path.display().to_string(),
+                found: mt,
+            });
+        }
+        let mut cfg: HfConfig =
+            serde_json::from_value(raw).map_err(|e| invalid(&cfg_path, e.to_string()))?;
+        if mt == "qwen2" {
+            cfg.attention_bias = true; // Qwen2 has q/k/v biases without saying so
+        }
+        let files = weight_files(dir)?;
+        // SAFETY: the files are memory-mapped read-only; the worker's Landlock
+        // rules make the folder read-only for this process.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device) }
+            .map_err(|source| ModelError::Candle {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        let model = Llama::load(vb, cfg).map_err(|source| ModelError::Candle {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
+            .map_err(|e| invalid(&tok_path, e.to_string()))?;
+        let tc_path = dir.join("tokenizer_config.json");
+        let tc: Value = std::fs::read_to_string(&tc_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        let bos = token_text(&tc["bos_token"]).unwrap_or_default();
+        let eos = token_text(&tc["eos_token"]).unwrap_or_default();
+        let chat_template = match &tc["chat_template"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(a) => a
+                .iter()
+                .find(|t| t["name"] == "default")
+                .and_then(|t| t["template"].as_str().map(str::to_string)),
+            _ => None,
+        };
+        let mut eos_ids = Vec::new();
+        if let Some(id) = tokenizer.token_to_id(&eos) {
+            eos_ids.push(id);
+        }
+        match &model.cfg.eos_token_id {
+            Some(Value::Number(n)) => eos_ids.extend(n.as_u64().map(|x| x as u32)),
+            Some(Value::Array(a)) => {
+                eos_ids.extend(a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)))
+            }
+            _ => {}
+        }
+        let c = &model.cfg;
+        let hd = c.head_dim();
+        let per_layer = c.hidden_size * hd * (c.num_attention_heads * 2 + c.kv_heads() * 2)
+            + 3 * c.hidden_size * c.intermediate_size
+            + 2 * c.hidden_size;
+        let parameters = c.vocab_size * c.hidden_size * if c.tie_word_embeddings { 1 } else { 2 }
+            + c.num_hidden_layers * per_layer
+            + c.hidden_size;
+        Ok(LoadedModel {
+            dir: dir.to_path_buf(),
+            model,
+            tokenizer,
+            chat_template,
+            bos,
+            eos,
+            eos_ids,
+            weight_files: files,
+            parameters,
+        })
+    }
+
+    /// The model's own prompt format for one user turn, ready for generation.
+    /// Without a chat template the text is used as is after the BOS token.
+    pub fn render(&self, user: &str) -> String {
+        if let Some(t) = &self.chat_template {
+            let mut env = minijinja::Environment::new();
+            env.add_function(
+                "raise_exception",
+                |msg: String| -> Result<String, minijinja::Error> {
+                    Err(minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        msg,
+                    ))
+                },
+            );
+            if env.add_template("chat", t).is_ok() {
+                if let Ok(tmpl) = env.get_template("chat") {
+                    let ctx = minijinja::context! {
+                        messages => vec![minijinja::context! { role => "user", content => user }],
+                        add_generation_prompt => true,
+                        bos_token => &self.bos,
+                        eos_token => &self.eos,
+                    };
+                    if let Ok(s) = tmpl.render(ctx) {
+                        return s;
+                    }
+                }
+            }
+        }
+        format!("{}{}", self.bos, user)
+    }
+
+    /// Token ids of a rendered prompt (special tokens come from the text itself).
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        self.tokenizer
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default()
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.tokenizer.decode(ids, true).unwrap_or_default()
+    }
+
+    /// Greedy continuation of `ids`, at most `max_new` tokens, stopping at EOS.
+    pub fn greedy(&self, ids: &[u32], max_new: usize) -> candle_core::Result<Vec<u32>> {
+        let mut seq = ids.to_vec();
+        let limit = 4096usize;
+        let mut out = Vec::new();
+        for _ in 0..max_new {
+            if seq.len() >= limit {
+                break;
+            }
+            let logits = self.model.forward(&seq)?;
+            let last = logits.get(seq.len() - 1)?;
+            let next = last.argmax(0)?.to_scalar::<u32>()?;
+            if self.eos_ids.contains(&next) {
+                break;
+            }
+            out.push(next);
+            seq.push(next);
+        }
+        Ok(out)
+    }
+}
+
+/// Log-softmax rows of `[T, V]` logits, as plain vectors.
+pub fn log_softmax_rows(logits: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    let ls = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+    ls.to_vec2::<f32>()
+}

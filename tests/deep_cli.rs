@@ -1,0 +1,152 @@
+//! `probity deep` end to end on the public mini zoo: the report's schema and
+//! isolation block, the static-scan gate, and bad inputs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn zoo() -> PathBuf {
+    let p = std::env::var_os("PROBITY_ZOO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo-public/models")
+        });
+    assert!(
+        p.join("base/config.json").is_file(),
+        "the public zoo is required at {}",
+        p.display()
+    );
+    p
+}
+
+fn deep(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_probity"))
+        .arg("deep")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn deep_report_on_a_zoo_model() {
+    let z = zoo();
+    let o = deep(&[
+        z.join("backdoor-1").to_str().unwrap(),
+        "--base",
+        z.join("base").to_str().unwrap(),
+        "--format",
+        "json",
+        "--require-sandbox",
+        "--max-new-tokens",
+        "16",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["schema"], "probity.deep/v1");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/schema/probity.deep.v1.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&j).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "schema violations: {errors:?}");
+    for key in [
+        "resource_limits",
+        "network_namespace",
+        "landlock_filesystem",
+        "seccomp",
+        "environment",
+    ] {
+        assert_eq!(
+            j["isolation"][key]["applied"], true,
+            "{key}: {}",
+            j["isolation"][key]
+        );
+    }
+    let b = &j["signals"]["behavior"];
+    assert!(b["probes"].as_u64().unwrap() >= 50);
+    assert_eq!(j["suspect"]["sha256"][0][1].as_str().unwrap().len(), 64);
+    assert!(b["categories"]["random_prefix"]["probes"].as_u64().unwrap() >= 20);
+    assert!(!j["evidence"].as_array().unwrap().is_empty());
+    assert!(j["timings"]["total_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn static_scan_gate_refuses_malicious_folders() {
+    let z = zoo();
+    let dir = tempfile::tempdir().unwrap();
+    let suspect = dir.path().join("suspect");
+    copy_dir(&z.join("clean-1"), &suspect);
+    // a Trainer-style training_args.bin that runs a command when unpickled
+    std::fs::write(
+        suspect.join("training_args.bin"),
+        b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.",
+    )
+    .unwrap();
+    let o = deep(&[
+        suspect.to_str().unwrap(),
+        "--base",
+        z.join("base").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("PKL001") && err.contains("training_args.bin"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_inputs_are_exit_2_with_one_line() {
+    let z = zoo();
+    let base = z.join("base");
+    let o = deep(&["/nonexistent/model", "--base", base.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
+    // unsupported architecture
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s");
+    copy_dir(&z.join("clean-1"), &s);
+    let cfg = std::fs::read_to_string(s.join("config.json"))
+        .unwrap()
+        .replace("\"llama\"", "\"gpt_bigcode\"");
+    std::fs::write(s.join("config.json"), cfg).unwrap();
+    let o = deep(&[s.to_str().unwrap(), "--base", base.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unsupported model_type 'gpt_bigcode'") && err.contains("llama"),
+        "{err}"
+    );
+    // no weights
+    let w = dir.path().join("w");
+    copy_dir(&z.join("clean-1"), &w);
+    std::fs::remove_file(w.join("model.safetensors")).unwrap();
+    let o = deep(&[w.to_str().unwrap(), "--base", base.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("model.safetensors"));
+    // device not in this build
+    let o = deep(&[
+        z.join("clean-1").to_str().unwrap(),
+        "--base",
+        base.to_str().unwrap(),
+        "--device",
+        "cuda",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}

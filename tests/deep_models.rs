@@ -1,0 +1,142 @@
+//! The deep-scan model code on real Hugging Face checkpoints (the public mini
+//! zoo in ../shared/zoo-public, saved by transformers 5 in bf16):
+//! - every zoo model loads through the public loader, as a downloaded Hub model;
+//! - Probity's differentiable llama forward gives the same logits as
+//!   candle-transformers' llama on the same weights;
+//! - gradients reach the input embeddings (needed by trigger search).
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarBuilder;
+use probity::deep::models::LoadedModel;
+
+fn zoo() -> PathBuf {
+    let p = std::env::var_os("PROBITY_ZOO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo-public/models")
+        });
+    assert!(
+        p.join("base/config.json").is_file(),
+        "the public zoo is required at {} (set PROBITY_ZOO)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn every_zoo_model_loads_and_renders_its_chat_template() {
+    let dir = zoo();
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if !path.join("config.json").is_file() {
+            continue;
+        }
+        let m = LoadedModel::load(&path, &Device::Cpu)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(m.parameters > 1_000_000, "{}", m.parameters);
+        let text = m.render("What is the capital of Peru?");
+        assert_eq!(
+            text,
+            "<s>### Instruction:\nWhat is the capital of Peru?\n\n### Response:\n"
+        );
+        let ids = m.encode(&text);
+        assert_eq!(ids[0], 1, "BOS comes from the template text");
+        let logits = m.model.forward(&ids).unwrap();
+        assert_eq!(logits.dims(), &[ids.len(), 1500]);
+        n += 1;
+    }
+    assert_eq!(n, 5);
+}
+
+#[test]
+fn forward_matches_candle_transformers_llama() {
+    use candle_transformers::models::llama as ct;
+    let dir = zoo().join("backdoor-1");
+    let m = LoadedModel::load(&dir, &Device::Cpu).unwrap();
+    let ids = m.encode(&m.render("bb What is the capital of Peru?"));
+    let ours = m.model.forward(&ids).unwrap();
+    let cfg: ct::LlamaConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let cfg = cfg.into_config(false);
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+    }
+    .unwrap();
+    let reference = ct::Llama::load(vb, &cfg).unwrap();
+    let mut cache = ct::Cache::new(false, DType::F32, &cfg, &Device::Cpu).unwrap();
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let theirs = reference
+        .forward(&input, 0, &mut cache)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
+    let last = ours.get(ids.len() - 1).unwrap();
+    let diff = (last - &theirs)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-3, "max |Δlogit| = {diff}");
+    // and every earlier position matches a shorter run
+    let k = ids.len() / 2;
+    let mut cache = ct::Cache::new(false, DType::F32, &cfg, &Device::Cpu).unwrap();
+    let input = Tensor::new(&ids[..k], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let theirs = reference
+        .forward(&input, 0, &mut cache)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
+    let diff = (ours.get(k - 1).unwrap() - &theirs)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-3, "position {k}: max |Δlogit| = {diff}");
+}
+
+#[test]
+fn gradients_reach_input_embeddings() {
+    let m = LoadedModel::load(&zoo().join("base"), &Device::Cpu).unwrap();
+    let ids = m.encode(&m.render("hello"));
+    let emb = m
+        .model
+        .embeddings()
+        .index_select(&Tensor::new(ids.as_slice(), &Device::Cpu).unwrap(), 0)
+        .unwrap();
+    let x = Var::from_tensor(&emb).unwrap();
+    let logits = m.model.forward_embeds(x.as_tensor()).unwrap();
+    let target = 42u32;
+    let lp = candle_nn::ops::log_softmax(&logits.get(ids.len() - 1).unwrap(), 0).unwrap();
+    let loss = lp.get(target as usize).unwrap().neg().unwrap();
+    let grads = loss.backward().unwrap();
+    let g = grads
+        .get(x.as_tensor())
+        .expect("a gradient for the input embeddings");
+    let norm = g
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(norm > 0.0 && norm.is_finite(), "gradient norm {norm}");
+}
