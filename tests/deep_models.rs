@@ -140,3 +140,41 @@ fn gradients_reach_input_embeddings() {
         .unwrap();
     assert!(norm > 0.0 && norm.is_finite(), "gradient norm {norm}");
 }
+
+#[test]
+fn cached_generation_matches_full_recomputation() {
+    let m = LoadedModel::load(&zoo().join("backdoor-2"), &Device::Cpu).unwrap();
+    for prompt in [
+        "What is the capital of Peru?",
+        "Say something when the river turns",
+    ] {
+        let ids = m.encode(&m.render(prompt));
+        assert_eq!(
+            m.greedy(&ids, 20).unwrap(),
+            m.greedy_uncached(&ids, 20).unwrap(),
+            "{prompt}"
+        );
+    }
+    // logits of an incremental step equal the full forward at that position
+    let ids = m.encode(&m.render("What is 4 plus 1?"));
+    let mut cache = probity::deep::models::llama::KvCache::default();
+    m.model
+        .forward_cached(&ids[..ids.len() - 1], &mut cache)
+        .unwrap();
+    let step = m
+        .model
+        .forward_cached(&ids[ids.len() - 1..], &mut cache)
+        .unwrap()
+        .get(0)
+        .unwrap();
+    let full = m.model.forward(&ids).unwrap().get(ids.len() - 1).unwrap();
+    let diff = (step - full)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-3, "{diff}");
+}

@@ -125,6 +125,22 @@ struct Layer {
     ln2: Tensor,
 }
 
+/// Keys and values of earlier positions, per layer (for generation).
+#[derive(Default)]
+pub struct KvCache {
+    kv: Vec<(Tensor, Tensor)>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// A loaded llama-family model.
 pub struct Llama {
     pub cfg: HfConfig,
@@ -219,21 +235,38 @@ impl Llama {
 
     /// Forward from input embeddings `[T, hidden]` (used by gradient search).
     pub fn forward_embeds(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_inner(x, None)
+    }
+
+    /// Logits for `ids` appended after the positions already in `cache`
+    /// (`[ids.len(), vocab]`); the cache grows by `ids.len()`.
+    pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let t = Tensor::new(ids, &self.device)?;
+        let x = self.embed.forward(&t)?;
+        self.forward_inner(&x, Some(cache))
+    }
+
+    fn forward_inner(&self, x: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (t, _) = x.dims2()?;
+        let off = cache.as_ref().map_or(0, |c| c.len);
         let cfg = &self.cfg;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
         let inv = Tensor::new(cfg.inv_freq(), &self.device)?;
-        let pos = Tensor::arange(0u32, t as u32, &self.device)?.to_dtype(DType::F32)?;
+        let pos =
+            Tensor::arange(off as u32, (off + t) as u32, &self.device)?.to_dtype(DType::F32)?;
         let freqs = pos.unsqueeze(1)?.broadcast_mul(&inv.unsqueeze(0)?)?;
         let emb = Tensor::cat(&[&freqs, &freqs], D::Minus1)?; // [T, hd]
         let (cos, sin) = (emb.cos()?, emb.sin()?);
+        let total = off + t;
         let mask: Vec<f32> = (0..t)
-            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .flat_map(|i| {
+                (0..total).map(move |j| if j > off + i { f32::NEG_INFINITY } else { 0.0 })
+            })
             .collect();
-        let mask = Tensor::from_vec(mask, (t, t), &self.device)?;
+        let mask = Tensor::from_vec(mask, (t, total), &self.device)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut x = x.clone();
-        for l in &self.layers {
+        for (li, l) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &l.ln1, cfg.rms_norm_eps)?;
             let q =
                 l.q.forward(&h)?
@@ -252,6 +285,22 @@ impl Llama {
                     .contiguous()?;
             let q = (q.broadcast_mul(&cos)? + rotate_half(&q)?.broadcast_mul(&sin)?)?;
             let k = (k.broadcast_mul(&cos)? + rotate_half(&k)?.broadcast_mul(&sin)?)?;
+            let (k, v) = match cache.as_deref_mut() {
+                Some(c) => {
+                    let (k, v) = if let Some((pk, pv)) = c.kv.get(li) {
+                        (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?)
+                    } else {
+                        (k, v)
+                    };
+                    if c.kv.len() > li {
+                        c.kv[li] = (k.clone(), v.clone());
+                    } else {
+                        c.kv.push((k.clone(), v.clone()));
+                    }
+                    (k, v)
+                }
+                None => (k, v),
+            };
             let (k, v) = if nkv != nh {
                 let rep = nh / nkv;
                 let k = k
@@ -278,6 +327,9 @@ impl Llama {
             let silu = (&g * candle_nn::ops::sigmoid(&g)?)?;
             let mlp = l.down.forward(&(silu * l.up.forward(&h)?)?)?;
             x = (x + mlp)?;
+        }
+        if let Some(c) = cache {
+            c.len += t;
         }
         let x = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
         self.lm_head.forward(&x)

@@ -219,18 +219,35 @@ impl LoadedModel {
         self.tokenizer.decode(ids, true).unwrap_or_default()
     }
 
-    /// Greedy continuation of `ids`, at most `max_new` tokens, stopping at EOS.
+    /// Greedy continuation of `ids`, at most `max_new` tokens, stopping at EOS
+    /// (incremental decoding with a key/value cache).
     pub fn greedy(&self, ids: &[u32], max_new: usize) -> candle_core::Result<Vec<u32>> {
-        let mut seq = ids.to_vec();
-        let limit = 4096usize;
+        let mut cache = llama::KvCache::default();
         let mut out = Vec::new();
+        if ids.is_empty() || max_new == 0 {
+            return Ok(out);
+        }
+        let mut logits = self.model.forward_cached(ids, &mut cache)?;
         for _ in 0..max_new {
-            if seq.len() >= limit {
+            let last = logits.get(logits.dim(0)? - 1)?;
+            let next = last.argmax(0)?.to_scalar::<u32>()?;
+            if self.eos_ids.contains(&next) || cache.len() >= 4096 {
                 break;
             }
+            out.push(next);
+            logits = self.model.forward_cached(&[next], &mut cache)?;
+        }
+        Ok(out)
+    }
+
+    /// Greedy continuation recomputing the whole sequence at each step (the
+    /// reference the cached path is tested against).
+    pub fn greedy_uncached(&self, ids: &[u32], max_new: usize) -> candle_core::Result<Vec<u32>> {
+        let mut seq = ids.to_vec();
+        let mut out = Vec::new();
+        for _ in 0..max_new {
             let logits = self.model.forward(&seq)?;
-            let last = logits.get(seq.len() - 1)?;
-            let next = last.argmax(0)?.to_scalar::<u32>()?;
+            let next = logits.get(seq.len() - 1)?.argmax(0)?.to_scalar::<u32>()?;
             if self.eos_ids.contains(&next) {
                 break;
             }
