@@ -66,8 +66,7 @@ fn decode(c: &mut Criterion) {
                 .unsqueeze(0)
                 .unwrap();
             let mut logits = reference.forward(&input, 0, &mut cache).unwrap();
-            let mut pos = ids.len();
-            for _ in 0..NEW {
+            for pos in ids.len()..ids.len() + NEW {
                 let next = logits
                     .squeeze(0)
                     .unwrap()
@@ -80,7 +79,6 @@ fn decode(c: &mut Criterion) {
                     .unsqueeze(0)
                     .unwrap();
                 logits = reference.forward(&input, pos, &mut cache).unwrap();
-                pos += 1;
             }
         })
     });
