@@ -305,12 +305,12 @@ impl Llama {
                 let rep = nh / nkv;
                 let k = k
                     .unsqueeze(1)?
-                    .expand((nkv, rep, t, hd))?
-                    .reshape((nh, t, hd))?;
+                    .expand((nkv, rep, total, hd))?
+                    .reshape((nh, total, hd))?;
                 let v = v
                     .unsqueeze(1)?
-                    .expand((nkv, rep, t, hd))?
-                    .reshape((nh, t, hd))?;
+                    .expand((nkv, rep, total, hd))?
+                    .reshape((nh, total, hd))?;
                 (k, v)
             } else {
                 (k, v)

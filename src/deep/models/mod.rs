@@ -136,6 +136,7 @@ impl LoadedModel {
             .unwrap_or(Value::Null);
         let bos = token_text(&tc["bos_token"]).unwrap_or_default();
         let eos = token_text(&tc["eos_token"]).unwrap_or_default();
+        // transformers 5 saves the template beside the config by default
         let chat_template = match &tc["chat_template"] {
             Value::String(s) => Some(s.clone()),
             Value::Array(a) => a
@@ -143,7 +144,8 @@ impl LoadedModel {
                 .find(|t| t["name"] == "default")
                 .and_then(|t| t["template"].as_str().map(str::to_string)),
             _ => None,
-        };
+        }
+        .or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok());
         let mut eos_ids = Vec::new();
         if let Some(id) = tokenizer.token_to_id(&eos) {
             eos_ids.push(id);
@@ -159,7 +161,12 @@ impl LoadedModel {
         let hd = c.head_dim();
         let per_layer = c.hidden_size * hd * (c.num_attention_heads * 2 + c.kv_heads() * 2)
             + 3 * c.hidden_size * c.intermediate_size
-            + 2 * c.hidden_size;
+            + 2 * c.hidden_size
+            + if c.attention_bias {
+                hd * (c.num_attention_heads + 2 * c.kv_heads())
+            } else {
+                0
+            };
         let parameters = c.vocab_size * c.hidden_size * if c.tie_word_embeddings { 1 } else { 2 }
             + c.num_hidden_layers * per_layer
             + c.hidden_size;
