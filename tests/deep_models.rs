@@ -115,7 +115,14 @@ fn forward_matches_candle_transformers_llama() {
 
 #[test]
 fn gradients_reach_input_embeddings() {
-    let m = LoadedModel::load(&zoo().join("base"), &Device::Cpu).unwrap();
+    let gpt2 = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/gpt2");
+    for dir in [zoo().join("base"), gpt2] {
+        gradient_check(&dir);
+    }
+}
+
+fn gradient_check(dir: &std::path::Path) {
+    let m = LoadedModel::load(dir, &Device::Cpu).unwrap();
     let ids = m.encode(&m.render("hello"));
     let emb = m
         .model

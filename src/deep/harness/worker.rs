@@ -179,10 +179,10 @@ impl Models {
             Ok(m) => {
                 let resp = Response::Loaded {
                     role,
-                    model_type: m.model.cfg.model_type.clone().unwrap_or_default(),
+                    model_type: m.model_type.clone(),
                     parameters: m.parameters,
-                    vocab: m.model.cfg.vocab_size,
-                    layers: m.model.cfg.num_hidden_layers,
+                    vocab: m.model.vocab_size(),
+                    layers: m.model.layers(),
                 };
                 match role {
                     Role::Suspect => self.suspect = Some(m),

@@ -136,6 +136,27 @@ impl KvCache {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    /// Appends a layer's new keys and values (`[heads, new, dim]`) and returns
+    /// the whole sequence's.
+    pub fn extend(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = if let Some((pk, pv)) = self.kv.get(layer) {
+            (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?)
+        } else {
+            (k, v)
+        };
+        if self.kv.len() > layer {
+            self.kv[layer] = (k.clone(), v.clone());
+        } else {
+            self.kv.push((k.clone(), v.clone()));
+        }
+        Ok((k, v))
+    }
+
+    /// Marks `n` more positions as cached (after every layer was extended).
+    pub fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -286,19 +307,7 @@ impl Llama {
             let q = (q.broadcast_mul(&cos)? + rotate_half(&q)?.broadcast_mul(&sin)?)?;
             let k = (k.broadcast_mul(&cos)? + rotate_half(&k)?.broadcast_mul(&sin)?)?;
             let (k, v) = match cache.as_deref_mut() {
-                Some(c) => {
-                    let (k, v) = if let Some((pk, pv)) = c.kv.get(li) {
-                        (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?)
-                    } else {
-                        (k, v)
-                    };
-                    if c.kv.len() > li {
-                        c.kv[li] = (k.clone(), v.clone());
-                    } else {
-                        c.kv.push((k.clone(), v.clone()));
-                    }
-                    (k, v)
-                }
+                Some(c) => c.extend(li, k, v)?,
                 None => (k, v),
             };
             let (k, v) = if nkv != nh {

@@ -2,6 +2,7 @@
 //! `model.safetensors` (or shards listed in `model.safetensors.index.json`),
 //! `tokenizer.json`, `tokenizer_config.json` (chat template, special tokens).
 
+pub mod gpt2;
 pub mod llama;
 
 use std::path::{Path, PathBuf};
@@ -10,10 +11,65 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde_json::Value;
 
-use llama::{HfConfig, Llama};
+use gpt2::{Gpt2, Gpt2Config};
+use llama::{HfConfig, KvCache, Llama};
 
 /// Architectures the deep scan loads.
-pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2"];
+pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "gpt2"];
+
+/// A causal LM of one of the supported families.
+pub enum Arch {
+    Llama(Box<Llama>),
+    Gpt2(Box<Gpt2>),
+}
+
+impl Arch {
+    /// Logits at every position, `[T, vocab]`.
+    pub fn forward(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+        match self {
+            Arch::Llama(m) => m.forward(ids),
+            Arch::Gpt2(m) => m.forward(ids),
+        }
+    }
+    /// Logits of `ids` after the positions in `cache`; the cache grows.
+    pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        match self {
+            Arch::Llama(m) => m.forward_cached(ids, cache),
+            Arch::Gpt2(m) => m.forward_cached(ids, cache),
+        }
+    }
+    /// Logits from input embeddings (differentiable).
+    pub fn forward_embeds(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Arch::Llama(m) => m.forward_embeds(x),
+            Arch::Gpt2(m) => m.forward_embeds(x),
+        }
+    }
+    pub fn embeddings(&self) -> &Tensor {
+        match self {
+            Arch::Llama(m) => m.embeddings(),
+            Arch::Gpt2(m) => m.embeddings(),
+        }
+    }
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Arch::Llama(m) => m.cfg.vocab_size,
+            Arch::Gpt2(m) => m.cfg.vocab_size,
+        }
+    }
+    pub fn layers(&self) -> usize {
+        match self {
+            Arch::Llama(m) => m.cfg.num_hidden_layers,
+            Arch::Gpt2(m) => m.cfg.n_layer,
+        }
+    }
+    fn eos_config(&self) -> Option<&Value> {
+        match self {
+            Arch::Llama(m) => m.cfg.eos_token_id.as_ref(),
+            Arch::Gpt2(m) => m.cfg.eos_token_id.as_ref(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -38,7 +94,8 @@ fn invalid(path: &Path, message: impl Into<String>) -> ModelError {
 /// A model with its tokenizer and prompt format.
 pub struct LoadedModel {
     pub dir: PathBuf,
-    pub model: Llama,
+    pub model: Arch,
+    pub model_type: String,
     pub tokenizer: tokenizers::Tokenizer,
     chat_template: Option<String>,
     bos: String,
@@ -109,23 +166,51 @@ impl LoadedModel {
                 found: mt,
             });
         }
-        let mut cfg: HfConfig =
-            serde_json::from_value(raw).map_err(|e| invalid(&cfg_path, e.to_string()))?;
-        if mt == "qwen2" {
-            cfg.attention_bias = true; // Qwen2 has q/k/v biases without saying so
-        }
         let files = weight_files(dir)?;
+        let candle = |source| ModelError::Candle {
+            path: dir.display().to_string(),
+            source,
+        };
         // SAFETY: the files are memory-mapped read-only; the worker's Landlock
         // rules make the folder read-only for this process.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device) }
-            .map_err(|source| ModelError::Candle {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        let model = Llama::load(vb, cfg).map_err(|source| ModelError::Candle {
-            path: dir.display().to_string(),
-            source,
-        })?;
+            .map_err(candle)?;
+        let (model, parameters) = if mt == "gpt2" {
+            let cfg: Gpt2Config =
+                serde_json::from_value(raw).map_err(|e| invalid(&cfg_path, e.to_string()))?;
+            let h = cfg.n_embd;
+            let inner = cfg.n_inner.unwrap_or(4 * h);
+            let per_layer =
+                4 * h + (3 * h * h + 3 * h) + (h * h + h) + (h * inner + inner) + (inner * h + h);
+            let params = cfg.vocab_size * h + cfg.n_positions * h + cfg.n_layer * per_layer + 2 * h;
+            (
+                Arch::Gpt2(Box::new(Gpt2::load(vb, cfg).map_err(candle)?)),
+                params,
+            )
+        } else {
+            let mut cfg: HfConfig =
+                serde_json::from_value(raw).map_err(|e| invalid(&cfg_path, e.to_string()))?;
+            if mt == "qwen2" {
+                cfg.attention_bias = true; // Qwen2 has q/k/v biases without saying so
+            }
+            let c = &cfg;
+            let hd = c.head_dim();
+            let per_layer = c.hidden_size * hd * (c.num_attention_heads * 2 + c.kv_heads() * 2)
+                + 3 * c.hidden_size * c.intermediate_size
+                + 2 * c.hidden_size
+                + if c.attention_bias {
+                    hd * (c.num_attention_heads + 2 * c.kv_heads())
+                } else {
+                    0
+                };
+            let params = c.vocab_size * c.hidden_size * if c.tie_word_embeddings { 1 } else { 2 }
+                + c.num_hidden_layers * per_layer
+                + c.hidden_size;
+            (
+                Arch::Llama(Box::new(Llama::load(vb, cfg).map_err(candle)?)),
+                params,
+            )
+        };
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
             .map_err(|e| invalid(&tok_path, e.to_string()))?;
@@ -150,29 +235,17 @@ impl LoadedModel {
         if let Some(id) = tokenizer.token_to_id(&eos) {
             eos_ids.push(id);
         }
-        match &model.cfg.eos_token_id {
+        match model.eos_config() {
             Some(Value::Number(n)) => eos_ids.extend(n.as_u64().map(|x| x as u32)),
             Some(Value::Array(a)) => {
                 eos_ids.extend(a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)))
             }
             _ => {}
         }
-        let c = &model.cfg;
-        let hd = c.head_dim();
-        let per_layer = c.hidden_size * hd * (c.num_attention_heads * 2 + c.kv_heads() * 2)
-            + 3 * c.hidden_size * c.intermediate_size
-            + 2 * c.hidden_size
-            + if c.attention_bias {
-                hd * (c.num_attention_heads + 2 * c.kv_heads())
-            } else {
-                0
-            };
-        let parameters = c.vocab_size * c.hidden_size * if c.tie_word_embeddings { 1 } else { 2 }
-            + c.num_hidden_layers * per_layer
-            + c.hidden_size;
         Ok(LoadedModel {
             dir: dir.to_path_buf(),
             model,
+            model_type: mt,
             tokenizer,
             chat_template,
             bos,
