@@ -164,12 +164,7 @@ impl Gpt2 {
         let nh = self.cfg.n_head;
         let hd = h / nh;
         let mut x = x.broadcast_add(&self.wpe.narrow(0, off, t)?)?;
-        let mask: Vec<f32> = (0..t)
-            .flat_map(|i| {
-                (0..total).map(move |j| if j > off + i { f32::NEG_INFINITY } else { 0.0 })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (t, total), &self.device)?;
+        let mask = super::llama::causal_mask(t, off, &self.device)?;
         let scale = 1.0 / (hd as f64).sqrt();
         for (li, b) in self.blocks.iter().enumerate() {
             let a = b.attn.forward(&b.ln1.forward(&x)?)?;

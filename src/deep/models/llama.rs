@@ -180,6 +180,16 @@ fn linear(vb: VarBuilder, i: usize, o: usize, bias: bool) -> Result<Linear> {
     }
 }
 
+/// Additive causal mask `[t, off + t]` for `t` new positions after `off`
+/// cached ones: position `off + i` sees keys `0..=off + i`.
+pub(crate) fn causal_mask(t: usize, off: usize, device: &Device) -> Result<Tensor> {
+    let total = off + t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j > off + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (t, total), device)
+}
+
 /// RMS norm from plain ops (differentiable).
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let var = x.sqr()?.mean_keepdim(D::Minus1)?;
@@ -279,12 +289,7 @@ impl Llama {
         let emb = Tensor::cat(&[&freqs, &freqs], D::Minus1)?; // [T, hd]
         let (cos, sin) = (emb.cos()?, emb.sin()?);
         let total = off + t;
-        let mask: Vec<f32> = (0..t)
-            .flat_map(|i| {
-                (0..total).map(move |j| if j > off + i { f32::NEG_INFINITY } else { 0.0 })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (t, total), &self.device)?;
+        let mask = causal_mask(t, off, &self.device)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut x = x.clone();
         for (li, l) in self.layers.iter().enumerate() {
