@@ -1,22 +1,11 @@
 //! `probity deep` end to end on the public mini zoo: the report's schema and
 //! isolation block, the static-scan gate, and bad inputs.
 
+mod common;
+use common::zoo;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn zoo() -> PathBuf {
-    let p = std::env::var_os("PROBITY_ZOO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo-public/models")
-        });
-    assert!(
-        p.join("base/config.json").is_file(),
-        "the public zoo is required at {}",
-        p.display()
-    );
-    p
-}
 
 fn deep(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_probity"))

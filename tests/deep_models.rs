@@ -5,25 +5,14 @@
 //!   candle-transformers' llama on the same weights;
 //! - gradients reach the input embeddings (needed by trigger search).
 
+mod common;
+use common::{max_abs_diff, zoo};
+
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use probity::deep::models::LoadedModel;
-
-fn zoo() -> PathBuf {
-    let p = std::env::var_os("PROBITY_ZOO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo-public/models")
-        });
-    assert!(
-        p.join("base/config.json").is_file(),
-        "the public zoo is required at {} (set PROBITY_ZOO)",
-        p.display()
-    );
-    p
-}
 
 #[test]
 fn every_zoo_model_loads_and_renders_its_chat_template() {
@@ -81,14 +70,7 @@ fn forward_matches_candle_transformers_llama() {
         .squeeze(0)
         .unwrap();
     let last = ours.get(ids.len() - 1).unwrap();
-    let diff = (last - &theirs)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&last, &theirs);
     assert!(diff < 1e-3, "max |Δlogit| = {diff}");
     // and every earlier position matches a shorter run
     let k = ids.len() / 2;
@@ -102,14 +84,7 @@ fn forward_matches_candle_transformers_llama() {
         .unwrap()
         .squeeze(0)
         .unwrap();
-    let diff = (ours.get(k - 1).unwrap() - &theirs)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&ours.get(k - 1).unwrap(), &theirs);
     assert!(diff < 1e-3, "position {k}: max |Δlogit| = {diff}");
 }
 
@@ -175,14 +150,7 @@ fn cached_generation_matches_full_recomputation() {
         .get(0)
         .unwrap();
     let full = m.model.forward(&ids).unwrap().get(ids.len() - 1).unwrap();
-    let diff = (step - full)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&step, &full);
     assert!(diff < 1e-3, "{diff}");
 }
 

@@ -32,3 +32,15 @@ pub fn too_deep(what: &str, member: &str, depth: u32, sink: &mut Sink) -> bool {
     );
     true
 }
+
+/// The finding for a member whose reading failed: a decompression bomb
+/// (ARC006) when the bound stopped it, otherwise damage (ARC008).
+pub fn member_failure(name: &str, e: &std::io::Error) -> Finding {
+    match crate::scan::io::as_bomb(e) {
+        Some(b) => Finding::new(&rules::ARC006, format!("member '{name}': {b}")),
+        None => Finding::new(
+            &rules::ARC008,
+            format!("member '{name}' could not be read: {e}"),
+        ),
+    }
+}

@@ -9,7 +9,7 @@ use super::rules;
 use super::zip::escapes_root;
 use crate::finding::Finding;
 use crate::limits;
-use crate::scan::io::{as_bomb, Bounded, Peekable, ReadSeek};
+use crate::scan::io::{Bounded, Peekable, ReadSeek};
 use crate::scan::{child_member, rules as scan_rules, scan_stream, Detected, Sink};
 
 pub fn scan(
@@ -96,14 +96,7 @@ pub fn scan(
         ));
         let mut p = Peekable::new(bounded);
         if let Err(e) = scan_stream(&mut p, Some(entry.size), &child, depth + 1, sink) {
-            let f = if let Some(b) = as_bomb(&e) {
-                Finding::new(&rules::ARC006, format!("member '{}': {b}", entry.name))
-            } else {
-                Finding::new(
-                    &rules::ARC008,
-                    format!("member '{}' could not be read: {e}", entry.name),
-                )
-            };
+            let f = super::member_failure(&entry.name, &e);
             failures.push(f.at(Some(&child), None));
             return Ok(false);
         }

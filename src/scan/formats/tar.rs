@@ -146,13 +146,8 @@ pub fn scan<R: Read>(
                         continue;
                     }
                     Err(e) => {
-                        sink.findings.push(
-                            Finding::new(
-                                &rules::ARC008,
-                                format!("member '{name}' could not be read: {e}"),
-                            )
-                            .at(Some(&child), None),
-                        );
+                        sink.findings
+                            .push(super::member_failure(&name, &e).at(Some(&child), None));
                         break;
                     }
                 }
@@ -161,20 +156,8 @@ pub fn scan<R: Read>(
         match scan_stream(&mut p, Some(size), &child, depth + 1, sink) {
             Ok(d) => detected.joblib |= d.joblib,
             Err(e) => {
-                if let Some(b) = as_bomb(&e) {
-                    sink.findings.push(
-                        Finding::new(&rules::ARC006, format!("member '{name}': {b}"))
-                            .at(Some(&child), None),
-                    );
-                    break;
-                }
-                sink.findings.push(
-                    Finding::new(
-                        &rules::ARC008,
-                        format!("member '{name}' could not be read: {e}"),
-                    )
-                    .at(Some(&child), None),
-                );
+                sink.findings
+                    .push(super::member_failure(&name, &e).at(Some(&child), None));
                 break;
             }
         }

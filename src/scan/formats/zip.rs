@@ -14,7 +14,7 @@ use std::io::{self, Read, SeekFrom};
 use super::rules;
 use crate::finding::Finding;
 use crate::limits;
-use crate::scan::io::{as_bomb, Bounded, CountIn, Peekable, ReadSeek, Window};
+use crate::scan::io::{Bounded, CountIn, Peekable, ReadSeek, Window};
 use crate::scan::{
     child_member, rules as scan_rules, scan_seekable, scan_stream, sniff, Detected, Kind, Sink,
 };
@@ -592,20 +592,8 @@ fn scan_members(
                 }
             }
             Err(e) => {
-                if let Some(b) = as_bomb(&e) {
-                    sink.findings.push(
-                        Finding::new(&rules::ARC006, format!("member '{name}': {b}"))
-                            .at(Some(&child), Some(l.data_start)),
-                    );
-                } else {
-                    sink.findings.push(
-                        Finding::new(
-                            &rules::ARC008,
-                            format!("member '{name}' could not be read: {e}"),
-                        )
-                        .at(Some(&child), Some(l.data_start)),
-                    );
-                }
+                sink.findings
+                    .push(super::member_failure(name, &e).at(Some(&child), Some(l.data_start)));
                 continue;
             }
         }
