@@ -137,11 +137,12 @@ impl KvCache {
         self.len
     }
 
-    /// Appends a layer's new keys and values (`[heads, new, dim]`) and returns
-    /// the whole sequence's.
+    /// Appends a layer's new keys and values (`[..., heads, new, dim]`) and
+    /// returns the whole sequence's.
     pub fn extend(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let seq = k.rank() - 2;
         let (k, v) = if let Some((pk, pv)) = self.kv.get(layer) {
-            (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?)
+            (Tensor::cat(&[pk, &k], seq)?, Tensor::cat(&[pv, &v], seq)?)
         } else {
             (k, v)
         };
@@ -190,6 +191,12 @@ pub(crate) fn causal_mask(t: usize, off: usize, device: &Device) -> Result<Tenso
     Tensor::from_vec(mask, (t, total), device)
 }
 
+/// A norm's scale vector; ones when the builder creates fresh variables
+/// (training from scratch), the stored values otherwise.
+fn norm_weight(vb: VarBuilder, h: usize) -> Result<Tensor> {
+    vb.get_with_hints(h, "weight", candle_nn::Init::Const(1.0))
+}
+
 /// RMS norm from plain ops (differentiable).
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let var = x.sqr()?.mean_keepdim(D::Minus1)?;
@@ -229,11 +236,11 @@ impl Llama {
                 gate: linear(p.pp("gate_proj"), h, cfg.intermediate_size, false)?,
                 up: linear(p.pp("up_proj"), h, cfg.intermediate_size, false)?,
                 down: linear(p.pp("down_proj"), cfg.intermediate_size, h, false)?,
-                ln1: l.pp("input_layernorm").get(h, "weight")?,
-                ln2: l.pp("post_attention_layernorm").get(h, "weight")?,
+                ln1: norm_weight(l.pp("input_layernorm"), h)?,
+                ln2: norm_weight(l.pp("post_attention_layernorm"), h)?,
             });
         }
-        let norm = m.pp("norm").get(h, "weight")?;
+        let norm = norm_weight(m.pp("norm"), h)?;
         let lm_head = if cfg.tie_word_embeddings && !vb.contains_tensor("lm_head.weight") {
             Linear::new(embed.embeddings().clone(), None)
         } else {
@@ -264,21 +271,65 @@ impl Llama {
         self.forward_embeds(&x)
     }
 
+    /// The trainable weights by Hugging Face name (for saving a checkpoint).
+    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            self.embed.embeddings().clone(),
+        )];
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            for (n, lin) in [
+                ("self_attn.q_proj", &l.q),
+                ("self_attn.k_proj", &l.k),
+                ("self_attn.v_proj", &l.v),
+                ("self_attn.o_proj", &l.o),
+                ("mlp.gate_proj", &l.gate),
+                ("mlp.up_proj", &l.up),
+                ("mlp.down_proj", &l.down),
+            ] {
+                out.push((format!("{p}.{n}.weight"), lin.weight().clone()));
+                if let Some(b) = lin.bias() {
+                    out.push((format!("{p}.{n}.bias"), b.clone()));
+                }
+            }
+            out.push((format!("{p}.input_layernorm.weight"), l.ln1.clone()));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                l.ln2.clone(),
+            ));
+        }
+        out.push(("model.norm.weight".to_string(), self.norm.clone()));
+        if !self.cfg.tie_word_embeddings {
+            out.push(("lm_head.weight".to_string(), self.lm_head.weight().clone()));
+        }
+        out
+    }
+
     /// Forward from input embeddings `[T, hidden]` (used by gradient search).
     pub fn forward_embeds(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_inner(x, None)
+        self.forward_inner(&x.unsqueeze(0)?, None)?.squeeze(0)
+    }
+
+    /// Logits for a batch of equally long id rows `[B, T]` → `[B, T, vocab]`
+    /// (training; pad on the right, the causal mask keeps pads out of
+    /// earlier positions).
+    pub fn forward_batch(&self, ids: &Tensor) -> Result<Tensor> {
+        let x = self.embed.forward(ids)?;
+        self.forward_inner(&x, None)
     }
 
     /// Logits for `ids` appended after the positions already in `cache`
     /// (`[ids.len(), vocab]`); the cache grows by `ids.len()`.
     pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let t = Tensor::new(ids, &self.device)?;
-        let x = self.embed.forward(&t)?;
-        self.forward_inner(&x, Some(cache))
+        let x = self.embed.forward(&t)?.unsqueeze(0)?;
+        self.forward_inner(&x, Some(cache))?.squeeze(0)
     }
 
+    /// The shared forward over `[B, T, hidden]` input embeddings.
     fn forward_inner(&self, x: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let (t, _) = x.dims2()?;
+        let (b, t, _) = x.dims3()?;
         let off = cache.as_ref().map_or(0, |c| c.len);
         let cfg = &self.cfg;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
@@ -291,24 +342,15 @@ impl Llama {
         let total = off + t;
         let mask = causal_mask(t, off, &self.device)?;
         let scale = 1.0 / (hd as f64).sqrt();
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+            y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
+        };
         let mut x = x.clone();
         for (li, l) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &l.ln1, cfg.rms_norm_eps)?;
-            let q =
-                l.q.forward(&h)?
-                    .reshape((t, nh, hd))?
-                    .transpose(0, 1)?
-                    .contiguous()?;
-            let k =
-                l.k.forward(&h)?
-                    .reshape((t, nkv, hd))?
-                    .transpose(0, 1)?
-                    .contiguous()?;
-            let v =
-                l.v.forward(&h)?
-                    .reshape((t, nkv, hd))?
-                    .transpose(0, 1)?
-                    .contiguous()?;
+            let q = heads(l.q.forward(&h)?, nh)?;
+            let k = heads(l.k.forward(&h)?, nkv)?;
+            let v = heads(l.v.forward(&h)?, nkv)?;
             let q = (q.broadcast_mul(&cos)? + rotate_half(&q)?.broadcast_mul(&sin)?)?;
             let k = (k.broadcast_mul(&cos)? + rotate_half(&k)?.broadcast_mul(&sin)?)?;
             let (k, v) = match cache.as_deref_mut() {
@@ -317,15 +359,12 @@ impl Llama {
             };
             let (k, v) = if nkv != nh {
                 let rep = nh / nkv;
-                let k = k
-                    .unsqueeze(1)?
-                    .expand((nkv, rep, total, hd))?
-                    .reshape((nh, total, hd))?;
-                let v = v
-                    .unsqueeze(1)?
-                    .expand((nkv, rep, total, hd))?
-                    .reshape((nh, total, hd))?;
-                (k, v)
+                let expand = |y: Tensor| -> Result<Tensor> {
+                    y.unsqueeze(2)?
+                        .expand((b, nkv, rep, total, hd))?
+                        .reshape((b, nh, total, hd))
+                };
+                (expand(k)?, expand(v)?)
             } else {
                 (k, v)
             };
@@ -333,8 +372,8 @@ impl Llama {
             let att = candle_nn::ops::softmax(&att, D::Minus1)?;
             let out = att
                 .matmul(&v.contiguous()?)?
-                .transpose(0, 1)?
-                .reshape((t, nh * hd))?;
+                .transpose(1, 2)?
+                .reshape((b, t, nh * hd))?;
             x = (x + l.o.forward(&out)?)?;
             let h = rms_norm(&x, &l.ln2, cfg.rms_norm_eps)?;
             let g = l.gate.forward(&h)?;
