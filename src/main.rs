@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use probity::config::Config;
+use probity::deep::harness::sandbox::DeviceKind;
 use probity::finding::{Report, Severity};
 use probity::render;
 use probity::scan::Ctx;
@@ -100,7 +101,7 @@ enum Command {
         /// The base model folder it was fine-tuned from.
         #[arg(long)]
         base: PathBuf,
-        /// Device for inference (only cpu in this build; cuda/metal need the cargo features of the same names).
+        /// Device for inference; cuda and metal need a build with the cargo feature of the same name (`--features cuda`), and on cuda the worker runs without an address-space limit (reported).
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceChoice,
         /// Extra probe suites: every *.toml in DIR (see probes/README.md).
@@ -167,8 +168,13 @@ fn main() -> ExitCode {
             require_sandbox,
             max_new_tokens,
         } => {
-            if device != DeviceChoice::Cpu {
-                return fail("this build runs the deep scan on cpu only (the cuda and metal devices are not wired into the worker yet)");
+            let device = match device {
+                DeviceChoice::Cpu => DeviceKind::Cpu,
+                DeviceChoice::Cuda => DeviceKind::Cuda,
+                DeviceChoice::Metal => DeviceKind::Metal,
+            };
+            if let Err(e) = probity::deep::harness::worker::device_built(device) {
+                return fail(e);
             }
             let exe = match std::env::current_exe() {
                 Ok(e) => e,
@@ -185,6 +191,7 @@ fn main() -> ExitCode {
                 budget: std::time::Duration::from_secs(budget),
                 require_sandbox,
                 max_new_tokens,
+                device,
             };
             let bar = indicatif::ProgressBar::with_draw_target(
                 None,

@@ -138,4 +138,43 @@ fn bad_inputs_are_exit_2_with_one_line() {
         "cuda",
     ]);
     assert_eq!(o.status.code(), Some(2));
+    if !cfg!(feature = "cuda") {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("built without cuda support"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+    }
+}
+
+/// A BERT classifier and its fine-tune: the report compares label
+/// distributions, and the label the fine-tune pushed comes out on top.
+#[test]
+fn deep_scan_of_a_bert_classifier() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models");
+    let o = deep(&[
+        root.join("bert-cls-tuned").to_str().unwrap(),
+        "--base",
+        root.join("bert-cls").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let b = &j["signals"]["behavior"];
+    assert!(b["drift"].as_f64().unwrap() > 0.05, "{b}");
+    let top = &b["most_raised_tokens"][0];
+    assert!(top.to_string().contains("positive"), "{top}");
+    // a classifier against a causal LM is a clear error, exit 2
+    let o = deep(&[
+        root.join("bert-cls").to_str().unwrap(),
+        "--base",
+        root.join("llama-mha").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not the same kind of model"), "{err}");
 }

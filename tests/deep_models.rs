@@ -171,6 +171,9 @@ fn matches_transformers_reference_logits() {
         }
         let r: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&reference).unwrap()).unwrap();
+        if r.get("texts").is_some() {
+            continue; // a classifier (see bert_classifier_matches_transformers)
+        }
         let m = LoadedModel::load(&dir, &Device::Cpu)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         // the chat template is found in tokenizer_config.json or chat_template.jinja
@@ -255,4 +258,41 @@ fn matches_transformers_reference_logits() {
         cases >= 6,
         "only {cases} reference cases in fixtures/models"
     );
+}
+
+/// BERT sequence classifiers saved by transformers: the same input ids from
+/// the WordPiece tokenizer (with [CLS]/[SEP]) and the same class logits.
+#[test]
+fn bert_classifier_matches_transformers() {
+    use probity::deep::models::Arch;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models");
+    for name in ["bert-cls", "bert-cls-tuned"] {
+        let dir = root.join(name);
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+                .unwrap();
+        let m = LoadedModel::load(&dir, &Device::Cpu).unwrap();
+        assert!(m.is_classifier());
+        let Arch::Bert(bert) = &m.model else {
+            panic!("{name} is not loaded as a classifier")
+        };
+        assert_eq!(bert.labels, ["negative", "neutral", "positive"]);
+        // causal entry points refuse instead of producing nonsense
+        assert!(m.model.forward(&[1, 2, 3]).is_err());
+        for (i, text) in r["texts"].as_array().unwrap().iter().enumerate() {
+            let ids = m.encode(text.as_str().unwrap());
+            let want_ids: Vec<u32> = r["input_ids"][i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(ids, want_ids, "{name}: token ids of text {i}");
+            let got = bert.classify(&ids).unwrap().to_vec1::<f32>().unwrap();
+            for (g, w) in got.iter().zip(r["logits"][i].as_array().unwrap()) {
+                let w = w.as_f64().unwrap() as f32;
+                assert!((g - w).abs() < 1e-4, "{name} text {i}: {got:?} vs {w}");
+            }
+        }
+    }
 }

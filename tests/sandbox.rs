@@ -45,6 +45,7 @@ fn policy(s: &Setup) -> Policy {
         memory_bytes: 512 << 20,
         cpu_seconds: 2,
         max_file_bytes: 16 << 20,
+        device: probity::deep::harness::sandbox::DeviceKind::Cpu,
     }
 }
 

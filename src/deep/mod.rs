@@ -9,6 +9,7 @@ pub mod diff;
 pub mod harness;
 pub mod models;
 pub mod probes;
+pub mod zoo;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use serde::Serialize;
 use crate::finding::{Severity, Tool};
 use crate::scan::Ctx;
 use harness::protocol::{Request, Response, Role};
-use harness::sandbox::{Isolation, Policy};
+use harness::sandbox::{DeviceKind, Isolation, Policy};
 use harness::{HarnessError, Worker};
 
 /// Schema identifier of the deep-scan report.
@@ -32,6 +33,8 @@ pub struct DeepOptions {
     pub budget: Duration,
     pub require_sandbox: bool,
     pub max_new_tokens: usize,
+    /// Where the worker runs the models.
+    pub device: DeviceKind,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +199,7 @@ pub fn run(
         memory_bytes: (4u64 << 30).max(weights.saturating_mul(6)),
         cpu_seconds: opts.budget.as_secs().saturating_mul(4).max(60),
         max_file_bytes: 64 << 20,
+        device: opts.device,
     };
     let t1 = Instant::now();
     let mut worker = Worker::start(exe, policy, opts.budget + Duration::from_secs(120))?;
@@ -213,6 +217,7 @@ pub fn run(
         match worker.call(&Request::Load {
             role,
             dir: dir.clone(),
+            device: opts.device,
         })? {
             Response::Loaded {
                 model_type,
@@ -233,6 +238,13 @@ pub fn run(
         }
     }
     let t_load = t2.elapsed();
+    let classifier = |m: &ModelInfo| m.model_type == "bert";
+    if classifier(&infos[0]) != classifier(&infos[1]) {
+        return Err(DeepError::Input(format!(
+            "{}: the suspect ({}) and the base ({}) are not the same kind of model",
+            infos[0].path, infos[0].model_type, infos[1].model_type
+        )));
+    }
     let t3 = Instant::now();
     let mut results = Vec::new();
     let mut skipped = 0;
@@ -284,7 +296,7 @@ pub fn run(
         tool: Tool::default(),
         suspect: s_info,
         base: b_info,
-        device: "cpu".into(),
+        device: opts.device.name().into(),
         isolation,
         probes_skipped: skipped,
         signals: Signals { behavior },

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::sandbox::{Isolation, Policy};
+use super::sandbox::{DeviceKind, Isolation, Policy};
 
 /// Bumped on any incompatible change; parent and worker must agree.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 64 << 20;
@@ -28,6 +28,7 @@ pub enum Request {
     Load {
         role: Role,
         dir: PathBuf,
+        device: DeviceKind,
     },
     /// Run both loaded models on one user prompt.
     Compare {

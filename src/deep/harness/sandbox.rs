@@ -34,6 +34,28 @@ pub struct Policy {
     pub cpu_seconds: u64,
     /// Largest file the worker may write, in bytes.
     pub max_file_bytes: u64,
+    /// Where inference runs; a GPU needs its device files and driver
+    /// libraries, and CUDA cannot run under an address-space limit.
+    pub device: DeviceKind,
+}
+
+/// The inference device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+impl DeviceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+            DeviceKind::Metal => "metal",
+        }
+    }
 }
 
 /// One restriction primitive and its outcome.
@@ -127,8 +149,16 @@ pub fn apply(policy: &Policy) -> Isolation {
 }
 
 fn set_rlimits(policy: &Policy) -> Primitive {
+    // the CUDA driver reserves far more virtual address space than it uses:
+    // an address-space limit makes it fail, so on CUDA there is none (and
+    // the primitive is reported as not applied)
+    let address_space = if policy.device == DeviceKind::Cuda {
+        libc::RLIM_INFINITY
+    } else {
+        policy.memory_bytes
+    };
     let limits: [(libc::__rlimit_resource_t, u64, &str); 5] = [
-        (libc::RLIMIT_AS, policy.memory_bytes, "address space"),
+        (libc::RLIMIT_AS, address_space, "address space"),
         (libc::RLIMIT_CPU, policy.cpu_seconds, "CPU seconds"),
         (libc::RLIMIT_FSIZE, policy.max_file_bytes, "file size"),
         (libc::RLIMIT_CORE, 0, "core dumps"),
@@ -145,7 +175,13 @@ fn set_rlimits(policy: &Policy) -> Primitive {
             failed.push(format!("{what}: {}", std::io::Error::last_os_error()));
         }
     }
-    if failed.is_empty() {
+    if failed.is_empty() && address_space == libc::RLIM_INFINITY {
+        Primitive::no(format!(
+            "no address-space limit on cuda (the driver reserves large virtual ranges); CPU {} s, file size {} MiB, no core dumps, 256 open files",
+            policy.cpu_seconds,
+            policy.max_file_bytes >> 20
+        ))
+    } else if failed.is_empty() {
         Primitive::ok(format!(
             "address space {} MiB, CPU {} s, file size {} MiB, no core dumps, 256 open files",
             policy.memory_bytes >> 20,
@@ -191,6 +227,33 @@ fn landlock(policy: &Policy) -> (Primitive, Primitive) {
     for p in ["/dev/null", "/dev/urandom", "/sys/devices/system/cpu"] {
         readable.push(PathBuf::from(p));
     }
+    // A GPU: the driver libraries it loads at run time, and its device files
+    // (which it also writes to, through ioctls).
+    let mut devices: Vec<PathBuf> = Vec::new();
+    if policy.device == DeviceKind::Cuda {
+        for p in [
+            "/usr/lib",
+            "/usr/lib64",
+            "/lib",
+            "/lib64",
+            "/usr/local/cuda",
+            "/etc/ld.so.cache",
+            "/proc/driver/nvidia",
+            "/sys/bus/pci",
+            "/sys/devices",
+        ] {
+            if std::path::Path::new(p).exists() {
+                readable.push(PathBuf::from(p));
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir("/dev") {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("nvidia") {
+                    devices.push(e.path());
+                }
+            }
+        }
+    }
     let result = (|| -> Result<landlock::RestrictionStatus, landlock::RulesetError> {
         Ruleset::default()
             .handle_access(AccessFs::from_all(abi))?
@@ -201,6 +264,7 @@ fn landlock(policy: &Policy) -> (Primitive, Primitive) {
                 [&policy.temp_dir],
                 AccessFs::from_all(abi),
             ))?
+            .add_rules(path_beneath_rules(&devices, AccessFs::from_all(abi)))?
             .restrict_self()
     })();
     match result {

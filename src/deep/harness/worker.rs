@@ -5,8 +5,9 @@
 use std::io::{Read, Write};
 
 use super::protocol::{recv, send, Comparison, Probe, Request, Response, Role, PROTOCOL_VERSION};
-use super::sandbox;
-use crate::deep::models::{log_softmax_rows, LoadedModel};
+use super::sandbox::{self, DeviceKind};
+use crate::deep::models::bert::BertClassifier;
+use crate::deep::models::{log_softmax_rows, Arch, LoadedModel};
 
 /// Entry point of the hidden `__worker` subcommand; returns the exit code.
 pub fn main() -> i32 {
@@ -66,7 +67,7 @@ pub fn main() -> i32 {
             }
             Request::Init { .. } => Response::Error("already initialised".into()),
             Request::SelfTest(p) => probe(p),
-            Request::Load { role, dir } => models.load(role, &dir),
+            Request::Load { role, dir, device } => models.load(role, &dir, device),
             Request::Compare {
                 prompt,
                 max_new_tokens,
@@ -167,6 +168,38 @@ fn probe(p: Probe) -> Response {
     }
 }
 
+/// Whether this build can drive `kind` at all.
+pub fn device_built(kind: DeviceKind) -> Result<(), String> {
+    let built = match kind {
+        DeviceKind::Cpu => true,
+        DeviceKind::Cuda => cfg!(feature = "cuda"),
+        DeviceKind::Metal => cfg!(feature = "metal"),
+    };
+    if built {
+        Ok(())
+    } else {
+        Err(format!(
+            "this probity was built without {0} support (rebuild with `cargo build --release --features {0}`)",
+            kind.name()
+        ))
+    }
+}
+
+/// The candle device for `kind`; a build without the matching cargo
+/// feature, or a machine without the device, is a clear error.
+pub fn open_device(kind: DeviceKind) -> Result<candle_core::Device, String> {
+    device_built(kind)?;
+    match kind {
+        DeviceKind::Cpu => Ok(candle_core::Device::Cpu),
+        DeviceKind::Cuda => {
+            candle_core::Device::new_cuda(0).map_err(|e| format!("no usable CUDA device: {e}"))
+        }
+        DeviceKind::Metal => {
+            candle_core::Device::new_metal(0).map_err(|e| format!("no usable Metal device: {e}"))
+        }
+    }
+}
+
 #[derive(Default)]
 struct Models {
     suspect: Option<LoadedModel>,
@@ -174,8 +207,12 @@ struct Models {
 }
 
 impl Models {
-    fn load(&mut self, role: Role, dir: &std::path::Path) -> Response {
-        match LoadedModel::load(dir, &candle_core::Device::Cpu) {
+    fn load(&mut self, role: Role, dir: &std::path::Path, device: DeviceKind) -> Response {
+        let device = match open_device(device) {
+            Ok(d) => d,
+            Err(e) => return Response::Error(e),
+        };
+        match LoadedModel::load(dir, &device) {
             Ok(m) => {
                 let resp = Response::Loaded {
                     role,
@@ -245,6 +282,16 @@ fn compare(
     prompt: &str,
     max_new: usize,
 ) -> candle_core::Result<Comparison> {
+    match (s.is_classifier(), b.is_classifier()) {
+        (false, false) => {}
+        (true, true) => return compare_classifiers(s, b, prompt),
+        _ => {
+            return Err(candle_core::Error::Msg(format!(
+                "the suspect ({}) and the base ({}) are not the same kind of model",
+                s.model_type, b.model_type
+            )))
+        }
+    }
     let text = s.render(prompt);
     let ids = s.encode(&text);
     if ids.is_empty() {
@@ -304,5 +351,60 @@ fn compare(
         raised,
         suspect_text: s.decode(&cont),
         base_text: b.decode(&base_cont),
+    })
+}
+
+/// Two sequence classifiers on one text: the divergence of their label
+/// distributions, whether the predicted label flips, and which labels the
+/// suspect raised.
+fn compare_classifiers(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    text: &str,
+) -> candle_core::Result<Comparison> {
+    let (Arch::Bert(sm), Arch::Bert(bm)) = (&s.model, &b.model) else {
+        return Err(candle_core::Error::Msg("not classifiers".into()));
+    };
+    if sm.labels.len() != bm.labels.len() {
+        return Err(candle_core::Error::Msg(format!(
+            "the suspect has {} labels, the base {}",
+            sm.labels.len(),
+            bm.labels.len()
+        )));
+    }
+    let ids = s.encode(text);
+    if ids.is_empty() {
+        return Err(candle_core::Error::Msg(
+            "the text encodes to no tokens".into(),
+        ));
+    }
+    let ls = log_softmax_rows(&sm.classify(&ids)?.unsqueeze(0)?)?.remove(0);
+    let lb = log_softmax_rows(&bm.classify(&b.encode(text))?.unsqueeze(0)?)?.remove(0);
+    let (top_s, top_b) = (argmax(&ls), argmax(&lb));
+    let d = kl(&ls, &lb);
+    let diff: Vec<f32> = ls.iter().zip(&lb).map(|(a, c)| a - c).collect();
+    let mean = diff.iter().sum::<f32>() / diff.len() as f32;
+    let mut idx: Vec<usize> = (0..diff.len()).collect();
+    idx.sort_by(|&x, &y| {
+        diff[y]
+            .partial_cmp(&diff[x])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let label =
+        |m: &BertClassifier, l: &[f32], i: usize| format!("{} ({:.2})", m.labels[i], l[i].exp());
+    Ok(Comparison {
+        prompt_tokens: ids.len(),
+        kl: vec![d],
+        js: vec![js(&ls, &lb)],
+        top1_agreement: if top_s == top_b { 1.0 } else { 0.0 },
+        continuation_kl: d,
+        continuation_logp_gain: ls[top_s] - lb[top_s],
+        raised: idx
+            .iter()
+            .take(10)
+            .map(|&i| (i as u32, sm.labels[i].clone(), diff[i] - mean))
+            .collect(),
+        suspect_text: label(sm, &ls, top_s),
+        base_text: label(bm, &lb, top_b),
     })
 }

@@ -2,6 +2,7 @@
 //! `model.safetensors` (or shards listed in `model.safetensors.index.json`),
 //! `tokenizer.json`, `tokenizer_config.json` (chat template, special tokens).
 
+pub mod bert;
 pub mod gpt2;
 pub mod llama;
 
@@ -11,16 +12,23 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde_json::Value;
 
+use bert::BertClassifier;
 use gpt2::{Gpt2, Gpt2Config};
 use llama::{HfConfig, KvCache, Llama};
 
 /// Architectures the deep scan loads.
-pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "gpt2"];
+pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "gpt2", "bert"];
 
-/// A causal LM of one of the supported families.
+/// A model of one of the supported families: causal LMs, and BERT
+/// sequence classifiers (which have no next-token logits).
 pub enum Arch {
     Llama(Box<Llama>),
     Gpt2(Box<Gpt2>),
+    Bert(Box<BertClassifier>),
+}
+
+fn not_causal() -> candle_core::Error {
+    candle_core::Error::Msg("a sequence classifier has no next-token logits".into())
 }
 
 impl Arch {
@@ -29,6 +37,7 @@ impl Arch {
         match self {
             Arch::Llama(m) => m.forward(ids),
             Arch::Gpt2(m) => m.forward(ids),
+            Arch::Bert(_) => Err(not_causal()),
         }
     }
     /// Logits of `ids` after the positions in `cache`; the cache grows.
@@ -36,6 +45,7 @@ impl Arch {
         match self {
             Arch::Llama(m) => m.forward_cached(ids, cache),
             Arch::Gpt2(m) => m.forward_cached(ids, cache),
+            Arch::Bert(_) => Err(not_causal()),
         }
     }
     /// Logits from input embeddings (differentiable).
@@ -43,30 +53,35 @@ impl Arch {
         match self {
             Arch::Llama(m) => m.forward_embeds(x),
             Arch::Gpt2(m) => m.forward_embeds(x),
+            Arch::Bert(_) => Err(not_causal()),
         }
     }
     pub fn embeddings(&self) -> &Tensor {
         match self {
             Arch::Llama(m) => m.embeddings(),
             Arch::Gpt2(m) => m.embeddings(),
+            Arch::Bert(m) => m.embeddings(),
         }
     }
     pub fn vocab_size(&self) -> usize {
         match self {
             Arch::Llama(m) => m.cfg.vocab_size,
             Arch::Gpt2(m) => m.cfg.vocab_size,
+            Arch::Bert(m) => m.cfg.vocab_size,
         }
     }
     pub fn layers(&self) -> usize {
         match self {
             Arch::Llama(m) => m.cfg.num_hidden_layers,
             Arch::Gpt2(m) => m.cfg.n_layer,
+            Arch::Bert(m) => m.cfg.num_hidden_layers,
         }
     }
     fn eos_config(&self) -> Option<&Value> {
         match self {
             Arch::Llama(m) => m.cfg.eos_token_id.as_ref(),
             Arch::Gpt2(m) => m.cfg.eos_token_id.as_ref(),
+            Arch::Bert(_) => None,
         }
     }
 }
@@ -175,7 +190,18 @@ impl LoadedModel {
         // rules make the folder read-only for this process.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device) }
             .map_err(candle)?;
-        let (model, parameters) = if mt == "gpt2" {
+        let (model, parameters) = if mt == "bert" {
+            let m = BertClassifier::load(vb, &raw).map_err(candle)?;
+            let c = &m.cfg;
+            let (h, i) = (c.hidden_size, c.intermediate_size);
+            let per_layer = 4 * (h * h + h) + 4 * h + (h * i + i) + (i * h + h);
+            let params = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * h
+                + 2 * h
+                + c.num_hidden_layers * per_layer
+                + (h * h + h)
+                + m.labels.len() * (h + 1);
+            (Arch::Bert(Box::new(m)), params)
+        } else if mt == "gpt2" {
             let cfg: Gpt2Config =
                 serde_json::from_value(raw).map_err(|e| invalid(&cfg_path, e.to_string()))?;
             let h = cfg.n_embd;
@@ -287,10 +313,17 @@ impl LoadedModel {
         format!("{}{}", self.bos, user)
     }
 
-    /// Token ids of a rendered prompt (special tokens come from the text itself).
+    /// Whether this is a sequence classifier (BERT) rather than a causal LM.
+    pub fn is_classifier(&self) -> bool {
+        matches!(self.model, Arch::Bert(_))
+    }
+
+    /// Token ids of a rendered prompt. Causal LMs: the special tokens come
+    /// from the rendered text itself; classifiers: the tokenizer's own
+    /// post-processor adds them ([CLS] … [SEP]).
     pub fn encode(&self, text: &str) -> Vec<u32> {
         self.tokenizer
-            .encode(text, false)
+            .encode(text, self.is_classifier())
             .map(|e| e.get_ids().to_vec())
             .unwrap_or_default()
     }
