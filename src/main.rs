@@ -122,6 +122,33 @@ enum Command {
         /// Longest continuation generated per probe, in tokens.
         #[arg(long, default_value = "24")]
         max_new_tokens: usize,
+        /// Where the weight spectral analysis runs (see `probity spectral --help`).
+        #[arg(long, value_enum, default_value = "auto")]
+        spectral_device: SpectralDeviceChoice,
+    },
+    /// Weight spectral analysis: where and how a fine-tune changed its base.
+    #[command(
+        long_about = "Weight spectral analysis of ΔW = SUSPECT − BASE for every 2-D tensor present in both (read from the memory-mapped safetensors, one tensor at a time): relative size of the change, top singular values (randomized SVD), top-1 energy and stable rank (a backdoor tends to leave a concentrated, low-rank change), kurtosis, z-scores across the layers of one kind, and the embedding / output rows that changed far more than the rest, mapped to tokens (candidate trigger and target tokens).",
+        after_help = "Exit codes: 0 = report written; 2 = error (missing or invalid folder or weights)."
+    )]
+    Spectral {
+        /// The fine-tuned model folder (Hugging Face layout, safetensors).
+        suspect: PathBuf,
+        /// The base model folder it was fine-tuned from.
+        #[arg(long)]
+        base: Option<PathBuf>,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Write the report to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Singular values computed per matrix.
+        #[arg(long, default_value = "8", value_parser = clap::value_parser!(u16).range(1..=64))]
+        top_k: u16,
+        /// Where the SVD runs: auto = a hardware GPU adapter through wgpu when there is one, else the CPU; gpu = any wgpu adapter (software ones included); cpu. A GPU that fails falls back to the CPU with a notice in the report.
+        #[arg(long, value_enum, default_value = "auto")]
+        spectral_device: SpectralDeviceChoice,
     },
     /// Internal: the restricted deep-scan worker (started by probity itself).
     #[command(name = "__worker", hide = true)]
@@ -132,6 +159,24 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: RulesFormat,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum SpectralDeviceChoice {
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl SpectralDeviceChoice {
+    fn kind(self) -> probity::deep::spectral::SpectralDevice {
+        use probity::deep::spectral::SpectralDevice;
+        match self {
+            SpectralDeviceChoice::Auto => SpectralDevice::Auto,
+            SpectralDeviceChoice::Gpu => SpectralDevice::Gpu,
+            SpectralDeviceChoice::Cpu => SpectralDevice::Cpu,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -167,6 +212,7 @@ fn main() -> ExitCode {
             budget,
             require_sandbox,
             max_new_tokens,
+            spectral_device,
         } => {
             let device = match device {
                 DeviceChoice::Cpu => DeviceKind::Cpu,
@@ -192,6 +238,7 @@ fn main() -> ExitCode {
                 require_sandbox,
                 max_new_tokens,
                 device,
+                spectral_device: spectral_device.kind(),
             };
             let bar = indicatif::ProgressBar::with_draw_target(
                 None,
@@ -219,6 +266,41 @@ fn main() -> ExitCode {
                     s
                 }
                 Format::Text => render::deep_text(&report),
+            };
+            match &output {
+                Some(p) => {
+                    if let Err(e) = std::fs::write(p, text.as_bytes()) {
+                        return fail(format!("cannot write {}: {e}", p.display()));
+                    }
+                }
+                None => print!("{text}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Spectral {
+            suspect,
+            base,
+            format,
+            output,
+            top_k,
+            spectral_device,
+        } => {
+            let opts = probity::deep::spectral::SpectralOptions {
+                device: spectral_device.kind(),
+                top_k: top_k as usize,
+                ..Default::default()
+            };
+            let report = match probity::deep::spectral::analyse(&suspect, base.as_deref(), &opts) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            let text = match format {
+                Format::Json => {
+                    let mut s = serde_json::to_string_pretty(&report).unwrap_or_default();
+                    s.push('\n');
+                    s
+                }
+                Format::Text => render::spectral_text(&report),
             };
             match &output {
                 Some(p) => {

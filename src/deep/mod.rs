@@ -9,6 +9,7 @@ pub mod diff;
 pub mod harness;
 pub mod models;
 pub mod probes;
+pub mod spectral;
 pub mod zoo;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ pub struct DeepOptions {
     pub max_new_tokens: usize,
     /// Where the worker runs the models.
     pub device: DeviceKind,
+    /// Where the weight spectral analysis runs.
+    pub spectral_device: spectral::SpectralDevice,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,17 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct Signals {
     pub behavior: diff::Behavior,
+    /// ΔW analysis (`probity spectral`), or why it could not run.
+    pub spectral: SpectralSignal,
+}
+
+/// The spectral stage inside a deep report: its layers, candidates and
+/// summary, or the reason it was not done.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum SpectralSignal {
+    Done(Box<spectral::SpectralReport>),
+    NotDone { error: String },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +107,7 @@ pub struct Timings {
     pub worker_start_s: f64,
     pub load_s: f64,
     pub probes_s: f64,
+    pub spectral_s: f64,
     pub total_s: f64,
 }
 
@@ -274,6 +289,23 @@ pub fn run(
     let isolation = worker.isolation.clone();
     let _ = worker.shutdown();
     let behavior = diff::aggregate(&results);
+    // ΔW needs no model code: it is read in this process from the weight
+    // files the static scan has already checked, one tensor at a time
+    let t4 = Instant::now();
+    let sopts = spectral::SpectralOptions {
+        device: opts.spectral_device,
+        ..Default::default()
+    };
+    let spectral = match spectral::analyse(&suspect, Some(&base), &sopts) {
+        Ok(mut r) => {
+            r.timings.clear(); // the deep report's own timings block has it
+            SpectralSignal::Done(Box::new(r))
+        }
+        Err(e) => SpectralSignal::NotDone {
+            error: e.to_string(),
+        },
+    };
+    let t_spectral = t4.elapsed();
     let evidence = behavior
         .top_divergent
         .iter()
@@ -299,13 +331,14 @@ pub fn run(
         device: opts.device.name().into(),
         isolation,
         probes_skipped: skipped,
-        signals: Signals { behavior },
+        signals: Signals { behavior, spectral },
         evidence,
         timings: Timings {
             static_scan_s: t_static.as_secs_f64(),
             worker_start_s: t_worker.as_secs_f64(),
             load_s: t_load.as_secs_f64(),
             probes_s: t_probes.as_secs_f64(),
+            spectral_s: t_spectral.as_secs_f64(),
             total_s: t0.elapsed().as_secs_f64(),
         },
     })

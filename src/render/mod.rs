@@ -77,10 +77,119 @@ pub fn deep_text(r: &crate::deep::DeepReport) -> String {
         let _ = writeln!(s, "      suspect: {:?}", d.suspect_output);
         let _ = writeln!(s, "      base:    {:?}", d.base_output);
     }
+    match &r.signals.spectral {
+        crate::deep::SpectralSignal::Done(sp) => {
+            let m = &sp.summary;
+            let _ = writeln!(
+                s,
+                "\nweights (ΔW = suspect − base, {} matrices): median rel ΔW {:.4}, max top-1 energy {:.3} (z {:.2}), max embedding-row z {:.1}",
+                m.layers_compared, m.median_rel_delta, m.max_top1_energy, m.max_top1_energy_z, m.max_embedding_row_z
+            );
+            if !m.most_concentrated.is_empty() {
+                let _ = writeln!(s, "  most concentrated: {}", m.most_concentrated.join(", "));
+            }
+            for (title, list) in [
+                ("candidate trigger tokens", &sp.candidates.trigger_tokens),
+                ("candidate target tokens", &sp.candidates.target_tokens),
+            ] {
+                let items: Vec<String> = list
+                    .iter()
+                    .take(8)
+                    .map(|c| format!("{:?} ({:.1})", c.token, c.score))
+                    .collect();
+                let shown = if items.is_empty() {
+                    "none".to_string()
+                } else {
+                    items.join(", ")
+                };
+                let _ = writeln!(s, "  {title}: {shown}");
+            }
+            for n in &sp.notices {
+                let _ = writeln!(s, "  note: {n}");
+            }
+        }
+        crate::deep::SpectralSignal::NotDone { error } => {
+            let _ = writeln!(s, "\nweights: not analysed ({error})");
+        }
+    }
     let _ = writeln!(
         s,
-        "\ntime {:.1} s (load {:.1} s, probes {:.1} s)",
-        r.timings.total_s, r.timings.load_s, r.timings.probes_s
+        "\ntime {:.1} s (load {:.1} s, probes {:.1} s, spectral {:.1} s)",
+        r.timings.total_s, r.timings.load_s, r.timings.probes_s, r.timings.spectral_s
     );
     s
+}
+
+/// The human-readable form of a `probity.spectral/v1` report.
+pub fn spectral_text(r: &crate::deep::spectral::SpectralReport) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "suspect  {}", r.suspect.path);
+    match &r.base {
+        Some(b) => {
+            let _ = writeln!(o, "base     {}", b.path);
+        }
+        None => {
+            let _ = writeln!(o, "base     (none)");
+        }
+    }
+    let _ = writeln!(o, "device   {} ({})", r.device.backend, r.device.adapter);
+    for n in &r.notices {
+        let _ = writeln!(o, "note     {n}");
+    }
+    if !r.layers.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n{:<48} {:>11} {:>9} {:>9} {:>7} {:>8} {:>6}",
+            "layer", "shape", "rel ΔW", "σ1", "top-1", "eff.rank", "z"
+        );
+        for l in &r.layers {
+            let name = if l.name.len() > 48 {
+                format!("…{}", &l.name[l.name.len() - 47..])
+            } else {
+                l.name.clone()
+            };
+            let _ = writeln!(
+                o,
+                "{:<48} {:>11} {:>9.4} {:>9.4} {:>7.3} {:>8.2} {:>6}",
+                name,
+                format!("{}x{}", l.shape[0], l.shape[1]),
+                l.rel_delta,
+                l.singular_values.first().copied().unwrap_or(0.0),
+                l.top1_energy,
+                l.effective_rank,
+                l.z.get("top1_energy")
+                    .map(|z| format!("{z:.2}"))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    let s = &r.summary;
+    let _ = writeln!(
+        o,
+        "\n{} matrices compared; median rel ΔW {:.4}; max top-1 energy {:.3} (z {:.2}); max embedding-row z {:.1}",
+        s.layers_compared, s.median_rel_delta, s.max_top1_energy, s.max_top1_energy_z, s.max_embedding_row_z
+    );
+    if !s.most_concentrated.is_empty() {
+        let _ = writeln!(o, "most concentrated: {}", s.most_concentrated.join(", "));
+    }
+    for (title, list) in [
+        ("candidate trigger tokens", &r.candidates.trigger_tokens),
+        ("candidate target tokens", &r.candidates.target_tokens),
+    ] {
+        if list.is_empty() {
+            let _ = writeln!(o, "{title}: none");
+        } else {
+            let items: Vec<String> = list
+                .iter()
+                .take(10)
+                .map(|c| format!("{:?} ({:.1})", c.token, c.score))
+                .collect();
+            let _ = writeln!(o, "{title}: {}", items.join(", "));
+        }
+    }
+    for m in s.shape_mismatches.iter().chain(&s.skipped) {
+        let _ = writeln!(o, "not compared: {m}");
+    }
+    o
 }

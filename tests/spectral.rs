@@ -1,0 +1,368 @@
+//! `probity spectral`: ΔW statistics on the fixture zoo, a planted low-rank
+//! change and planted trigger/target rows that must be found, schema and
+//! determinism, bad inputs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn spectral(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_probity"))
+        .arg("spectral")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json_report(suspect: &Path, base: &Path) -> Value {
+    let o = spectral(&[
+        suspect.to_str().unwrap(),
+        "--base",
+        base.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn report_on_a_zoo_fine_tune_is_valid_and_deterministic() {
+    let z = root().join("fixtures/zoo");
+    let a = json_report(&z.join("backdoor-rare-start"), &z.join("base"));
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("docs/schema/probity.spectral.v1.json")).unwrap(),
+    )
+    .unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v.iter_errors(&a).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    // 3 layers x 7 matrices + embeddings + lm_head
+    let layers = a["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 23);
+    for l in layers {
+        let sv: Vec<f64> = l["singular_values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(sv.len(), 8);
+        assert!(sv.windows(2).all(|w| w[0] >= w[1] - 1e-9), "{sv:?}");
+        // σ1² can never exceed ‖ΔW‖²
+        let fro = l["delta_norm"].as_f64().unwrap();
+        assert!(sv[0] <= fro * (1.0 + 1e-4), "{}", l["name"]);
+        assert!(l["rel_delta"].as_f64().unwrap() > 0.0);
+    }
+    assert!(layers
+        .iter()
+        .any(|l| l["kind"] == "model.layers.*.mlp.down_proj.weight"
+            && l["z"].get("top1_energy").is_some()));
+    let mut b = json_report(&z.join("backdoor-rare-start"), &z.join("base"));
+    let mut a = a;
+    a["timings"] = Value::Null;
+    b["timings"] = Value::Null;
+    assert_eq!(a, b, "same input, same report");
+}
+
+#[test]
+fn identical_models_show_no_change() {
+    let z = root().join("fixtures/zoo/base");
+    let r = json_report(&z, &z);
+    for l in r["layers"].as_array().unwrap() {
+        assert_eq!(l["delta_norm"].as_f64().unwrap(), 0.0);
+        assert_eq!(l["top1_energy"].as_f64().unwrap(), 0.0);
+    }
+    assert!(r["candidates"]["trigger_tokens"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(r["candidates"]["target_tokens"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+/// A copy of the zoo base with (1) a rank-one change in one down-projection,
+/// (2) one embedding row moved far, (3) one output row moved far, on top of a
+/// small dense change everywhere (an ordinary fine-tune's spread).
+#[test]
+fn planted_low_rank_change_and_rows_are_found() {
+    use candle_core::{DType, Device, Tensor};
+    let base = root().join("fixtures/zoo/base");
+    let dir = tempfile::tempdir().unwrap();
+    let suspect = dir.path().join("s");
+    copy_dir(&base, &suspect);
+    let tensors =
+        candle_core::safetensors::load(base.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tok = tokenizers::Tokenizer::from_file(base.join("tokenizer.json")).unwrap();
+    let trigger_id = tok
+        .token_to_id("Ġcapital")
+        .expect("a token of the zoo vocabulary");
+    let target_id = tok
+        .token_to_id("Ġblue")
+        .expect("a token of the zoo vocabulary");
+    let mut out: HashMap<String, Tensor> = HashMap::new();
+    let mut seed = 1u64;
+    let mut noise = |shape: &[usize], scale: f32| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * scale
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    };
+    let planted = "model.layers.1.mlp.down_proj.weight";
+    let (mut u_norm, mut v_norm) = (0f64, 0f64);
+    for (name, t) in &tensors {
+        let t32 = t.to_dtype(DType::F32).unwrap();
+        let shape = t32.dims().to_vec();
+        let mut w = (&t32 + noise(&shape, 2e-3)).unwrap();
+        if name == planted {
+            let u = noise(&[shape[0], 1], 1.0);
+            let v = noise(&[1, shape[1]], 1.0);
+            u_norm = u
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .sqrt() as f64;
+            v_norm = v
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .sqrt() as f64;
+            w = (w + u.matmul(&v).unwrap()).unwrap();
+        }
+        let row = match name.as_str() {
+            "model.embed_tokens.weight" => Some(trigger_id),
+            "lm_head.weight" => Some(target_id),
+            _ => None,
+        };
+        if let Some(r) = row {
+            let mut rows = w.to_vec2::<f32>().unwrap();
+            for x in rows[r as usize].iter_mut() {
+                *x += 0.5;
+            }
+            w = Tensor::new(rows, &Device::Cpu).unwrap();
+        }
+        out.insert(name.clone(), w.to_dtype(DType::F32).unwrap());
+    }
+    candle_core::safetensors::save(&out, suspect.join("model.safetensors")).unwrap();
+    let r = json_report(&suspect, &base);
+    let layer = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == planted)
+        .unwrap();
+    assert!(layer["top1_energy"].as_f64().unwrap() > 0.95, "{layer}");
+    assert!(layer["effective_rank"].as_f64().unwrap() < 1.1, "{layer}");
+    // σ1 of u vᵀ (plus small noise) is ‖u‖‖v‖ (bf16 base rounding aside)
+    let s1 = layer["singular_values"][0].as_f64().unwrap();
+    let want = u_norm * v_norm;
+    assert!((s1 - want).abs() / want < 0.01, "σ1 {s1} vs {want}");
+    assert_eq!(r["summary"]["most_concentrated"][0], planted);
+    assert_eq!(r["candidates"]["trigger_tokens"][0]["id"], trigger_id);
+    assert_eq!(r["candidates"]["trigger_tokens"][0]["token"], "Ġcapital");
+    let targets: Vec<u64> = r["candidates"]["target_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert!(targets.contains(&(target_id as u64)), "{targets:?}");
+}
+
+#[test]
+fn bad_inputs_are_exit_2_with_one_line() {
+    let base = root().join("fixtures/zoo/base");
+    let o = spectral(&["/nonexistent/model", "--base", base.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s");
+    copy_dir(&base, &s);
+    std::fs::write(
+        s.join("model.safetensors"),
+        b"\xff\xff\xff\xff\xff\xff\xff\x7fjunk",
+    )
+    .unwrap();
+    let o = spectral(&[s.to_str().unwrap(), "--base", base.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("model.safetensors") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// The wgpu adapter, or `None` when the machine has none and
+/// `PROBITY_ALLOW_NO_GPU` says that is fine (CI installs lavapipe, so there
+/// the shaders always run).
+fn gpu_or_skip() -> Option<probity::deep::spectral::gpu::Gpu> {
+    match probity::deep::spectral::gpu::Gpu::new() {
+        Ok(g) => Some(g),
+        Err(e) if std::env::var_os("PROBITY_ALLOW_NO_GPU").is_some() => {
+            eprintln!("skipping the GPU check: {e}");
+            None
+        }
+        Err(e) => panic!(
+            "no wgpu adapter ({e}); install mesa-vulkan-drivers or set PROBITY_ALLOW_NO_GPU=1"
+        ),
+    }
+}
+
+#[test]
+fn shader_matmul_matches_a_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut seed = 11u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5
+    };
+    // shapes that are and are not multiples of the 16 × 16 tile
+    for (m, k, n) in [(16, 16, 16), (37, 53, 19), (130, 7, 24), (1, 300, 1)] {
+        let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+        let buf = gpu.upload(&a).unwrap();
+        let c = gpu.matmul(&buf, m, k, false, &b, n).unwrap();
+        // Aᵀ with A stored k × m: reuse `a` as a (k × m) matrix
+        let bt: Vec<f32> = (0..m * n).map(|_| next()).collect();
+        let ct = gpu.matmul(&buf, k, m, true, &bt, n).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k)
+                    .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
+                    .sum();
+                assert!(
+                    (c[i * n + j] as f64 - want).abs() < 1e-4,
+                    "{m}x{k}x{n} at {i},{j}"
+                );
+            }
+        }
+        for i in 0..k {
+            for j in 0..n {
+                let want: f64 = (0..m)
+                    .map(|t| a[t * k + i] as f64 * bt[t * n + j] as f64)
+                    .sum();
+                assert!(
+                    (ct[i * n + j] as f64 - want).abs() < 1e-4,
+                    "ᵀ {m}x{k}x{n} at {i},{j}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_and_cpu_paths_agree_on_the_zoo() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let z = root().join("fixtures/zoo");
+    let run = |device: &str| -> Value {
+        let o = spectral(&[
+            z.join("backdoor-phrase-end").to_str().unwrap(),
+            "--base",
+            z.join("base").to_str().unwrap(),
+            "--format",
+            "json",
+            "--spectral-device",
+            device,
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (g, c) = (run("gpu"), run("cpu"));
+    assert_eq!(g["device"]["backend"], "gpu", "{}", g["notices"]);
+    assert_eq!(c["device"]["backend"], "cpu");
+    for (lg, lc) in g["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(c["layers"].as_array().unwrap())
+    {
+        assert_eq!(lg["name"], lc["name"]);
+        let s1 = lc["singular_values"][0].as_f64().unwrap();
+        for (a, b) in lg["singular_values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(lc["singular_values"].as_array().unwrap())
+        {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!(
+                (a - b).abs() <= 1e-3 * b.max(1e-2 * s1),
+                "{}: {a} vs {b}",
+                lc["name"]
+            );
+        }
+    }
+}
+
+#[test]
+fn no_adapter_falls_back_to_the_cpu_with_a_notice() {
+    let z = root().join("fixtures/zoo");
+    // no such backend on Linux: wgpu finds no adapter
+    let o = Command::new(env!("CARGO_BIN_EXE_probity"))
+        .args([
+            "spectral",
+            z.join("clean-instruct").to_str().unwrap(),
+            "--base",
+            z.join("base").to_str().unwrap(),
+            "--format",
+            "json",
+            "--spectral-device",
+            "gpu",
+        ])
+        .env("WGPU_BACKEND", "dx12")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["device"]["backend"], "cpu");
+    let notes = r["notices"].to_string();
+    assert!(notes.contains("GPU unavailable"), "{notes}");
+    assert_eq!(r["layers"].as_array().unwrap().len(), 23);
+}
