@@ -125,6 +125,9 @@ enum Command {
         /// Where the weight spectral analysis runs (see `probity spectral --help`).
         #[arg(long, value_enum, default_value = "auto")]
         spectral_device: SpectralDeviceChoice,
+        /// A folder with only PyTorch pickle weights (pytorch_model.bin) is refused unless this is given; with it, such weights are read as data inside the worker (never unpickled: only a state dict's dicts, tuples, numbers and storage references are understood) and only when the folder's static scan has no finding at warning level or above.
+        #[arg(long)]
+        allow_pickle_weights: bool,
     },
     /// Weight spectral analysis: where and how a fine-tune changed its base.
     #[command(
@@ -213,6 +216,7 @@ fn main() -> ExitCode {
             require_sandbox,
             max_new_tokens,
             spectral_device,
+            allow_pickle_weights,
         } => {
             let device = match device {
                 DeviceChoice::Cpu => DeviceKind::Cpu,
@@ -239,6 +243,7 @@ fn main() -> ExitCode {
                 max_new_tokens,
                 device,
                 spectral_device: spectral_device.kind(),
+                allow_pickle_weights,
             };
             let bar = indicatif::ProgressBar::with_draw_target(
                 None,

@@ -178,3 +178,38 @@ fn deep_scan_of_a_bert_classifier() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not the same kind of model"), "{err}");
 }
+
+/// `--allow-pickle-weights`: refused without it (exit 2, one line saying
+/// what to do), scanned with it when the static scan is clean.
+#[test]
+fn pickle_weights_need_the_flag() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models");
+    let args = [
+        root.join("llama-mha-pickle").to_str().unwrap().to_string(),
+        "--base".to_string(),
+        root.join("llama-mha").to_str().unwrap().to_string(),
+        "--format".to_string(),
+        "json".to_string(),
+    ];
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = deep(&a);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--allow-pickle-weights") && err.lines().count() == 1,
+        "{err}"
+    );
+    let mut with = a.clone();
+    with.push("--allow-pickle-weights");
+    let o = deep(&with);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // the same weights: no behavioural difference at all
+    assert!(j["signals"]["behavior"]["drift"].as_f64().unwrap() < 1e-4);
+    assert_eq!(j["suspect"]["sha256"][0][0], "pytorch_model.bin");
+}

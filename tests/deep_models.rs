@@ -296,3 +296,23 @@ fn bert_classifier_matches_transformers() {
         }
     }
 }
+
+/// PyTorch pickle weights (`torch.save` zip) read as data give exactly the
+/// same model as the safetensors copy of the same weights; without the
+/// permission they are refused with a message that says how to proceed.
+#[test]
+fn pickle_weights_are_read_as_data_only_when_allowed() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models");
+    let pickle = root.join("llama-mha-pickle");
+    let err = match LoadedModel::load(&pickle, &Device::Cpu) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("pickle weights loaded without permission"),
+    };
+    assert!(err.contains("--allow-pickle-weights"), "{err}");
+    let a = LoadedModel::load_with(&pickle, &Device::Cpu, true).unwrap();
+    let b = LoadedModel::load(&root.join("llama-mha"), &Device::Cpu).unwrap();
+    let ids: Vec<u32> = (1..20).collect();
+    let la = a.model.forward(&ids).unwrap();
+    let lb = b.model.forward(&ids).unwrap();
+    assert_eq!(max_abs_diff(&la, &lb), 0.0);
+}

@@ -38,6 +38,9 @@ pub struct DeepOptions {
     pub device: DeviceKind,
     /// Where the weight spectral analysis runs.
     pub spectral_device: spectral::SpectralDevice,
+    /// Read PyTorch pickle weights (as data) when a folder has no
+    /// safetensors, provided its static scan has no finding at all.
+    pub allow_pickle_weights: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +130,10 @@ pub struct DeepReport {
 }
 
 fn hashes(dir: &Path) -> Result<Vec<(String, String)>, DeepError> {
-    let files = models::weight_files(dir).map_err(|e| DeepError::Input(e.to_string()))?;
+    let files = match models::weight_files(dir) {
+        Ok(f) => f,
+        Err(e) => models::pickle_weight_files(dir).ok_or(DeepError::Input(e.to_string()))?,
+    };
     let mut out = Vec::new();
     for f in files {
         let mut h = std::fs::File::open(&f)
@@ -145,8 +151,10 @@ fn hashes(dir: &Path) -> Result<Vec<(String, String)>, DeepError> {
     Ok(out)
 }
 
-/// Refuses a folder with critical static findings or without safetensors weights.
-fn static_gate(dir: &Path) -> Result<(), DeepError> {
+/// Refuses a folder with critical static findings; a folder whose weights
+/// are only in a pickle format is refused unless `allow_pickle` is set and
+/// its static scan has no finding at warning level or above.
+fn static_gate(dir: &Path, allow_pickle: bool) -> Result<(), DeepError> {
     if !dir.is_dir() {
         return Err(DeepError::Input(format!(
             "{}: not a model folder",
@@ -173,6 +181,35 @@ fn static_gate(dir: &Path) -> Result<(), DeepError> {
     if let Some(r) = reports.iter().find(|r| r.error.is_some()) {
         return Err(DeepError::Input(r.error.clone().unwrap_or_default()));
     }
+    if models::weight_files(dir).is_err() {
+        if let Some(files) = models::pickle_weight_files(dir) {
+            if !allow_pickle {
+                return Err(DeepError::Input(format!(
+                    "{}: weights are in a pickle format; convert them to safetensors, or pass --allow-pickle-weights to read them as data (never unpickled) after a clean static scan",
+                    files[0].display()
+                )));
+            }
+            let flagged: Vec<_> = reports
+                .iter()
+                .flat_map(|r| {
+                    r.findings
+                        .iter()
+                        .filter(|f| f.severity >= Severity::Warning)
+                        .map(move |f| (r, f))
+                })
+                .collect();
+            if let Some((r, f)) = flagged.first() {
+                return Err(DeepError::Refused {
+                    path: dir.display().to_string(),
+                    count: flagged.len(),
+                    first: format!(
+                        "{} {} in {} (pickle weights are read only after a clean static scan)",
+                        f.rule, f.title, r.path
+                    ),
+                });
+            }
+        }
+    }
     Ok(())
 }
 
@@ -191,8 +228,8 @@ pub fn run(
         .base
         .canonicalize()
         .map_err(|e| DeepError::Input(format!("{}: {e}", opts.base.display())))?;
-    static_gate(&suspect)?;
-    static_gate(&base)?;
+    static_gate(&suspect, opts.allow_pickle_weights)?;
+    static_gate(&base, opts.allow_pickle_weights)?;
     let (prompts, _desc) =
         probes::load(&opts.probes.iter().map(PathBuf::as_path).collect::<Vec<_>>())
             .map_err(DeepError::Input)?;
@@ -233,6 +270,7 @@ pub fn run(
             role,
             dir: dir.clone(),
             device: opts.device,
+            allow_pickle_weights: opts.allow_pickle_weights,
         })? {
             Response::Loaded {
                 model_type,

@@ -29,6 +29,8 @@ pub enum Request {
         role: Role,
         dir: PathBuf,
         device: DeviceKind,
+        /// Read PyTorch pickle weights as data when there are no safetensors.
+        allow_pickle_weights: bool,
     },
     /// Run both loaded models on one user prompt.
     Compare {

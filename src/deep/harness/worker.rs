@@ -67,7 +67,12 @@ pub fn main() -> i32 {
             }
             Request::Init { .. } => Response::Error("already initialised".into()),
             Request::SelfTest(p) => probe(p),
-            Request::Load { role, dir, device } => models.load(role, &dir, device),
+            Request::Load {
+                role,
+                dir,
+                device,
+                allow_pickle_weights,
+            } => models.load(role, &dir, device, allow_pickle_weights),
             Request::Compare {
                 prompt,
                 max_new_tokens,
@@ -207,12 +212,18 @@ struct Models {
 }
 
 impl Models {
-    fn load(&mut self, role: Role, dir: &std::path::Path, device: DeviceKind) -> Response {
+    fn load(
+        &mut self,
+        role: Role,
+        dir: &std::path::Path,
+        device: DeviceKind,
+        allow_pickle: bool,
+    ) -> Response {
         let device = match open_device(device) {
             Ok(d) => d,
             Err(e) => return Response::Error(e),
         };
-        match LoadedModel::load(dir, &device) {
+        match LoadedModel::load_with(dir, &device, allow_pickle) {
             Ok(m) => {
                 let resp = Response::Loaded {
                     role,

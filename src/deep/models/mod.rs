@@ -5,6 +5,7 @@
 pub mod bert;
 pub mod gpt2;
 pub mod llama;
+pub mod torch_weights;
 
 use std::path::{Path, PathBuf};
 
@@ -120,6 +121,28 @@ pub struct LoadedModel {
     pub parameters: usize,
 }
 
+/// The PyTorch pickle weight files of a folder (`pytorch_model.bin` or the
+/// shards named by `pytorch_model.bin.index.json`), if it has them.
+pub fn pickle_weight_files(dir: &Path) -> Option<Vec<PathBuf>> {
+    let single = dir.join("pytorch_model.bin");
+    if single.is_file() {
+        return Some(vec![single]);
+    }
+    let index = dir.join("pytorch_model.bin.index.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(index).ok()?).ok()?;
+    let mut files: Vec<String> = v["weight_map"]
+        .as_object()?
+        .values()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect();
+    files.sort();
+    files.dedup();
+    if files.iter().any(|f| f.contains('/') || f.contains("..")) {
+        return None;
+    }
+    Some(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
 /// The safetensors files of a folder (single file or index of shards).
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let single = dir.join("model.safetensors");
@@ -169,6 +192,13 @@ fn token_text(v: &Value) -> Option<String> {
 
 impl LoadedModel {
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        Self::load_with(dir, device, false)
+    }
+
+    /// Like `load`; with `allow_pickle`, a folder that only has PyTorch
+    /// pickle weights is read through `torch_weights` (as data, never
+    /// unpickled).
+    pub fn load_with(dir: &Path, device: &Device, allow_pickle: bool) -> Result<Self, ModelError> {
         let cfg_path = dir.join("config.json");
         let text =
             std::fs::read_to_string(&cfg_path).map_err(|e| invalid(&cfg_path, e.to_string()))?;
@@ -181,15 +211,33 @@ impl LoadedModel {
                 found: mt,
             });
         }
-        let files = weight_files(dir)?;
         let candle = |source| ModelError::Candle {
             path: dir.display().to_string(),
             source,
         };
-        // SAFETY: the files are memory-mapped read-only; the worker's Landlock
-        // rules make the folder read-only for this process.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device) }
-            .map_err(candle)?;
+        let (files, vb) = match (weight_files(dir), pickle_weight_files(dir)) {
+            (Ok(files), _) => {
+                // SAFETY: the files are memory-mapped read-only; the worker's
+                // Landlock rules make the folder read-only for this process.
+                let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device) }
+                    .map_err(candle)?;
+                (files, vb)
+            }
+            (Err(_), Some(files)) if allow_pickle => {
+                let mut all = std::collections::HashMap::new();
+                for f in &files {
+                    all.extend(torch_weights::read(f, device).map_err(|e| invalid(f, e))?);
+                }
+                (files, VarBuilder::from_tensors(all, DType::F32, device))
+            }
+            (Err(_), Some(files)) => {
+                return Err(invalid(
+                    &files[0],
+                    "weights are in a pickle format; convert them to safetensors, or pass --allow-pickle-weights to read them as data (never unpickled) after a clean static scan",
+                ))
+            }
+            (Err(e), None) => return Err(e),
+        };
         let (model, parameters) = if mt == "bert" {
             let m = BertClassifier::load(vb, &raw).map_err(candle)?;
             let c = &m.cfg;

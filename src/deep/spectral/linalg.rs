@@ -275,7 +275,11 @@ mod tests {
             // iteration converges slowly: a few percent
             for (i, (g, w)) in got.values.iter().zip(&exact).enumerate() {
                 let tol = if i < 3 { 1e-3 } else { 5e-2 };
-                assert!((g - w).abs() <= tol * w, "{rows}x{cols} σ{}: {g} vs {w}", i + 1);
+                assert!(
+                    (g - w).abs() <= tol * w,
+                    "{rows}x{cols} σ{}: {g} vs {w}",
+                    i + 1
+                );
             }
             // left vectors are unit length
             for u in &got.left {
