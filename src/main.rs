@@ -201,6 +201,32 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Writes a report as JSON or text to `output` or standard output.
+fn emit<T: serde::Serialize>(
+    report: &T,
+    format: Format,
+    output: Option<&std::path::Path>,
+    text: fn(&T) -> String,
+) -> ExitCode {
+    let body = match format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(report).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        Format::Text => text(report),
+    };
+    match output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, body.as_bytes()) {
+                return fail(format!("cannot write {}: {e}", p.display()));
+            }
+        }
+        None => print!("{body}"),
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -264,23 +290,7 @@ fn main() -> ExitCode {
                 }
             };
             bar.finish_and_clear();
-            let text = match format {
-                Format::Json => {
-                    let mut s = serde_json::to_string_pretty(&report).unwrap_or_default();
-                    s.push('\n');
-                    s
-                }
-                Format::Text => render::deep_text(&report),
-            };
-            match &output {
-                Some(p) => {
-                    if let Err(e) = std::fs::write(p, text.as_bytes()) {
-                        return fail(format!("cannot write {}: {e}", p.display()));
-                    }
-                }
-                None => print!("{text}"),
-            }
-            ExitCode::SUCCESS
+            emit(&report, format, output.as_deref(), render::deep_text)
         }
         Command::Spectral {
             suspect,
@@ -299,23 +309,7 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(e) => return fail(e),
             };
-            let text = match format {
-                Format::Json => {
-                    let mut s = serde_json::to_string_pretty(&report).unwrap_or_default();
-                    s.push('\n');
-                    s
-                }
-                Format::Text => render::spectral_text(&report),
-            };
-            match &output {
-                Some(p) => {
-                    if let Err(e) = std::fs::write(p, text.as_bytes()) {
-                        return fail(format!("cannot write {}: {e}", p.display()));
-                    }
-                }
-                None => print!("{text}"),
-            }
-            ExitCode::SUCCESS
+            emit(&report, format, output.as_deref(), render::spectral_text)
         }
         Command::Rules { format } => {
             let s = match format {

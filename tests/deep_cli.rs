@@ -2,9 +2,9 @@
 //! isolation block, the static-scan gate, and bad inputs.
 
 mod common;
-use common::zoo;
+use common::{copy_dir, zoo};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn deep(args: &[&str]) -> std::process::Output {
@@ -13,14 +13,6 @@ fn deep(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-    }
 }
 
 #[test]

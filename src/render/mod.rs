@@ -79,31 +79,8 @@ pub fn deep_text(r: &crate::deep::DeepReport) -> String {
     }
     match &r.signals.spectral {
         crate::deep::SpectralSignal::Done(sp) => {
-            let m = &sp.summary;
-            let _ = writeln!(
-                s,
-                "\nweights (ΔW = suspect − base, {} matrices): median rel ΔW {:.4}, max top-1 energy {:.3} (z {:.2}), max embedding-row z {:.1}",
-                m.layers_compared, m.median_rel_delta, m.max_top1_energy, m.max_top1_energy_z, m.max_embedding_row_z
-            );
-            if !m.most_concentrated.is_empty() {
-                let _ = writeln!(s, "  most concentrated: {}", m.most_concentrated.join(", "));
-            }
-            for (title, list) in [
-                ("candidate trigger tokens", &sp.candidates.trigger_tokens),
-                ("candidate target tokens", &sp.candidates.target_tokens),
-            ] {
-                let items: Vec<String> = list
-                    .iter()
-                    .take(8)
-                    .map(|c| format!("{:?} ({:.1})", c.token, c.score))
-                    .collect();
-                let shown = if items.is_empty() {
-                    "none".to_string()
-                } else {
-                    items.join(", ")
-                };
-                let _ = writeln!(s, "  {title}: {shown}");
-            }
+            let _ = writeln!(s, "\nweights (ΔW = suspect − base):");
+            s.push_str(&spectral_summary(sp, "  "));
             for n in &sp.notices {
                 let _ = writeln!(s, "  note: {n}");
             }
@@ -164,32 +141,47 @@ pub fn spectral_text(r: &crate::deep::spectral::SpectralReport) -> String {
             );
         }
     }
+    o.push('\n');
+    o.push_str(&spectral_summary(r, ""));
+    let s = &r.summary;
+    for m in s.shape_mismatches.iter().chain(&s.skipped) {
+        let _ = writeln!(o, "not compared: {m}");
+    }
+    o
+}
+
+/// The summary lines of a spectral report (shared by `spectral` and `deep`).
+fn spectral_summary(r: &crate::deep::spectral::SpectralReport, indent: &str) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
     let s = &r.summary;
     let _ = writeln!(
         o,
-        "\n{} matrices compared; median rel ΔW {:.4}; max top-1 energy {:.3} (z {:.2}); max embedding-row z {:.1}",
+        "{indent}{} matrices compared; median rel ΔW {:.4}; max top-1 energy {:.3} (z {:.2}); max embedding-row z {:.1}",
         s.layers_compared, s.median_rel_delta, s.max_top1_energy, s.max_top1_energy_z, s.max_embedding_row_z
     );
     if !s.most_concentrated.is_empty() {
-        let _ = writeln!(o, "most concentrated: {}", s.most_concentrated.join(", "));
+        let _ = writeln!(
+            o,
+            "{indent}most concentrated: {}",
+            s.most_concentrated.join(", ")
+        );
     }
     for (title, list) in [
         ("candidate trigger tokens", &r.candidates.trigger_tokens),
         ("candidate target tokens", &r.candidates.target_tokens),
     ] {
-        if list.is_empty() {
-            let _ = writeln!(o, "{title}: none");
+        let items: Vec<String> = list
+            .iter()
+            .take(10)
+            .map(|c| format!("{:?} ({:.1})", c.token, c.score))
+            .collect();
+        let shown = if items.is_empty() {
+            "none".to_string()
         } else {
-            let items: Vec<String> = list
-                .iter()
-                .take(10)
-                .map(|c| format!("{:?} ({:.1})", c.token, c.score))
-                .collect();
-            let _ = writeln!(o, "{title}: {}", items.join(", "));
-        }
-    }
-    for m in s.shape_mismatches.iter().chain(&s.skipped) {
-        let _ = writeln!(o, "not compared: {m}");
+            items.join(", ")
+        };
+        let _ = writeln!(o, "{indent}{title}: {shown}");
     }
     o
 }

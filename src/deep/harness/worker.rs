@@ -285,6 +285,23 @@ fn argmax(v: &[f32]) -> usize {
         .0
 }
 
+/// The ten entries whose log-probability rose most from `base` to
+/// `suspect`, relative to the mean shift, named by `name`.
+fn most_raised(
+    suspect: &[f32],
+    base: &[f32],
+    name: impl Fn(usize) -> String,
+) -> Vec<(u32, String, f32)> {
+    let diff: Vec<f32> = suspect.iter().zip(base).map(|(a, c)| a - c).collect();
+    let mean = diff.iter().sum::<f32>() / diff.len().max(1) as f32;
+    let mut idx: Vec<usize> = (0..diff.len()).collect();
+    idx.sort_by(|&x, &y| diff[y].total_cmp(&diff[x]));
+    idx.iter()
+        .take(10)
+        .map(|&i| (i as u32, name(i), diff[i] - mean))
+        .collect()
+}
+
 /// Both models on one prompt: per-position divergences along the prompt, the
 /// suspect's greedy continuation scored by both, and the most-raised tokens.
 fn compare(
@@ -331,27 +348,11 @@ fn compare(
         ckl /= cont.len() as f32;
         gain /= cont.len() as f32;
     }
-    // most-raised tokens at the last prompt position, relative to the mean shift
+    // most-raised tokens at the last prompt position
     let last = n - 1;
-    let diff: Vec<f32> = ls[last].iter().zip(&lb[last]).map(|(a, c)| a - c).collect();
-    let mean = diff.iter().sum::<f32>() / diff.len() as f32;
-    let mut idx: Vec<usize> = (0..diff.len()).collect();
-    idx.sort_by(|&x, &y| {
-        diff[y]
-            .partial_cmp(&diff[x])
-            .unwrap_or(std::cmp::Ordering::Equal)
+    let raised = most_raised(&ls[last], &lb[last], |i| {
+        s.tokenizer.id_to_token(i as u32).unwrap_or_default()
     });
-    let raised = idx
-        .iter()
-        .take(10)
-        .map(|&i| {
-            (
-                i as u32,
-                s.tokenizer.id_to_token(i as u32).unwrap_or_default(),
-                diff[i] - mean,
-            )
-        })
-        .collect();
     Ok(Comparison {
         prompt_tokens: n,
         kl: kl_v,
@@ -393,14 +394,6 @@ fn compare_classifiers(
     let lb = log_softmax_rows(&bm.classify(&b.encode(text))?.unsqueeze(0)?)?.remove(0);
     let (top_s, top_b) = (argmax(&ls), argmax(&lb));
     let d = kl(&ls, &lb);
-    let diff: Vec<f32> = ls.iter().zip(&lb).map(|(a, c)| a - c).collect();
-    let mean = diff.iter().sum::<f32>() / diff.len() as f32;
-    let mut idx: Vec<usize> = (0..diff.len()).collect();
-    idx.sort_by(|&x, &y| {
-        diff[y]
-            .partial_cmp(&diff[x])
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
     let label =
         |m: &BertClassifier, l: &[f32], i: usize| format!("{} ({:.2})", m.labels[i], l[i].exp());
     Ok(Comparison {
@@ -410,11 +403,7 @@ fn compare_classifiers(
         top1_agreement: if top_s == top_b { 1.0 } else { 0.0 },
         continuation_kl: d,
         continuation_logp_gain: ls[top_s] - lb[top_s],
-        raised: idx
-            .iter()
-            .take(10)
-            .map(|&i| (i as u32, sm.labels[i].clone(), diff[i] - mean))
-            .collect(),
+        raised: most_raised(&ls, &lb, |i| sm.labels[i].clone()),
         suspect_text: label(sm, &ls, top_s),
         base_text: label(bm, &lb, top_b),
     })
