@@ -227,8 +227,33 @@ fn emit<T: serde::Serialize>(
     ExitCode::SUCCESS
 }
 
+/// Mesa's Vulkan driver prints warnings when `XDG_RUNTIME_DIR` is unset,
+/// and the spectral stage asks wgpu for an adapter: give this process a
+/// private runtime folder (ours, mode 0700) when it has none. Runs first,
+/// while the process is single-threaded.
+fn private_runtime_dir() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("probity-runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // only a real folder of ours that nobody else can use
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0 => {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
+        _ => {}
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Spectral { .. } | Command::Deep { .. }) {
+        private_runtime_dir();
+    }
     match cli.command {
         Command::Worker => ExitCode::from(probity::deep::harness::worker::main() as u8),
         Command::Deep {
