@@ -212,7 +212,11 @@ impl<'a> Vm<'a> {
                     } else {
                         self.le(4)? as u32
                     };
-                    let v = self.memo.get(&idx).ok_or("unknown memo index")?.clone();
+                    let v = self.memo.get(&idx).ok_or("unknown memo index")?;
+                    // a fetch copies the value: count what it copies, so that
+                    // fetching one big container again and again stays bounded
+                    self.created = self.created.saturating_add(deep_size(v));
+                    let v = v.clone();
                     self.push(v)?
                 }
                 b't' => {
@@ -285,6 +289,20 @@ impl<'a> Vm<'a> {
     }
 }
 
+/// How many values `v` holds, itself included.
+fn deep_size(v: &V) -> usize {
+    match v {
+        V::Tuple(xs) | V::List(xs) => 1 + xs.iter().map(deep_size).sum::<usize>(),
+        V::Dict(kv) => {
+            1 + kv
+                .iter()
+                .map(|(k, v)| deep_size(k) + deep_size(v))
+                .sum::<usize>()
+        }
+        _ => 1,
+    }
+}
+
 /// `('storage', StorageClass, key, location, numel)`.
 fn persistent(pid: V) -> Result<V, String> {
     let V::Tuple(t) = pid else {
@@ -347,6 +365,7 @@ fn call(callee: V, args: V) -> Result<V, String> {
 /// The tensors of one PyTorch zip checkpoint.
 pub fn read(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let archive_len = file.metadata().map_err(|e| e.to_string())?.len();
     let mut zip = zip::ZipArchive::new(file)
         .map_err(|e| format!("not a PyTorch zip checkpoint (legacy formats are not read): {e}"))?;
     let pkl_name = (0..zip.len())
@@ -385,8 +404,14 @@ pub fn read(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, Str
         if !storages.contains_key(&t.key) {
             let member = format!("{prefix}data/{}", t.key);
             let mut f = zip.by_name(&member).map_err(|e| format!("{member}: {e}"))?;
-            let mut buf = Vec::with_capacity(f.size() as usize);
-            f.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+            // the declared size is untrusted: never allocate from it, and
+            // never read past what the tensors need
+            let limit = f.size().min(archive_len.saturating_mul(4));
+            let mut buf = Vec::new();
+            (&mut f)
+                .take(limit)
+                .read_to_end(&mut buf)
+                .map_err(|e| e.to_string())?;
             storages.insert(t.key.clone(), buf);
         }
         let bytes = &storages[&t.key];
@@ -417,6 +442,30 @@ pub fn read(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_fetches_of_a_big_value_are_bounded() {
+        // a list of 1,000 ints, memoised, then fetched 10,000 times
+        let mut p = vec![0x80, 2, b']', b'('];
+        for _ in 0..1000 {
+            p.extend([b'K', 7]);
+        }
+        p.extend([b'e', b'q', 0]);
+        for _ in 0..10_000 {
+            p.extend([b'h', 0]);
+        }
+        p.push(b'.');
+        let e = Vm {
+            data: &p,
+            pos: 0,
+            stack: Vec::new(),
+            memo: HashMap::new(),
+            created: 0,
+        }
+        .run()
+        .unwrap_err();
+        assert!(e.contains("too many values"), "{e}");
+    }
 
     #[test]
     fn refuses_any_other_call() {
