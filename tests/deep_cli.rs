@@ -2,7 +2,7 @@
 //! isolation block, the static-scan gate, and bad inputs.
 
 mod common;
-use common::{copy_dir, zoo};
+use common::{copy_dir, json_ok, schema_errors, zoo};
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -28,23 +28,9 @@ fn deep_report_on_a_zoo_model() {
         "--max-new-tokens",
         "16",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json_ok(&o);
     assert_eq!(j["schema"], "probity.deep/v1");
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/schema/probity.deep.v1.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = validator.iter_errors(&j).map(|e| e.to_string()).collect();
+    let errors = schema_errors("probity.deep.v1.json", &j);
     assert!(errors.is_empty(), "schema violations: {errors:?}");
     for key in [
         "resource_limits",
@@ -149,13 +135,7 @@ fn deep_scan_of_a_bert_classifier() {
         "--format",
         "json",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json_ok(&o);
     let b = &j["signals"]["behavior"];
     assert!(b["drift"].as_f64().unwrap() > 0.05, "{b}");
     let top = &b["most_raised_tokens"][0];
@@ -194,13 +174,7 @@ fn pickle_weights_need_the_flag() {
     let mut with = a.clone();
     with.push("--allow-pickle-weights");
     let o = deep(&with);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json_ok(&o);
     // the same weights: no behavioural difference at all
     assert!(j["signals"]["behavior"]["drift"].as_f64().unwrap() < 1e-4);
     assert_eq!(j["suspect"]["sha256"][0][0], "pytorch_model.bin");

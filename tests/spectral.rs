@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 
 mod common;
-use common::copy_dir;
+use common::{copy_dir, json_ok, schema_errors};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -31,25 +31,14 @@ fn json_report(suspect: &Path, base: &Path) -> Value {
         "--format",
         "json",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
+    json_ok(&o)
 }
 
 #[test]
 fn report_on_a_zoo_fine_tune_is_valid_and_deterministic() {
     let z = root().join("fixtures/zoo");
     let a = json_report(&z.join("backdoor-rare-start"), &z.join("base"));
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("docs/schema/probity.spectral.v1.json")).unwrap(),
-    )
-    .unwrap();
-    let v = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = v.iter_errors(&a).map(|e| e.to_string()).collect();
+    let errors = schema_errors("probity.spectral.v1.json", &a);
     assert!(errors.is_empty(), "{errors:?}");
     // 3 layers x 7 matrices + embeddings + lm_head
     let layers = a["layers"].as_array().unwrap();
@@ -296,13 +285,7 @@ fn gpu_and_cpu_paths_agree_on_the_zoo() {
             "--spectral-device",
             device,
         ]);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        serde_json::from_slice(&o.stdout).unwrap()
+        json_ok(&o)
     };
     let (g, c) = (run("gpu"), run("cpu"));
     assert_eq!(g["device"]["backend"], "gpu", "{}", g["notices"]);
@@ -349,13 +332,7 @@ fn no_adapter_falls_back_to_the_cpu_with_a_notice() {
         .env("WGPU_BACKEND", "dx12")
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = json_ok(&o);
     assert_eq!(r["device"]["backend"], "cpu");
     let notes = r["notices"].to_string();
     assert!(notes.contains("GPU unavailable"), "{notes}");

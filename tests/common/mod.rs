@@ -43,3 +43,26 @@ pub fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
     }
 }
+
+/// The JSON a command printed, after checking it exited 0 (stderr shown
+/// otherwise).
+pub fn json_ok(o: &std::process::Output) -> serde_json::Value {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("the command printed JSON")
+}
+
+/// Schema violations of `report` against `docs/schema/NAME`.
+pub fn schema_errors(name: &str, report: &serde_json::Value) -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/schema")
+        .join(name);
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let v = jsonschema::validator_for(&schema).expect("schema compiles");
+    v.iter_errors(report).map(|e| e.to_string()).collect()
+}

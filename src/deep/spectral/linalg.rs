@@ -101,27 +101,25 @@ pub fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
 /// All singular values of a small row-major matrix, exactly (through the
 /// eigenvalues of the smaller Gram matrix): the reference for tests.
 pub fn exact_singular_values(a: &[f32], rows: usize, cols: usize) -> Vec<f64> {
-    let (n, gram) = if rows <= cols {
-        let mut g = vec![0.0; rows * rows];
-        for i in 0..rows {
-            for j in 0..rows {
-                g[i * rows + j] = (0..cols)
-                    .map(|k| a[i * cols + k] as f64 * a[j * cols + k] as f64)
-                    .sum();
-            }
-        }
-        (rows, g)
+    // the Gram matrix of the smaller side: A Aᵀ or Aᵀ A
+    let (n, m) = if rows <= cols {
+        (rows, cols)
     } else {
-        let mut g = vec![0.0; cols * cols];
-        for i in 0..cols {
-            for j in 0..cols {
-                g[i * cols + j] = (0..rows)
-                    .map(|k| a[k * cols + i] as f64 * a[k * cols + j] as f64)
-                    .sum();
-            }
-        }
-        (cols, g)
+        (cols, rows)
     };
+    let at = |i: usize, k: usize| -> f64 {
+        if rows <= cols {
+            a[i * cols + k] as f64
+        } else {
+            a[k * cols + i] as f64
+        }
+    };
+    let mut gram = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            gram[i * n + j] = (0..m).map(|k| at(i, k) * at(j, k)).sum();
+        }
+    }
     symmetric_eigen(gram, n)
         .0
         .into_iter()
