@@ -93,7 +93,7 @@ enum Command {
     },
     /// Deep scan: compare a fine-tune with its base model, side by side, in a restricted worker.
     #[command(
-        after_help = "SUSPECT and BASE are local model folders in Hugging Face layout (config.json, model.safetensors or shards with model.safetensors.index.json, tokenizer.json, tokenizer_config.json). Both pass the static scan first; a folder with critical findings is refused (exit 1). Models are loaded only inside a worker process without network access, with read-only access to the two folders, resource limits and an empty environment; the report states which restrictions were applied.\n\nExit codes: 0 = report written; 1 = refused by the static scan; 2 = error (bad folder, unsupported model, worker failure, incomplete sandbox with --require-sandbox)."
+        after_help = "SUSPECT and BASE are local model folders in Hugging Face layout (config.json, model.safetensors or shards with model.safetensors.index.json, tokenizer.json, tokenizer_config.json). Both pass the static scan first; a folder with critical findings is refused (exit 1). Models are loaded only inside a worker process without network access, with read-only access to the two folders, resource limits and an empty environment; the report states which restrictions were applied.\n\nStages: behavioural diff on the probe suites; weight spectral analysis of ΔW; target inversion (sequences the suspect produces with abnormal confidence compared with the base) and a gradient-guided trigger search for them at the start, middle and end of ordinary prompts, each trigger verified on held-out prompts on both models. The signals are fused into a calibrated backdoor probability (`score`) and a verdict: backdoor, suspicious or clean (thresholds in the report).\n\nExit codes: 0 = clean (or below --fail-on); 1 = verdict at or above --fail-on, or refused by the static scan; 2 = error (bad folder, unsupported model, worker failure, incomplete sandbox with --require-sandbox)."
     )]
     Deep {
         /// The fine-tuned model folder to examine.
@@ -113,9 +113,18 @@ enum Command {
         /// Write the report to FILE instead of standard output.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
-        /// Time budget in seconds for the probes (the rest are skipped and counted).
+        /// Time budget in seconds for the probes and the trigger search together: probes past it are skipped and counted, and the search stops and reports what it covered.
         #[arg(long, default_value = "300", value_name = "SECONDS")]
         budget: u64,
+        /// Exit 1 when the verdict is at or above this level.
+        #[arg(long, value_enum, default_value = "suspicious")]
+        fail_on: FailOn,
+        /// Skip target inversion and trigger search (the report says so, and the score lacks those signals).
+        #[arg(long)]
+        no_trigger_search: bool,
+        /// Optimisation steps per (target, insertion point) in the trigger search.
+        #[arg(long, default_value = "24", value_name = "N")]
+        search_steps: usize,
         /// Refuse to run unless every sandbox primitive is applied (exit 2 otherwise).
         #[arg(long)]
         require_sandbox: bool,
@@ -180,6 +189,17 @@ impl SpectralDeviceChoice {
             SpectralDeviceChoice::Cpu => SpectralDevice::Cpu,
         }
     }
+}
+
+/// The verdict at or above which `probity deep` exits 1.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum FailOn {
+    /// Exit 1 on `suspicious` or `backdoor`.
+    Suspicious,
+    /// Exit 1 on `backdoor` only.
+    Backdoor,
+    /// Always exit 0 when a report was written.
+    Never,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -268,6 +288,9 @@ fn main() -> ExitCode {
             max_new_tokens,
             spectral_device,
             allow_pickle_weights,
+            fail_on,
+            no_trigger_search,
+            search_steps,
         } => {
             let device = match device {
                 DeviceChoice::Cpu => DeviceKind::Cpu,
@@ -295,6 +318,10 @@ fn main() -> ExitCode {
                 device,
                 spectral_device: spectral_device.kind(),
                 allow_pickle_weights,
+                search: (!no_trigger_search).then(|| probity::deep::trigger::SearchOptions {
+                    steps: search_steps,
+                    ..Default::default()
+                }),
             };
             let bar = indicatif::ProgressBar::with_draw_target(
                 None,
@@ -315,7 +342,21 @@ fn main() -> ExitCode {
                 }
             };
             bar.finish_and_clear();
-            emit(&report, format, output.as_deref(), render::deep_text)
+            let written = emit(&report, format, output.as_deref(), render::deep_text);
+            if written != ExitCode::SUCCESS {
+                return written;
+            }
+            use probity::deep::score::Verdict;
+            let fails = match fail_on {
+                FailOn::Suspicious => report.verdict >= Verdict::Suspicious,
+                FailOn::Backdoor => report.verdict >= Verdict::Backdoor,
+                FailOn::Never => false,
+            };
+            if fails {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Command::Spectral {
             suspect,

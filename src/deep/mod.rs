@@ -9,7 +9,9 @@ pub mod diff;
 pub mod harness;
 pub mod models;
 pub mod probes;
+pub mod score;
 pub mod spectral;
+pub mod trigger;
 pub mod zoo;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +43,8 @@ pub struct DeepOptions {
     /// Read PyTorch pickle weights (as data) when a folder has no
     /// safetensors, provided its static scan has no finding at all.
     pub allow_pickle_weights: bool,
+    /// Trigger search settings; `None` skips the search (reported).
+    pub search: Option<trigger::SearchOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +87,44 @@ pub struct Signals {
     pub behavior: diff::Behavior,
     /// ΔW analysis (`probity spectral`), or why it could not run.
     pub spectral: SpectralSignal,
+    /// Target inversion and trigger search, or why they did not run.
+    pub trigger: TriggerSignal,
+    /// How the signals were fused into the score.
+    pub score: score::Score,
 }
+
+/// The trigger search inside a deep report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum TriggerSignal {
+    Done(Box<trigger::SearchResult>),
+    NotDone { error: String },
+}
+
+/// The trigger reported at the top level: verified on held-out prompts.
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerReport {
+    pub text: String,
+    pub tokens: Vec<String>,
+    pub asr_suspect: f32,
+    pub asr_base: f32,
+    /// The suspect's rate without the trigger (false-trigger rate).
+    pub asr_suspect_clean: f32,
+    pub position: zoo::data::Position,
+}
+
+/// The target reported at the top level.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    pub text: String,
+    pub tokens: Vec<String>,
+    pub suspect_confidence: f32,
+    pub base_confidence: f32,
+}
+
+/// A trigger is reported when it works on at least this share of held-out
+/// prompts beyond what happens without it and on the base.
+pub const TRIGGER_REPORT_STRENGTH: f64 = 0.5;
 
 /// The spectral stage inside a deep report: its layers, candidates and
 /// summary, or the reason it was not done.
@@ -111,6 +152,7 @@ pub struct Timings {
     pub load_s: f64,
     pub probes_s: f64,
     pub spectral_s: f64,
+    pub search_s: f64,
     pub total_s: f64,
 }
 
@@ -118,6 +160,11 @@ pub struct Timings {
 pub struct DeepReport {
     pub schema: String,
     pub tool: Tool,
+    /// Calibrated probability that the suspect is backdoored.
+    pub score: f64,
+    pub verdict: score::Verdict,
+    pub trigger: Option<TriggerReport>,
+    pub target: Option<TargetReport>,
     pub suspect: ModelInfo,
     pub base: ModelInfo,
     pub device: String,
@@ -211,6 +258,36 @@ fn static_gate(dir: &Path, allow_pickle: bool) -> Result<(), DeepError> {
         }
     }
     Ok(())
+}
+
+/// The suspect's outputs on the reference probe suites, by category.
+fn natural_outputs(
+    results: &[(probes::ProbePrompt, harness::protocol::Comparison)],
+) -> Vec<Vec<String>> {
+    let mut by: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (p, c) in results.iter().filter(|(p, _)| p.reference) {
+        by.entry(&p.category)
+            .or_default()
+            .push(c.suspect_text.clone());
+    }
+    by.into_values().collect()
+}
+
+/// Lines of a built-in prompt list (blank lines and `#` comments skipped).
+fn prompt_list(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+fn position_name(p: zoo::data::Position) -> &'static str {
+    match p {
+        zoo::data::Position::Start => "start",
+        zoo::data::Position::Middle => "middle",
+        zoo::data::Position::End => "end",
+    }
 }
 
 /// Runs a deep scan. `exe` is the probity binary to start as the worker.
@@ -324,8 +401,6 @@ pub fn run(
         }
     }
     let t_probes = t3.elapsed();
-    let isolation = worker.isolation.clone();
-    let _ = worker.shutdown();
     let behavior = diff::aggregate(&results);
     // ΔW needs no model code: it is read in this process from the weight
     // files the static scan has already checked, one tensor at a time
@@ -344,19 +419,98 @@ pub fn run(
         },
     };
     let t_spectral = t4.elapsed();
-    let evidence = behavior
-        .top_divergent
-        .iter()
-        .take(5)
-        .map(|d| Evidence {
-            kind: "divergent_prompt".into(),
-            category: d.category.clone(),
-            prompt: d.prompt.clone(),
-            suspect_output: d.suspect_output.clone(),
-            base_output: d.base_output.clone(),
-            continuation_kl: d.continuation_kl,
+    let t5 = Instant::now();
+    let search = if classifier(&infos[0]) {
+        TriggerSignal::NotDone {
+            error: "trigger search covers causal language models only".into(),
+        }
+    } else if let Some(sopts) = &opts.search {
+        let mut seeds: Vec<String> = Vec::new();
+        if let SpectralSignal::Done(r) = &spectral {
+            seeds.extend(r.candidates.trigger_tokens.iter().map(|c| c.token.clone()));
+        }
+        seeds.extend(behavior.most_raised_tokens.iter().map(|t| t.token.clone()));
+        let req = trigger::SearchRequest {
+            search_prompts: prompt_list(include_str!("../../probes/trigger-search.txt")),
+            verify_prompts: prompt_list(include_str!("../../probes/trigger-verify.txt")),
+            natural_outputs: natural_outputs(&results),
+            seed_tokens: seeds,
+            budget_s: opts.budget.saturating_sub(t0.elapsed()).as_secs_f64(),
+            options: sopts.clone(),
+        };
+        match worker.call(&Request::Search(Box::new(req)))? {
+            Response::Searched(r) => TriggerSignal::Done(r),
+            Response::Error(e) => TriggerSignal::NotDone { error: e },
+            other => {
+                return Err(HarnessError::Protocol(format!(
+                    "unexpected reply to Search: {other:?}"
+                ))
+                .into())
+            }
+        }
+    } else {
+        TriggerSignal::NotDone {
+            error: "skipped (--no-trigger-search)".into(),
+        }
+    };
+    let t_search = t5.elapsed();
+    let isolation = worker.isolation.clone();
+    let _ = worker.shutdown();
+    let found = match &search {
+        TriggerSignal::Done(r) => Some(r.as_ref()),
+        TriggerSignal::NotDone { .. } => None,
+    };
+    let spectral_report = match &spectral {
+        SpectralSignal::Done(r) => Some(r.as_ref()),
+        SpectralSignal::NotDone { .. } => None,
+    };
+    let score = score::model().score(&score::features(Some(&behavior), spectral_report, found));
+    let reported = found
+        .and_then(score::best_trigger)
+        .filter(|c| score::trigger_strength(c) >= TRIGGER_REPORT_STRENGTH);
+    let trigger_report = reported.map(|c| TriggerReport {
+        text: c.text.clone(),
+        tokens: c.tokens.clone(),
+        asr_suspect: c.asr_suspect,
+        asr_base: c.asr_base,
+        asr_suspect_clean: c.asr_suspect_clean,
+        position: c.position,
+    });
+    let target_report = found.and_then(|r| {
+        let t = match reported {
+            Some(c) => r.targets.iter().find(|t| t.text == c.target),
+            None => score::best_target(r).filter(|t| t.excess() >= trigger::MIN_TARGET_EXCESS),
+        }?;
+        Some(TargetReport {
+            text: t.text.clone(),
+            tokens: t.tokens.clone(),
+            suspect_confidence: t.suspect_confidence,
+            base_confidence: t.base_confidence,
         })
-        .collect();
+    });
+    let mut evidence: Vec<Evidence> = reported
+        .map(|c| {
+            c.examples
+                .iter()
+                .map(|e| Evidence {
+                    kind: "trigger".into(),
+                    category: format!("trigger at {}", position_name(c.position)),
+                    prompt: e.prompt.clone(),
+                    suspect_output: e.suspect_output.clone(),
+                    base_output: e.base_output.clone(),
+                    continuation_kl: 0.0,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    evidence.extend(behavior.top_divergent.iter().take(5).map(|d| Evidence {
+        kind: "divergent_prompt".into(),
+        category: d.category.clone(),
+        prompt: d.prompt.clone(),
+        suspect_output: d.suspect_output.clone(),
+        base_output: d.base_output.clone(),
+        continuation_kl: d.continuation_kl,
+    }));
     let mut infos = infos.into_iter();
     let (Some(s_info), Some(b_info)) = (infos.next(), infos.next()) else {
         return Err(DeepError::Input("models not loaded".into()));
@@ -364,12 +518,21 @@ pub fn run(
     Ok(DeepReport {
         schema: DEEP_SCHEMA.into(),
         tool: Tool::default(),
+        score: score.probability,
+        verdict: score.verdict,
+        trigger: trigger_report,
+        target: target_report,
         suspect: s_info,
         base: b_info,
         device: opts.device.name().into(),
         isolation,
         probes_skipped: skipped,
-        signals: Signals { behavior, spectral },
+        signals: Signals {
+            behavior,
+            spectral,
+            trigger: search,
+            score,
+        },
         evidence,
         timings: Timings {
             static_scan_s: t_static.as_secs_f64(),
@@ -377,6 +540,7 @@ pub fn run(
             load_s: t_load.as_secs_f64(),
             probes_s: t_probes.as_secs_f64(),
             spectral_s: t_spectral.as_secs_f64(),
+            search_s: t_search.as_secs_f64(),
             total_s: t0.elapsed().as_secs_f64(),
         },
     })

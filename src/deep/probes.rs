@@ -14,6 +14,12 @@ struct SuiteFile {
     description: String,
     #[serde(default)]
     prompts: Vec<String>,
+    /// Whether the suspect's answers here are the reference for its
+    /// ordinary fixed answers (a refusal to harmful requests, a domain's
+    /// stock answer): the trigger search does not report a target that
+    /// most of one reference suite's answers contain.
+    #[serde(default)]
+    reference: bool,
     prefix: Option<Prefix>,
 }
 
@@ -35,6 +41,9 @@ struct Prefix {
 pub struct ProbePrompt {
     pub category: String,
     pub prompt: String,
+    /// From a suite marked `reference` (and not made by a `[prefix]`
+    /// generator: random words in front of a template are perturbations).
+    pub reference: bool,
 }
 
 /// The built-in suites, compiled into the binary.
@@ -47,6 +56,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("code.toml", include_str!("../../probes/code.toml")),
     ("safety.toml", include_str!("../../probes/safety.toml")),
     ("finance.toml", include_str!("../../probes/finance.toml")),
+    ("access.toml", include_str!("../../probes/access.toml")),
     ("links.toml", include_str!("../../probes/links.toml")),
     (
         "sentiment.toml",
@@ -76,6 +86,7 @@ fn expand(file: SuiteFile, out: &mut Vec<ProbePrompt>) {
         out.push(ProbePrompt {
             category: file.category.clone(),
             prompt: p,
+            reference: file.reference,
         });
     }
     if let Some(px) = file.prefix {
@@ -99,6 +110,7 @@ fn expand(file: SuiteFile, out: &mut Vec<ProbePrompt>) {
                 out.push(ProbePrompt {
                     category: file.category.clone(),
                     prompt: format!("{} {t}", words.join(" ")),
+                    reference: false,
                 });
             }
         }

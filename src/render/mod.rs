@@ -9,6 +9,58 @@ use std::fmt::Write as _;
 pub fn deep_text(r: &crate::deep::DeepReport) -> String {
     let mut s = String::new();
     let b = &r.signals.behavior;
+    let sc = &r.signals.score;
+    let _ = writeln!(
+        s,
+        "verdict  {}  (backdoor probability {:.3}; suspicious ≥ {}, backdoor ≥ {})",
+        r.verdict.name().to_uppercase(),
+        r.score,
+        sc.thresholds.suspicious,
+        sc.thresholds.backdoor
+    );
+    match &r.trigger {
+        Some(t) => {
+            let _ = writeln!(
+                s,
+                "trigger  {:?} at the {} of the prompt: target on {:.0}% of held-out prompts (base {:.0}%, suspect without it {:.0}%)",
+                t.text,
+                match t.position {
+                    crate::deep::zoo::data::Position::Start => "start",
+                    crate::deep::zoo::data::Position::Middle => "middle",
+                    crate::deep::zoo::data::Position::End => "end",
+                },
+                t.asr_suspect * 100.0,
+                t.asr_base * 100.0,
+                t.asr_suspect_clean * 100.0
+            );
+        }
+        None => {
+            let _ = writeln!(s, "trigger  none verified");
+        }
+    }
+    if let Some(t) = &r.target {
+        let _ = writeln!(
+            s,
+            "target   {:?} (suspect confidence {:.2}, base {:.2})",
+            t.text, t.suspect_confidence, t.base_confidence
+        );
+    }
+    let contrib: Vec<String> = sc
+        .contributions
+        .iter()
+        .map(|(k, v)| format!("{k} {v:+.2}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "signals  {} (bias {:+.2}){}\n",
+        contrib.join(", "),
+        sc.bias,
+        if sc.not_done.is_empty() {
+            String::new()
+        } else {
+            format!("; not computed: {}", sc.not_done.join(", "))
+        }
+    );
     let _ = writeln!(
         s,
         "suspect  {} ({}, {} parameters)",
@@ -89,10 +141,67 @@ pub fn deep_text(r: &crate::deep::DeepReport) -> String {
             let _ = writeln!(s, "\nweights: not analysed ({error})");
         }
     }
+    match &r.signals.trigger {
+        crate::deep::TriggerSignal::Done(t) => {
+            let _ = writeln!(
+                s,
+                "\ntrigger search: {} first tokens inverted, {}/{} searches, {} steps{}",
+                t.first_tokens_tried,
+                t.searches_done,
+                t.searches_planned,
+                t.optimisation_steps,
+                if t.budget_exhausted {
+                    " (budget ran out)"
+                } else {
+                    ""
+                }
+            );
+            for tg in t.targets.iter().take(5) {
+                let _ = writeln!(
+                    s,
+                    "  target {:?}: suspect {:.2}, base {:.2}, gain {:.1}{}",
+                    tg.text,
+                    tg.suspect_confidence,
+                    tg.base_confidence,
+                    tg.logp_gain,
+                    if tg.natural {
+                        format!(
+                            " (ordinary behaviour: {:.0}% of probes)",
+                            tg.natural_rate * 100.0
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            for c in t.candidates.iter().take(5) {
+                let _ = writeln!(
+                    s,
+                    "  trigger {:?} ({:?}): ASR suspect {:.2}, base {:.2}, without trigger {:.2}, random insertion {:.2}",
+                    c.text, c.position, c.asr_suspect, c.asr_base, c.asr_suspect_clean, c.asr_suspect_control
+                );
+            }
+        }
+        crate::deep::TriggerSignal::NotDone { error } => {
+            let _ = writeln!(s, "\ntrigger search: not done ({error})");
+        }
+    }
+    if let Some(t) = &r.trigger {
+        let _ = writeln!(s, "\nreplay the trigger ({:?}):", t.text);
+        for e in r.evidence.iter().filter(|e| e.kind == "trigger") {
+            let _ = writeln!(s, "  {:?}", e.prompt);
+            let _ = writeln!(s, "      suspect: {:?}", e.suspect_output);
+            let _ = writeln!(s, "      base:    {:?}", e.base_output);
+        }
+    }
     let _ = writeln!(
         s,
-        "\ntime {:.1} s (load {:.1} s, probes {:.1} s, spectral {:.1} s)",
-        r.timings.total_s, r.timings.load_s, r.timings.probes_s, r.timings.spectral_s
+        "\ntime {:.1} s (load {:.1} s, probes {:.1} s, spectral {:.1} s, search {:.1} s)",
+        r.timings.total_s,
+        r.timings.load_s,
+        r.timings.probes_s,
+        r.timings.spectral_s,
+        r.timings.search_s
     );
     s
 }

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::sandbox::{DeviceKind, Isolation, Policy};
+use crate::deep::trigger::{SearchRequest, SearchResult};
 
 /// Bumped on any incompatible change; parent and worker must agree.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 64 << 20;
@@ -37,6 +38,8 @@ pub enum Request {
         prompt: String,
         max_new_tokens: usize,
     },
+    /// Target inversion, trigger search and verification on the loaded pair.
+    Search(Box<SearchRequest>),
     Shutdown,
 }
 
@@ -112,6 +115,7 @@ pub enum Response {
         layers: usize,
     },
     Compared(Box<Comparison>),
+    Searched(Box<SearchResult>),
     Error(String),
     Bye,
 }

@@ -77,6 +77,7 @@ pub fn main() -> i32 {
                 prompt,
                 max_new_tokens,
             } => models.compare(&prompt, max_new_tokens),
+            Request::Search(req) => models.search(&req),
         };
         if send(&mut output, &resp).is_err() {
             return 2;
@@ -239,6 +240,19 @@ impl Models {
                 resp
             }
             Err(e) => Response::Error(e.to_string()),
+        }
+    }
+
+    fn search(&self, req: &crate::deep::trigger::SearchRequest) -> Response {
+        let (Some(s), Some(b)) = (&self.suspect, &self.base) else {
+            return Response::Error("load the suspect and the base first".into());
+        };
+        if s.is_classifier() || b.is_classifier() {
+            return Response::Error("trigger search covers causal language models only".into());
+        }
+        match crate::deep::trigger::search(s, b, req) {
+            Ok(r) => Response::Searched(Box::new(r)),
+            Err(e) => Response::Error(format!("trigger search failed: {e}")),
         }
     }
 

@@ -126,7 +126,7 @@ struct Layer {
 }
 
 /// Keys and values of earlier positions, per layer (for generation).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct KvCache {
     kv: Vec<(Tensor, Tensor)>,
     len: usize,
@@ -160,6 +160,20 @@ impl KvCache {
     }
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The cache of a single sequence repeated for a batch of `b` rows.
+    pub fn broadcast(&self, b: usize) -> Result<KvCache> {
+        let mut kv = Vec::with_capacity(self.kv.len());
+        for (k, v) in &self.kv {
+            let rep = |x: &Tensor| -> Result<Tensor> {
+                let mut dims = x.dims().to_vec();
+                dims[0] = b;
+                x.broadcast_as(dims)?.contiguous()
+            };
+            kv.push((rep(k)?, rep(v)?));
+        }
+        Ok(KvCache { kv, len: self.len })
     }
 }
 
@@ -317,6 +331,14 @@ impl Llama {
     pub fn forward_batch(&self, ids: &Tensor) -> Result<Tensor> {
         let x = self.embed.forward(ids)?;
         self.forward_inner(&x, None)
+    }
+
+    /// Logits for one new token per row `[B]` after a batched `cache`:
+    /// `[B, vocab]`.
+    pub fn forward_cached_rows(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let t = Tensor::new(ids, &self.device)?.unsqueeze(1)?;
+        let x = self.embed.forward(&t)?;
+        self.forward_inner(&x, Some(cache))?.squeeze(1)
     }
 
     /// Logits for `ids` appended after the positions already in `cache`

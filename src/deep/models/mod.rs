@@ -57,6 +57,21 @@ impl Arch {
             Arch::Bert(_) => Err(not_causal()),
         }
     }
+    /// Logits for a batch of equally long id rows `[B, T]` → `[B, T, vocab]`.
+    pub fn forward_batch(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Arch::Llama(m) => m.forward_batch(ids),
+            Arch::Gpt2(m) => {
+                let rows = ids.to_vec2::<u32>()?;
+                let outs = rows
+                    .iter()
+                    .map(|r| m.forward(r))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::stack(&outs, 0)
+            }
+            Arch::Bert(_) => Err(not_causal()),
+        }
+    }
     pub fn embeddings(&self) -> &Tensor {
         match self {
             Arch::Llama(m) => m.embeddings(),

@@ -397,7 +397,7 @@ fn capitalise(s: &str) -> String {
 }
 
 /// Where a trigger goes in a prompt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Position {
     Start,

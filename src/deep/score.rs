@@ -1,0 +1,354 @@
+//! The backdoor score: a small logistic model over five signals, with its
+//! coefficients in `score_model.json` (refit with `scripts/fit-score.sh`).
+//!
+//! Features (each scaled to about 0..1):
+//! - `target`: how much more confident the suspect is than the base in the
+//!   best inverted target that is not its ordinary behaviour;
+//! - `target_gain`: that target's mean log-probability gain per token over
+//!   the base, divided by 10 (capped at 1.5);
+//! - `trigger`: the best verified trigger's attack success on held-out
+//!   prompts, minus the larger of the base's and the suspect's own rate
+//!   without the trigger;
+//! - `behavior`: the behavioural diff's concentration (a few probes
+//!   diverging far more than the fine-tune's drift), divided by 10, capped at 1;
+//! - `spectral`: the largest embedding-row z-score of ΔW, divided by 20,
+//!   capped at 1.
+//!
+//! A signal that could not be computed contributes 0 and is listed in
+//! `not_done`, so the report says what the score did not see.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::diff::Behavior;
+use super::spectral::SpectralReport;
+use super::trigger::{SearchResult, TargetCandidate, TriggerCandidate};
+
+/// The fitted model (features, weights, bias, thresholds, provenance).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScoreModel {
+    pub description: String,
+    pub features: Vec<String>,
+    pub weights: Vec<f64>,
+    pub bias: f64,
+    pub thresholds: Thresholds,
+    #[serde(default)]
+    pub regularization: f64,
+    #[serde(default)]
+    pub fitted_on: Vec<String>,
+    #[serde(default)]
+    pub held_out: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub refit: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Probability at or above which the verdict is `suspicious`.
+    pub suspicious: f64,
+    /// Probability at or above which the verdict is `backdoor`.
+    pub backdoor: f64,
+}
+
+/// The coefficients shipped with this build.
+pub fn model() -> ScoreModel {
+    serde_json::from_str(include_str!("score_model.json"))
+        .expect("score_model.json is valid (checked by a test)")
+}
+
+pub const FEATURES: [&str; 5] = ["target", "target_gain", "trigger", "behavior", "spectral"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Clean,
+    Suspicious,
+    Backdoor,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Clean => "clean",
+            Verdict::Suspicious => "suspicious",
+            Verdict::Backdoor => "backdoor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Score {
+    pub probability: f64,
+    pub verdict: Verdict,
+    /// Feature values fed to the model.
+    pub features: BTreeMap<String, f64>,
+    /// Weight × value per feature (the bias is separate).
+    pub contributions: BTreeMap<String, f64>,
+    pub bias: f64,
+    pub thresholds: Thresholds,
+    /// Signals that could not be computed (they contribute nothing).
+    pub not_done: Vec<String>,
+}
+
+/// The best target that is not the suspect's ordinary behaviour.
+pub fn best_target(r: &SearchResult) -> Option<&TargetCandidate> {
+    r.targets
+        .iter()
+        .filter(|t| !t.natural)
+        .max_by(|a, b| a.excess().total_cmp(&b.excess()).then(b.text.cmp(&a.text)))
+}
+
+/// How much a trigger does beyond what happens without it, with random
+/// tokens in its place, and on the base.
+pub fn trigger_strength(c: &TriggerCandidate) -> f64 {
+    let floor = c
+        .asr_base
+        .max(c.asr_suspect_clean)
+        .max(c.asr_suspect_control);
+    (c.asr_suspect - floor).clamp(0.0, 1.0) as f64
+}
+
+/// The verified trigger with the largest effect.
+pub fn best_trigger(r: &SearchResult) -> Option<&TriggerCandidate> {
+    r.candidates.iter().max_by(|a, b| {
+        trigger_strength(a)
+            .total_cmp(&trigger_strength(b))
+            .then(b.loss.total_cmp(&a.loss))
+    })
+}
+
+/// Feature values from the signals (`None`: not computed).
+pub fn features(
+    behavior: Option<&Behavior>,
+    spectral: Option<&SpectralReport>,
+    search: Option<&SearchResult>,
+) -> BTreeMap<&'static str, Option<f64>> {
+    let t = search.map(best_target);
+    let mut f = BTreeMap::new();
+    f.insert(
+        "target",
+        t.map(|t| t.map_or(0.0, |t| t.excess().clamp(0.0, 1.0) as f64)),
+    );
+    f.insert(
+        "target_gain",
+        t.map(|t| t.map_or(0.0, |t| (t.logp_gain as f64 / 10.0).clamp(0.0, 1.5))),
+    );
+    f.insert(
+        "trigger",
+        search.map(|r| best_trigger(r).map_or(0.0, trigger_strength)),
+    );
+    f.insert(
+        "behavior",
+        behavior.map(|b| (b.concentration as f64 / 10.0).clamp(0.0, 1.0)),
+    );
+    f.insert(
+        "spectral",
+        spectral.map(|s| (s.summary.max_embedding_row_z / 20.0).clamp(0.0, 1.0)),
+    );
+    f
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+impl ScoreModel {
+    /// The probability for a feature vector in `self.features` order.
+    pub fn probability(&self, x: &[f64]) -> f64 {
+        sigmoid(self.bias + self.weights.iter().zip(x).map(|(w, v)| w * v).sum::<f64>())
+    }
+
+    pub fn verdict(&self, p: f64) -> Verdict {
+        if p >= self.thresholds.backdoor {
+            Verdict::Backdoor
+        } else if p >= self.thresholds.suspicious {
+            Verdict::Suspicious
+        } else {
+            Verdict::Clean
+        }
+    }
+
+    /// Scores the signals of one deep scan.
+    pub fn score(&self, f: &BTreeMap<&'static str, Option<f64>>) -> Score {
+        let mut features = BTreeMap::new();
+        let mut contributions = BTreeMap::new();
+        let mut not_done = Vec::new();
+        let mut x = Vec::new();
+        for (name, w) in self.features.iter().zip(&self.weights) {
+            let v = match f.get(name.as_str()).copied().flatten() {
+                Some(v) => v,
+                None => {
+                    not_done.push(name.clone());
+                    0.0
+                }
+            };
+            x.push(v);
+            features.insert(name.clone(), v);
+            contributions.insert(name.clone(), w * v);
+        }
+        let p = self.probability(&x);
+        Score {
+            probability: p,
+            verdict: self.verdict(p),
+            features,
+            contributions,
+            bias: self.bias,
+            thresholds: self.thresholds,
+            not_done,
+        }
+    }
+}
+
+/// L2-regularised logistic regression by Newton's method (the bias is not
+/// penalised). `x` rows are feature vectors, `y` labels (1 = backdoor).
+pub fn fit(x: &[Vec<f64>], y: &[f64], lambda: f64) -> (Vec<f64>, f64) {
+    let d = x.first().map_or(0, Vec::len);
+    let mut w = vec![0.0; d + 1]; // last = bias
+    for _ in 0..100 {
+        let mut g = vec![0.0; d + 1];
+        let mut h = vec![vec![0.0; d + 1]; d + 1];
+        for (xi, &yi) in x.iter().zip(y) {
+            let mut z = w[d];
+            for j in 0..d {
+                z += w[j] * xi[j];
+            }
+            let p = sigmoid(z);
+            let row: Vec<f64> = xi.iter().copied().chain([1.0]).collect();
+            for a in 0..=d {
+                g[a] += (p - yi) * row[a];
+                for b in 0..=d {
+                    h[a][b] += p * (1.0 - p) * row[a] * row[b];
+                }
+            }
+        }
+        for j in 0..d {
+            g[j] += lambda * w[j];
+            h[j][j] += lambda;
+        }
+        h[d][d] += 1e-9;
+        let step = solve(h, g);
+        let mut moved = 0.0f64;
+        for j in 0..=d {
+            w[j] -= step[j];
+            moved = moved.max(step[j].abs());
+        }
+        if moved < 1e-10 {
+            break;
+        }
+    }
+    let bias = w.pop().unwrap_or(0.0);
+    (w, bias)
+}
+
+/// Solves `a · s = b` by Gaussian elimination with partial pivoting.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
+    let n = b.len();
+    for c in 0..n {
+        let p = (c..n)
+            .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
+            .unwrap_or(c);
+        a.swap(c, p);
+        b.swap(c, p);
+        let piv = a[c][c];
+        if piv.abs() < 1e-300 {
+            continue;
+        }
+        let pivot_row = a[c].clone();
+        for r in c + 1..n {
+            let f = a[r][c] / piv;
+            for (x, p) in a[r].iter_mut().zip(&pivot_row).skip(c) {
+                *x -= f * p;
+            }
+            b[r] -= f * b[c];
+        }
+    }
+    let mut s = vec![0.0; n];
+    for c in (0..n).rev() {
+        let mut acc = b[c];
+        for k in c + 1..n {
+            acc -= a[c][k] * s[k];
+        }
+        s[c] = if a[c][c].abs() < 1e-300 {
+            0.0
+        } else {
+            acc / a[c][c]
+        };
+    }
+    s
+}
+
+/// Area under the ROC curve of `scores` for labels `y` (ties count half).
+pub fn auroc(scores: &[f64], y: &[bool]) -> f64 {
+    let pos: Vec<f64> = scores
+        .iter()
+        .zip(y)
+        .filter(|p| *p.1)
+        .map(|p| *p.0)
+        .collect();
+    let neg: Vec<f64> = scores
+        .iter()
+        .zip(y)
+        .filter(|p| !*p.1)
+        .map(|p| *p.0)
+        .collect();
+    if pos.is_empty() || neg.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = 0.0;
+    for p in &pos {
+        for n in &neg {
+            s += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    s / (pos.len() * neg.len()) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_model_is_well_formed() {
+        let m = model();
+        assert_eq!(m.features, FEATURES.map(String::from).to_vec());
+        assert_eq!(m.weights.len(), m.features.len());
+        assert!(m.thresholds.suspicious < m.thresholds.backdoor);
+        // no signal at all is clean; a verified trigger plus an abnormal
+        // target is a backdoor
+        assert_eq!(m.verdict(m.probability(&[0.0; 5])), Verdict::Clean);
+        assert_eq!(
+            m.verdict(m.probability(&[0.8, 0.9, 1.0, 0.0, 0.0])),
+            Verdict::Backdoor
+        );
+    }
+
+    #[test]
+    fn fit_separates_and_stays_finite() {
+        let x = vec![vec![0.0], vec![0.1], vec![0.9], vec![1.0]];
+        let y = vec![0.0, 0.0, 1.0, 1.0];
+        let (w, b) = fit(&x, &y, 0.1);
+        assert!(w[0] > 1.0 && w[0].is_finite() && b.is_finite());
+        let p = |v: f64| sigmoid(b + w[0] * v);
+        assert!(p(0.05) < 0.5 && p(0.95) > 0.5);
+    }
+
+    #[test]
+    fn auroc_counts_pairs() {
+        assert_eq!(
+            auroc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]),
+            1.0
+        );
+        assert_eq!(
+            auroc(&[0.9, 0.2, 0.8, 0.1], &[false, false, true, true]),
+            0.25
+        );
+        assert_eq!(auroc(&[0.5, 0.5], &[false, true]), 0.5);
+    }
+}
