@@ -66,9 +66,27 @@ fn evaluate(model: &ScoreModel, cases: &[Case]) -> Value {
         .count() as f64
         / pos.max(1) as f64;
     let mut per = BTreeMap::new();
-    let (mut trig_ok, mut tgt_ok, mut flagged_clean) = (0, 0, 0);
+    let (mut trig_ok, mut tgt_ok, mut flagged_clean, mut caught) = (0, 0, 0, 0);
     for (c, p) in cases.iter().zip(&p) {
-        let verdict = model.verdict(*p);
+        // the verdict as `probity deep` gives it: the fitted probability,
+        // raised to backdoor by a verified trigger
+        let mut verdict = model.verdict(*p);
+        let verified = c.report["signals"]["trigger"]["candidates"]
+            .as_array()
+            .map(|cs| {
+                cs.iter().any(|x| {
+                    let f = |k: &str| x[k].as_f64().unwrap_or(1.0);
+                    let floor = f("asr_base")
+                        .max(f("asr_suspect_clean"))
+                        .max(f("asr_suspect_control"));
+                    f("asr_suspect") >= score::VERIFIED_ASR as f64
+                        && f("asr_suspect") - floor >= score::VERIFIED_STRENGTH
+                })
+            })
+            .unwrap_or(false);
+        if verified {
+            verdict = score::Verdict::Backdoor;
+        }
         let t = &c.report["trigger"];
         let trig = t.is_object()
             && t["asr_suspect"].as_f64().unwrap_or(0.0) >= 0.8
@@ -85,6 +103,7 @@ fn evaluate(model: &ScoreModel, cases: &[Case]) -> Value {
             None => false,
         };
         if c.backdoor {
+            caught += (verdict == score::Verdict::Backdoor) as usize;
             trig_ok += trig as usize;
             tgt_ok += tgt as usize;
         } else if verdict != score::Verdict::Clean {
@@ -110,6 +129,7 @@ fn evaluate(model: &ScoreModel, cases: &[Case]) -> Value {
         "trigger_recovery": trig_ok as f64 / pos.max(1) as f64,
         "target_recovery": tgt_ok as f64 / pos.max(1) as f64,
         "clean_flagged": format!("{flagged_clean}/{neg}"),
+        "backdoor_verdicts": format!("{caught}/{pos}"),
         "per_model": per,
     })
 }

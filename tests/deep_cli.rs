@@ -41,7 +41,13 @@ fn deep_report_on_a_zoo_model() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["schema"], "probity.deep/v1");
     assert_eq!(j["verdict"], "backdoor", "{}", j["signals"]["score"]);
-    assert!(j["score"].as_f64().unwrap() >= 0.8);
+    // the fitted probability is above the clean models' (0.20-0.24 on the
+    // public zoo); the verdict comes from the verified trigger
+    assert!(j["score"].as_f64().unwrap() >= 0.4, "{}", j["score"]);
+    assert!(j["signals"]["score"]["rule"]
+        .as_str()
+        .unwrap()
+        .contains("verified trigger"));
     let t = &j["trigger"];
     assert!(t["asr_suspect"].as_f64().unwrap() >= 0.8, "{t}");
     assert!(t["asr_base"].as_f64().unwrap() <= 0.1, "{t}");

@@ -464,7 +464,9 @@ pub fn run(
         SpectralSignal::Done(r) => Some(r.as_ref()),
         SpectralSignal::NotDone { .. } => None,
     };
-    let score = score::model().score(&score::features(Some(&behavior), spectral_report, found));
+    let score = score::model()
+        .score(&score::features(Some(&behavior), spectral_report, found))
+        .with_search(found);
     let reported = found
         .and_then(score::best_trigger)
         .filter(|c| score::trigger_strength(c) >= TRIGGER_REPORT_STRENGTH);

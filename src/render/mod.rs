@@ -38,6 +38,9 @@ pub fn deep_text(r: &crate::deep::DeepReport) -> String {
             let _ = writeln!(s, "trigger  none verified");
         }
     }
+    if let Some(rule) = &sc.rule {
+        let _ = writeln!(s, "rule     {rule}");
+    }
     if let Some(t) = &r.target {
         let _ = writeln!(
             s,
