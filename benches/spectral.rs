@@ -1,13 +1,14 @@
 //! Spectral stage speed: the WGSL tiled matmul against candle's CPU matmul
-//! (FLOP/s, as criterion's elements/s), and the randomized SVD of one
-//! 2048 × 2048 ΔW on each (seconds per billion parameters = time × 1e9 /
-//! 2048²). The GPU rows run on whatever adapter wgpu picks (lavapipe on a
+//! (FLOP/s, as criterion's elements/s); forming ΔW from two bf16 tensors
+//! with its moments (`shaders/delta.wgsl` against the host loop, elements/s,
+//! upload included); and the randomized SVD of one 2048 × 2048 ΔW on each
+//! (seconds per billion parameters = time × 1e9 / 2048²). The GPU rows run on whatever adapter wgpu picks (lavapipe on a
 //! machine without a GPU: correct, but slower than the CPU).
 //!
 //!     cargo bench --bench spectral
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use probity::deep::spectral::gpu::{Gpu, GpuProducts};
+use probity::deep::spectral::gpu::{Gpu, GpuProducts, Moments, RawDtype};
 use probity::deep::spectral::linalg::{truncated_svd, CpuProducts, Products};
 
 fn matrix(n: usize, seed: u64) -> Vec<f32> {
@@ -44,6 +45,39 @@ fn bench(c: &mut Criterion) {
     if let Some(gpu) = &gpu {
         let mut p = GpuProducts::new(gpu, &a, m, k).unwrap();
         g.bench_function("gpu_wgsl", |b| b.iter(|| p.a_x(&x, l).unwrap()));
+    }
+    g.finish();
+
+    let n = 2048 * 2048;
+    let bf = |v: &[f32]| -> Vec<u8> {
+        v.iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+            .collect()
+    };
+    let (s_raw, b_raw) = (bf(&matrix(n, 4)), bf(&matrix(n, 5)));
+    let mut g = c.benchmark_group("delta_bf16_2048x2048");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("cpu", |b| {
+        b.iter(|| {
+            let dec = |r: &[u8]| -> Vec<f32> {
+                r.chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect()
+            };
+            let (s, base) = (dec(&s_raw), dec(&b_raw));
+            let d: Vec<f32> = s.iter().zip(&base).map(|(x, y)| x - y).collect();
+            Moments::cpu(&d, &base)
+        })
+    });
+    if let Some(gpu) = &gpu {
+        g.bench_function("gpu_wgsl", |b| {
+            b.iter(|| {
+                gpu.form_delta((&s_raw, RawDtype::Bf16), Some((&b_raw, RawDtype::Bf16)), n)
+                    .unwrap()
+                    .1
+            })
+        });
     }
     g.finish();
 

@@ -140,8 +140,8 @@ enum Command {
     },
     /// Weight spectral analysis: where and how a fine-tune changed its base.
     #[command(
-        long_about = "Weight spectral analysis of ΔW = SUSPECT − BASE for every 2-D tensor present in both (read from the memory-mapped safetensors, one tensor at a time): relative size of the change, top singular values (randomized SVD), top-1 energy and stable rank (a backdoor tends to leave a concentrated, low-rank change), kurtosis, z-scores across the layers of one kind, and the embedding / output rows that changed far more than the rest, mapped to tokens (candidate trigger and target tokens).",
-        after_help = "Exit codes: 0 = report written; 2 = error (missing or invalid folder or weights)."
+        long_about = "Weight spectral analysis of ΔW = SUSPECT − BASE for every 2-D tensor present in both (read from the memory-mapped safetensors, one tensor at a time): relative size of the change, top singular values (randomized SVD), top-1 energy and stable rank (a backdoor tends to leave a concentrated, low-rank change), kurtosis, z-scores across the layers of one kind, and the embedding / output rows that changed far more than the rest, mapped to tokens (candidate trigger and target tokens).\n\nWithout --base (base-free mode, weaker evidence): the spectral shape of each weight matrix itself: σ1 against the Marchenko–Pastur bulk edge of a random matrix of its shape and variance, the singular values beyond that edge, the power-law exponent α of its eigenvalue tail (Hill estimator on the top 16), rows and columns with outlying norms, and z-scores across layers of one kind. No candidate tokens.\n\nOn a GPU (wgpu: Vulkan, Metal, DX12 or GL), ΔW is formed from the bf16 / f16 / f32 weights and reduced in WGSL compute shaders and the SVD's products run there; on the CPU, candle's matmul does the same work.",
+        after_help = "Examples:\n  probity spectral ./fine-tune --base ./base\n  probity spectral ./fine-tune --base ./base --format json --plot layers.svg\n  probity spectral ./model            (base-free)\n\nExit codes: 0 = report written; 2 = error (missing or invalid folder or weights, unsupported plot format)."
     )]
     Spectral {
         /// The fine-tuned model folder (Hugging Face layout, safetensors).
@@ -161,6 +161,9 @@ enum Command {
         /// Where the SVD runs: auto = a hardware GPU adapter through wgpu when there is one, else the CPU; gpu = any wgpu adapter (software ones included); cpu. A GPU that fails falls back to the CPU with a notice in the report.
         #[arg(long, value_enum, default_value = "auto")]
         spectral_device: SpectralDeviceChoice,
+        /// Also draw the per-layer statistics across depth (one line per kind of matrix) to FILE; the format follows the extension, .svg or .png.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
     },
     /// Internal: the restricted deep-scan worker (started by probity itself).
     #[command(name = "__worker", hide = true)]
@@ -365,7 +368,13 @@ fn main() -> ExitCode {
             output,
             top_k,
             spectral_device,
+            plot,
         } => {
+            if let Some(p) = &plot {
+                if let Err(e) = probity::deep::spectral::plot::check_path(p) {
+                    return fail(e);
+                }
+            }
             let opts = probity::deep::spectral::SpectralOptions {
                 device: spectral_device.kind(),
                 top_k: top_k as usize,
@@ -375,6 +384,11 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(e) => return fail(e),
             };
+            if let Some(p) = &plot {
+                if let Err(e) = probity::deep::spectral::plot::plot(&report, p) {
+                    return fail(e);
+                }
+            }
             emit(&report, format, output.as_deref(), render::spectral_text)
         }
         Command::Rules { format } => {

@@ -289,6 +289,12 @@ fn gpu_and_cpu_paths_agree_on_the_zoo() {
     };
     let (g, c) = (run("gpu"), run("cpu"));
     assert_eq!(g["device"]["backend"], "gpu", "{}", g["notices"]);
+    // ΔW was formed and decomposed on the GPU: nothing fell back
+    assert!(
+        !g["notices"].to_string().contains("fell back"),
+        "{}",
+        g["notices"]
+    );
     assert_eq!(c["device"]["backend"], "cpu");
     for (lg, lc) in g["layers"]
         .as_array()
@@ -337,4 +343,258 @@ fn no_adapter_falls_back_to_the_cpu_with_a_notice() {
     let notes = r["notices"].to_string();
     assert!(notes.contains("GPU unavailable"), "{notes}");
     assert_eq!(r["layers"].as_array().unwrap().len(), 23);
+}
+
+/// Little-endian bytes of `xs` in a safetensors dtype.
+fn raw_bytes(xs: &[f32], dtype: probity::deep::spectral::gpu::RawDtype) -> Vec<u8> {
+    use probity::deep::spectral::gpu::RawDtype;
+    match dtype {
+        RawDtype::F32 => xs.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        RawDtype::Bf16 => xs
+            .iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+            .collect(),
+        RawDtype::F16 => xs
+            .iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+            .collect(),
+    }
+}
+
+/// The values a dtype round-trips `xs` to.
+fn rounded(xs: &[f32], dtype: probity::deep::spectral::gpu::RawDtype) -> Vec<f32> {
+    use probity::deep::spectral::gpu::RawDtype;
+    match dtype {
+        RawDtype::F32 => xs.to_vec(),
+        RawDtype::Bf16 => xs
+            .iter()
+            .map(|x| half::bf16::from_f32(*x).to_f32())
+            .collect(),
+        RawDtype::F16 => xs
+            .iter()
+            .map(|x| half::f16::from_f32(*x).to_f32())
+            .collect(),
+    }
+}
+
+#[test]
+fn shader_forms_delta_and_its_moments_from_raw_weights() {
+    use probity::deep::spectral::gpu::{GpuProducts, Moments, RawDtype};
+    use probity::deep::spectral::linalg::Products;
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut seed = 5u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5
+    };
+    // odd sizes (a bf16 / f16 tensor ending in half a word), several
+    // workgroups, and a tiny change (the moments must not underflow)
+    for (rows, cols, sd, bd, scale) in [
+        (37, 29, RawDtype::Bf16, RawDtype::Bf16, 1e-3f32),
+        (130, 77, RawDtype::F16, RawDtype::F32, 1.0),
+        (64, 65, RawDtype::F32, RawDtype::Bf16, 1e-5),
+        (1, 9001, RawDtype::Bf16, RawDtype::F16, 0.1),
+    ] {
+        let n = rows * cols;
+        let b: Vec<f32> = (0..n).map(|_| next()).collect();
+        // a heavy-tailed change: most entries tiny, a few large
+        let s: Vec<f32> = b
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x + next() * scale * if i % 97 == 0 { 30.0 } else { 1.0 })
+            .collect();
+        let (sr, br) = (rounded(&s, sd), rounded(&b, bd));
+        let want_delta: Vec<f32> = sr.iter().zip(&br).map(|(x, y)| x - y).collect();
+        let want = Moments::cpu(&want_delta, &br);
+        let (buf, got) = gpu
+            .form_delta((&raw_bytes(&s, sd), sd), Some((&raw_bytes(&b, bd), bd)), n)
+            .unwrap();
+        let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * b.abs().max(1e-30);
+        assert_eq!(got.n, n);
+        assert!(close(got.sum_sq, want.sum_sq, 1e-4), "{got:?} vs {want:?}");
+        assert!(close(got.base_sum_sq, want.base_sum_sq, 1e-4));
+        assert!(close(got.max_abs, want.max_abs, 1e-6));
+        assert!(
+            (got.sum - want.sum).abs() <= 1e-4 * want.sum_sq.sqrt() * (n as f64).sqrt(),
+            "{got:?} vs {want:?}"
+        );
+        assert!(
+            close(got.kurtosis(), want.kurtosis(), 1e-3),
+            "kurtosis {} vs {}",
+            got.kurtosis(),
+            want.kurtosis()
+        );
+        // the resident ΔW itself: ΔW · x against the host's
+        let x: Vec<f32> = (0..cols).map(|_| next()).collect();
+        let mut p = GpuProducts::resident(&gpu, buf, rows, cols);
+        let y = p.a_x(&x, 1).unwrap();
+        for r in 0..rows {
+            let w: f64 = (0..cols)
+                .map(|c| want_delta[r * cols + c] as f64 * x[c] as f64)
+                .sum();
+            let norm: f64 = (0..cols)
+                .map(|c| (want_delta[r * cols + c] as f64).abs())
+                .sum();
+            assert!((y[r] as f64 - w).abs() <= 1e-5 * norm.max(1e-30), "row {r}");
+        }
+    }
+    // base-free: ΔW is W itself
+    let w: Vec<f32> = (0..1000).map(|_| next()).collect();
+    let (_, m) = gpu
+        .form_delta((&raw_bytes(&w, RawDtype::F32), RawDtype::F32), None, 1000)
+        .unwrap();
+    let want = Moments::cpu(&w, &[]);
+    assert!((m.sum_sq - want.sum_sq).abs() < 1e-4 * want.sum_sq);
+    assert_eq!(m.base_sum_sq, 0.0);
+    // a size that does not match the bytes is an error, not a read past
+    assert!(gpu.form_delta((&[0u8; 6], RawDtype::F32), None, 2).is_err());
+}
+
+#[test]
+fn hill_estimator_recovers_a_power_law_tail() {
+    use probity::deep::spectral::hill_alpha;
+    // eigenvalues at the quantiles of a density ∝ λ^-α (CCDF ∝ λ^(1-α))
+    for alpha in [2.0f64, 3.0, 5.0] {
+        let n = 10_000.0;
+        let eig: Vec<f64> = (1..=16)
+            .map(|i| (i as f64 / n).powf(-1.0 / (alpha - 1.0)))
+            .collect();
+        let got = hill_alpha(&eig);
+        assert!((got - alpha).abs() < 0.25 * alpha, "α {alpha}: {got}");
+    }
+    assert_eq!(hill_alpha(&[1.0, 1.0, 1.0]), 0.0);
+    assert_eq!(hill_alpha(&[3.0]), 0.0);
+}
+
+/// A model folder whose layers are pure noise except one with a strong
+/// rank-one component and one with a planted outlier row.
+#[test]
+fn base_free_mode_finds_planted_structure() {
+    use candle_core::{Device, Tensor};
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    let mut seed = 3u64;
+    let mut noise = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                // sum of uniforms: close to Gaussian entries
+                (0..4)
+                    .map(|_| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        (seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5
+                    })
+                    .sum::<f32>()
+            })
+            .collect()
+    };
+    let (r, c) = (96, 160);
+    let mut out = HashMap::new();
+    for layer in 0..4 {
+        let mut w = noise(r * c);
+        if layer == 2 {
+            let (u, v) = (noise(r), noise(c));
+            for i in 0..r {
+                for j in 0..c {
+                    w[i * c + j] += 1.5 * u[i] * v[j];
+                }
+            }
+        }
+        if layer == 1 {
+            for x in &mut w[7 * c..8 * c] {
+                *x *= 8.0;
+            }
+        }
+        let name = format!("model.layers.{layer}.mlp.down_proj.weight");
+        out.insert(
+            name,
+            Tensor::from_vec(w, (r, c), &Device::Cpu)
+                .unwrap()
+                .to_dtype(candle_core::DType::BF16)
+                .unwrap(),
+        );
+    }
+    candle_core::safetensors::save(&out, m.join("model.safetensors")).unwrap();
+    let o = spectral(&[m.to_str().unwrap(), "--format", "json"]);
+    let rep = json_ok(&o);
+    assert!(schema_errors("probity.spectral.v1.json", &rep).is_empty());
+    assert_eq!(rep["mode"], "weights");
+    assert!(rep["base"].is_null());
+    assert!(rep["notices"].to_string().contains("base-free"));
+    let layers = rep["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 4);
+    let w = |i: usize| &layers[i]["weights"];
+    for (i, l) in layers.iter().enumerate() {
+        assert!(l["rel_delta"].is_null());
+        let edge = w(i)["sigma1_over_edge"].as_f64().unwrap();
+        if i == 2 {
+            // ‖1.5 u vᵀ‖ ≈ 1.5 · √(96/3) · √(160/3) ≈ 62 against an edge of ≈ 13
+            assert!(edge > 3.0, "planted rank one: {l}");
+            assert!(w(i)["outliers_beyond_edge"].as_u64().unwrap() >= 1);
+        } else if i != 1 {
+            // noise sits at the Marchenko–Pastur edge
+            assert!((0.85..1.1).contains(&edge), "noise layer {i}: {edge}");
+            assert_eq!(w(i)["outlier_rows"], 0, "{l}");
+        }
+    }
+    assert_eq!(w(1)["outlier_rows"], 1);
+    assert_eq!(w(1)["top_outlier_rows"][0], 7);
+    let s = &rep["summary"]["weights"];
+    assert!(s["max_sigma1_over_edge"].as_f64().unwrap() > 2.0);
+    // the text report says what it is
+    let t = spectral(&[m.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&t.stdout);
+    assert!(text.contains("base-free, weaker evidence"), "{text}");
+}
+
+#[test]
+fn plot_is_drawn_as_svg_or_png_and_other_formats_are_refused() {
+    let z = root().join("fixtures/zoo");
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("layers.svg");
+    let png = dir.path().join("layers.PNG");
+    for (p, base) in [(&svg, true), (&png, false)] {
+        let mut args = vec![z.join("backdoor-word-mid").to_str().unwrap().to_string()];
+        if base {
+            args.extend(["--base".into(), z.join("base").to_str().unwrap().into()]);
+        }
+        args.extend(["--plot".into(), p.to_str().unwrap().into()]);
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let o = spectral(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "{}", &text[..100.min(text.len())]);
+    for label in [
+        "top-1 energy of ΔW",
+        "mlp.down_proj",
+        "self_attn.q_proj",
+        "layer",
+    ] {
+        assert!(text.contains(label), "{label} missing from the SVG");
+    }
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000);
+    let bad = dir.path().join("layers.pdf");
+    let o = spectral(&[
+        z.join("base").to_str().unwrap(),
+        "--plot",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("layers.pdf") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!bad.exists());
 }

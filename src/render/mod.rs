@@ -226,7 +226,35 @@ pub fn spectral_text(r: &crate::deep::spectral::SpectralReport) -> String {
     for n in &r.notices {
         let _ = writeln!(o, "note     {n}");
     }
-    if !r.layers.is_empty() {
+    if !r.layers.is_empty() && r.mode == "weights" {
+        let _ = writeln!(
+            o,
+            "\n{:<48} {:>11} {:>9} {:>8} {:>7} {:>6} {:>8} {:>6}",
+            "layer", "shape", "σ1", "σ1/edge", "beyond", "α", "out.rows", "z(α)"
+        );
+        for l in &r.layers {
+            let Some(w) = &l.weights else { continue };
+            let name = if l.name.len() > 48 {
+                format!("…{}", &l.name[l.name.len() - 47..])
+            } else {
+                l.name.clone()
+            };
+            let _ = writeln!(
+                o,
+                "{:<48} {:>11} {:>9.4} {:>8.2} {:>7} {:>6.2} {:>8} {:>6}",
+                name,
+                format!("{}x{}", l.shape[0], l.shape[1]),
+                l.singular_values.first().copied().unwrap_or(0.0),
+                w.sigma1_over_edge,
+                w.outliers_beyond_edge,
+                w.alpha,
+                w.outlier_rows + w.outlier_cols,
+                l.z.get("alpha")
+                    .map(|z| format!("{z:.2}"))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+    } else if !r.layers.is_empty() {
         let _ = writeln!(
             o,
             "\n{:<48} {:>11} {:>9} {:>9} {:>7} {:>8} {:>6}",
@@ -243,7 +271,7 @@ pub fn spectral_text(r: &crate::deep::spectral::SpectralReport) -> String {
                 "{:<48} {:>11} {:>9.4} {:>9.4} {:>7.3} {:>8.2} {:>6}",
                 name,
                 format!("{}x{}", l.shape[0], l.shape[1]),
-                l.rel_delta,
+                l.rel_delta.unwrap_or(0.0),
                 l.singular_values.first().copied().unwrap_or(0.0),
                 l.top1_energy,
                 l.effective_rank,
@@ -267,6 +295,21 @@ fn spectral_summary(r: &crate::deep::spectral::SpectralReport, indent: &str) -> 
     use std::fmt::Write;
     let mut o = String::new();
     let s = &r.summary;
+    if let Some(w) = &s.weights {
+        let _ = writeln!(
+            o,
+            "{indent}{} matrices described (base-free, weaker evidence); α min {:.2}, median {:.2}; max σ1/edge {:.2}; {} layers with outliers beyond the bulk edge; {} outlier rows/columns",
+            s.layers_compared, w.min_alpha, w.median_alpha, w.max_sigma1_over_edge, w.layers_with_outliers, w.outlier_neurons
+        );
+        if !w.heaviest_tailed.is_empty() {
+            let _ = writeln!(
+                o,
+                "{indent}heaviest-tailed: {}",
+                w.heaviest_tailed.join(", ")
+            );
+        }
+        return o;
+    }
     let _ = writeln!(
         o,
         "{indent}{} matrices compared; median rel ΔW {:.4}; max top-1 energy {:.3} (z {:.2}); max embedding-row z {:.1}",

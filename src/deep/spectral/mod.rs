@@ -11,10 +11,14 @@
 //! and output matrices the rows that stand out, mapped back to tokens.
 //! Statistics are then compared across the layers of the same kind.
 //!
-//! This is the CPU path; the report says which device computed it.
+//! ΔW is formed and decomposed on a GPU through wgpu when one is chosen
+//! (`gpu`), else on the CPU with candle's matmul (`linalg`); the report says
+//! which device computed it. Without a base, the same machinery describes
+//! the spectral shape of each weight matrix itself (base-free mode).
 
 pub mod gpu;
 pub mod linalg;
+pub mod plot;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -74,8 +78,8 @@ pub struct LayerStats {
     pub shape: [usize; 2],
     /// ‖ΔW‖_F
     pub delta_norm: f64,
-    /// ‖ΔW‖_F / ‖W_base‖_F
-    pub rel_delta: f64,
+    /// ‖ΔW‖_F / ‖W_base‖_F (null in base-free mode).
+    pub rel_delta: Option<f64>,
     /// Top singular values of ΔW, descending.
     pub singular_values: Vec<f64>,
     /// σ1² / ‖ΔW‖_F²
@@ -90,8 +94,38 @@ pub struct LayerStats {
     /// Excess kurtosis of ΔW's entries (heavy tails: a few large changes).
     pub kurtosis: f64,
     pub max_abs: f64,
+    /// Base-free mode only: the spectral shape of W itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<WeightShape>,
     /// z-scores of this layer's statistics among the layers of its kind.
     pub z: BTreeMap<String, f64>,
+}
+
+/// The spectral shape of a weight matrix W itself (base-free mode: weaker
+/// evidence than ΔW, because a trained matrix is never random and nothing
+/// says what it looked like before).
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightShape {
+    /// Marchenko–Pastur bulk edge: the largest singular value a random
+    /// matrix of W's shape and entry variance would have,
+    /// σ·(√rows + √cols).
+    pub mp_edge: f64,
+    /// σ1 / mp_edge (above 1: structure beyond noise).
+    pub sigma1_over_edge: f64,
+    /// Computed singular values beyond the bulk edge (a lower bound when
+    /// all of them are).
+    pub outliers_beyond_edge: usize,
+    /// Power-law exponent α of the tail of the eigenvalue density of WᵀW
+    /// (Hill estimator on the computed top eigenvalues); smaller = heavier
+    /// tail. Trained layers are typically 2–6.
+    pub alpha: f64,
+    /// Rows whose norm stands out (robust z above the row threshold):
+    /// count, and the strongest, at most five.
+    pub outlier_rows: usize,
+    pub top_outlier_rows: Vec<u32>,
+    /// The same for columns (for a down-projection: intermediate neurons).
+    pub outlier_cols: usize,
+    pub top_outlier_cols: Vec<u32>,
 }
 
 /// A token whose row stands out.
@@ -140,6 +174,24 @@ pub struct Summary {
     pub max_rel_delta_z: f64,
     /// The largest robust z-score among input-embedding rows.
     pub max_embedding_row_z: f64,
+    /// Base-free mode only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<WeightsSummary>,
+}
+
+/// Base-free summary: which layers' spectra look least like the rest.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WeightsSummary {
+    pub min_alpha: f64,
+    pub median_alpha: f64,
+    pub max_sigma1_over_edge: f64,
+    /// Layers with at least one singular value beyond the bulk edge.
+    pub layers_with_outliers: usize,
+    /// Rows and columns with outlying norms, over all layers.
+    pub outlier_neurons: usize,
+    /// Layers whose α is furthest below the others of their kind (z), at
+    /// most five.
+    pub heaviest_tailed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,6 +200,8 @@ pub struct SpectralReport {
     pub tool: crate::finding::Tool,
     pub suspect: ModelRef,
     pub base: Option<ModelRef>,
+    /// `delta` (ΔW against the base) or `weights` (base-free: W itself).
+    pub mode: &'static str,
     pub device: DeviceInfo,
     /// What the analysis did not do, and why (one line each).
     pub notices: Vec<String>,
@@ -207,6 +261,18 @@ impl Weights {
             maps.push(map);
         }
         Ok(Weights { maps, index })
+    }
+
+    /// A tensor's raw little-endian bytes and how they encode values.
+    fn raw(&self, name: &str) -> Option<Result<(&[u8], gpu::RawDtype), String>> {
+        let (fi, dtype, _shape, (a, b)) = self.index.get(name)?;
+        let bytes = &self.maps[*fi][*a..*b];
+        Some(match dtype {
+            safetensors::Dtype::F32 => Ok((bytes, gpu::RawDtype::F32)),
+            safetensors::Dtype::BF16 => Ok((bytes, gpu::RawDtype::Bf16)),
+            safetensors::Dtype::F16 => Ok((bytes, gpu::RawDtype::F16)),
+            other => Err(format!("dtype {other:?} is not analysed")),
+        })
     }
 
     /// A 2-D tensor as f32 (bf16 / f16 / f32 sources).
@@ -291,61 +357,97 @@ pub fn robust_z(xs: &[f64]) -> Vec<f64> {
     xs.iter().map(|x| (x - med) / scale).collect()
 }
 
-/// Statistics of one ΔW (row-major `rows × cols`).
+/// ΔW's moments and top singular triplets: formed and decomposed on the
+/// GPU when one is given, else (or when the GPU fails, with the reason in
+/// `gpu_failures`) on the CPU. `base` `None` analyses the suspect's weights
+/// themselves. `host` is ΔW already formed on the host, when it was.
 #[allow(clippy::too_many_arguments)]
-fn layer_stats(
+fn decompose(
     name: &str,
-    delta: Vec<f32>,
-    base_norm: f64,
+    s: &Weights,
+    b: Option<&Weights>,
     rows: usize,
     cols: usize,
+    k: usize,
     opts: &SpectralOptions,
     gpu: Option<&gpu::Gpu>,
     gpu_failures: &mut Vec<String>,
-) -> Result<(LayerStats, Vec<Vec<f64>>), String> {
-    let n = delta.len() as f64;
-    let (mut s2, mut max_abs) = (0.0f64, 0.0f64);
-    let mut sum = 0.0f64;
-    for &x in &delta {
-        let x = x as f64;
-        sum += x;
-        s2 += x * x;
-        max_abs = max_abs.max(x.abs());
-    }
-    let mean = sum / n;
-    let (mut m2, mut m4) = (0.0, 0.0);
-    for &x in &delta {
-        let d = x as f64 - mean;
-        m2 += d * d;
-        m4 += d * d * d * d;
-    }
-    m2 /= n;
-    m4 /= n;
-    let kurtosis = if m2 > 0.0 { m4 / (m2 * m2) - 3.0 } else { 0.0 };
-    let fro = s2.sqrt();
-    let (values, left) = if fro > 0.0 {
-        let seed = name
-            .bytes()
-            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
-        let on_gpu = gpu.map(|g| {
-            gpu::GpuProducts::new(g, &delta, rows, cols).and_then(|mut p| {
-                linalg::truncated_svd(&mut p, opts.top_k, 8, opts.iterations, seed)
-            })
-        });
-        let tr = match on_gpu {
-            Some(Ok(tr)) => tr,
-            other => {
-                if let Some(Err(e)) = other {
-                    gpu_failures.push(format!("{name}: {e}"));
-                }
-                let mut p = linalg::CpuProducts::new(delta, rows, cols)?;
-                linalg::truncated_svd(&mut p, opts.top_k, 8, opts.iterations, seed)?
-            }
-        };
-        (tr.values, tr.left)
-    } else {
-        (vec![0.0; opts.top_k.min(rows.min(cols))], Vec::new())
+    host: Option<Vec<f32>>,
+) -> Result<(gpu::Moments, linalg::Truncated), String> {
+    let seed = name
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    let zero = |m: gpu::Moments| {
+        (
+            m,
+            linalg::Truncated {
+                values: vec![0.0; k.min(rows.min(cols))],
+                left: Vec::new(),
+            },
+        )
     };
+    if let Some(g) = gpu {
+        let raw_s = s.raw(name).ok_or("missing in the suspect")??;
+        let raw_b = match b {
+            Some(b) => Some(b.raw(name).ok_or("missing in the base")??),
+            None => None,
+        };
+        let on_gpu = g
+            .form_delta(raw_s, raw_b, rows * cols)
+            .and_then(|(buf, m)| {
+                if m.sum_sq == 0.0 {
+                    return Ok(zero(m));
+                }
+                let mut p = gpu::GpuProducts::resident(g, buf, rows, cols);
+                Ok((
+                    m,
+                    linalg::truncated_svd(&mut p, k, 8, opts.iterations, seed)?,
+                ))
+            });
+        match on_gpu {
+            Ok(x) => return Ok(x),
+            Err(e) => gpu_failures.push(format!("{name}: {e}")),
+        }
+    }
+    let bw = match b {
+        Some(b) => b.matrix(name).ok_or("missing in the base")??,
+        None => Vec::new(),
+    };
+    let delta = match host {
+        Some(d) => d,
+        None => {
+            let sw = s.matrix(name).ok_or("missing in the suspect")??;
+            if b.is_none() {
+                sw
+            } else {
+                sw.iter().zip(&bw).map(|(x, y)| x - y).collect()
+            }
+        }
+    };
+    let m = gpu::Moments::cpu(&delta, &bw);
+    if m.sum_sq == 0.0 {
+        return Ok(zero(m));
+    }
+    let mut p = linalg::CpuProducts::new(delta, rows, cols)?;
+    Ok((
+        m,
+        linalg::truncated_svd(&mut p, k, 8, opts.iterations, seed)?,
+    ))
+}
+
+/// Statistics of one ΔW (row-major `rows × cols`) from its moments and
+/// top singular values.
+fn layer_stats(
+    name: &str,
+    m: &gpu::Moments,
+    values: Vec<f64>,
+    rows: usize,
+    cols: usize,
+    with_base: bool,
+) -> LayerStats {
+    let s2 = m.sum_sq;
+    let fro = s2.sqrt();
+    let base_norm = m.base_sum_sq.sqrt();
     let energy: Vec<f64> = values.iter().map(|s| s * s).collect();
     let (top1, topk) = if s2 > 0.0 {
         (
@@ -369,28 +471,28 @@ fn layer_stats(
             }
         }
     }
-    Ok((
-        LayerStats {
-            name: name.to_string(),
-            kind: kind_of(name),
-            shape: [rows, cols],
-            delta_norm: fro,
-            rel_delta: if base_norm > 0.0 {
+    LayerStats {
+        name: name.to_string(),
+        kind: kind_of(name),
+        shape: [rows, cols],
+        delta_norm: fro,
+        rel_delta: with_base.then(|| {
+            if base_norm > 0.0 {
                 fro / base_norm
             } else {
                 0.0
-            },
-            singular_values: values,
-            top1_energy: top1,
-            topk_energy: topk,
-            effective_rank,
-            spectral_entropy: entropy,
-            kurtosis,
-            max_abs,
-            z: BTreeMap::new(),
-        },
-        left,
-    ))
+            }
+        }),
+        singular_values: values,
+        top1_energy: top1,
+        topk_energy: topk,
+        effective_rank,
+        spectral_entropy: entropy,
+        kurtosis: m.kurtosis(),
+        max_abs: m.max_abs,
+        weights: None,
+        z: BTreeMap::new(),
+    }
 }
 
 fn token_name(tok: Option<&tokenizers::Tokenizer>, id: u32) -> String {
@@ -426,8 +528,61 @@ fn outlying_rows(
     (idx.into_iter().map(|r| (r as u32, z[r])).collect(), max)
 }
 
+/// Row (or column) norms of a row-major `rows × cols` matrix.
+fn line_norms(w: &[f32], rows: usize, cols: usize, by_row: bool) -> Vec<f64> {
+    if by_row {
+        (0..rows)
+            .map(|r| {
+                w[r * cols..(r + 1) * cols]
+                    .iter()
+                    .map(|x| (*x as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect()
+    } else {
+        let mut acc = vec![0.0f64; cols];
+        for row in w.chunks_exact(cols) {
+            for (a, x) in acc.iter_mut().zip(row) {
+                *a += (*x as f64).powi(2);
+            }
+        }
+        acc.into_iter().map(f64::sqrt).collect()
+    }
+}
+
+/// Indices whose robust z exceeds `threshold`: the count, and the
+/// strongest five.
+fn outliers(norms: &[f64], threshold: f64) -> (usize, Vec<u32>) {
+    let z = robust_z(norms);
+    let mut idx: Vec<usize> = (0..norms.len()).filter(|&i| z[i] > threshold).collect();
+    let count = idx.len();
+    idx.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
+    (count, idx.into_iter().take(5).map(|i| i as u32).collect())
+}
+
+/// Hill estimate of the density exponent α from descending eigenvalues:
+/// α = 1 + k / Σ_{i≤k} ln(λ_i / λ_{k+1}).
+pub fn hill_alpha(eig: &[f64]) -> f64 {
+    let k = eig.len().saturating_sub(1);
+    if k < 2 || eig[k] <= 0.0 {
+        return 0.0;
+    }
+    let s: f64 = eig[..k].iter().map(|l| (l / eig[k]).ln()).sum();
+    if s > 0.0 {
+        1.0 + k as f64 / s
+    } else {
+        0.0
+    }
+}
+
+/// Singular values per matrix in base-free mode (the tail fit needs more
+/// than the default eight).
+const BASE_FREE_K: usize = 16;
+
 /// Analyses `suspect` against `base` (both Hugging Face folders with
-/// safetensors weights).
+/// safetensors weights); without a base, the spectral shape of the
+/// suspect's own weights.
 pub fn analyse(
     suspect: &Path,
     base: Option<&Path>,
@@ -443,27 +598,16 @@ pub fn analyse(
     let mut summary = Summary::default();
     let mut layers = Vec::new();
     let mut candidates = Candidates::default();
-    let Some(base_dir) = base else {
-        notices.push(
-            "no base model: ΔW cannot be formed; only a fine-tune compared with its base is analysed in this version"
-                .into(),
-        );
-        return Ok(SpectralReport {
-            schema: SPECTRAL_SCHEMA,
-            tool: crate::finding::Tool::default(),
-            suspect: ModelRef {
-                path: suspect.display().to_string(),
-            },
-            base: None,
-            device: cpu_device(),
-            notices,
-            layers,
-            candidates,
-            summary,
-            timings: BTreeMap::from([("total_seconds".into(), t0.elapsed().as_secs_f64())]),
-        });
+    let b = match base {
+        Some(d) => Some(Weights::open(d)?),
+        None => {
+            notices.push(
+                "base-free mode (no --base): the spectral shape of each weight matrix itself (Marchenko–Pastur outliers, power-law tail exponent, outlier rows and columns); weaker evidence than ΔW against the base, and no candidate tokens"
+                    .into(),
+            );
+            None
+        }
     };
-    let b = Weights::open(base_dir)?;
     let (gpu, device) = pick_device(opts.device, &mut notices);
     let mut gpu_failures = Vec::new();
     let mut down_dirs: Vec<(String, Vec<f64>)> = Vec::new();
@@ -472,15 +616,17 @@ pub fn analyse(
         if shape.len() != 2 {
             continue;
         }
-        let Some((_, _, bshape, _)) = b.index.get(name) else {
-            summary.only_in_suspect.push(name.clone());
-            continue;
-        };
-        if bshape != shape {
-            summary
-                .shape_mismatches
-                .push(format!("{name}: {shape:?} vs base {bshape:?}"));
-            continue;
+        if let Some(b) = &b {
+            let Some((_, _, bshape, _)) = b.index.get(name) else {
+                summary.only_in_suspect.push(name.clone());
+                continue;
+            };
+            if bshape != shape {
+                summary
+                    .shape_mismatches
+                    .push(format!("{name}: {shape:?} vs base {bshape:?}"));
+                continue;
+            }
         }
         let (rows, cols) = (shape[0], shape[1]);
         if rows * cols > MAX_TENSOR_ELEMENTS {
@@ -489,57 +635,104 @@ pub fn analyse(
                 .push(format!("{name}: {rows}x{cols} is larger than the limit"));
             continue;
         }
-        let (sw, bw) = match (s.matrix(name), b.matrix(name)) {
-            (Some(Ok(x)), Some(Ok(y))) => (x, y),
-            (Some(Err(e)), _) | (_, Some(Err(e))) => {
-                summary.skipped.push(format!("{name}: {e}"));
-                continue;
-            }
-            _ => continue,
+        if let Some(Err(e)) = s.raw(name) {
+            summary.skipped.push(format!("{name}: {e}"));
+            continue;
+        }
+        if let Some(Err(e)) = b.as_ref().and_then(|b| b.raw(name)) {
+            summary.skipped.push(format!("{name}: {e}"));
+            continue;
+        }
+        let loaded = |w: &Weights| -> Result<Vec<f32>, SpectralError> {
+            w.matrix(name)
+                .unwrap_or_else(|| Err("missing".into()))
+                .map_err(|e| input(suspect, format!("{name}: {e}")))
         };
-        let delta: Vec<f32> = sw.iter().zip(&bw).map(|(x, y)| x - y).collect();
-        let base_norm = bw.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        if is_input_embedding(name) || is_output_head(name) {
-            let (rows_out, max_z) = outlying_rows(&delta, &bw, rows, cols, opts.row_z);
-            let source = if is_input_embedding(name) {
-                summary.max_embedding_row_z = summary.max_embedding_row_z.max(max_z);
-                "embedding row"
-            } else {
-                "output row"
-            };
-            let list: Vec<TokenCandidate> = rows_out
-                .into_iter()
-                .map(|(id, z)| TokenCandidate {
-                    id,
-                    token: token_name(tok.as_ref(), id),
-                    score: z,
-                    source: format!("{source} of {name}"),
-                })
-                .collect();
-            if is_input_embedding(name) {
-                candidates.trigger_tokens.extend(list);
-            } else {
-                candidates.target_tokens.extend(list);
+        // the embedding and output rows are compared on the host
+        let mut host = None;
+        let mut shape_of_w = None;
+        match &b {
+            Some(b) if is_input_embedding(name) || is_output_head(name) => {
+                let (sw, bw) = (loaded(&s)?, loaded(b)?);
+                let delta: Vec<f32> = sw.iter().zip(&bw).map(|(x, y)| x - y).collect();
+                let (rows_out, max_z) = outlying_rows(&delta, &bw, rows, cols, opts.row_z);
+                let source = if is_input_embedding(name) {
+                    summary.max_embedding_row_z = summary.max_embedding_row_z.max(max_z);
+                    "embedding row"
+                } else {
+                    "output row"
+                };
+                let list: Vec<TokenCandidate> = rows_out
+                    .into_iter()
+                    .map(|(id, z)| TokenCandidate {
+                        id,
+                        token: token_name(tok.as_ref(), id),
+                        score: z,
+                        source: format!("{source} of {name}"),
+                    })
+                    .collect();
+                if is_input_embedding(name) {
+                    candidates.trigger_tokens.extend(list);
+                } else {
+                    candidates.target_tokens.extend(list);
+                    head = Some((sw, rows, cols));
+                }
+                host = Some(delta);
+            }
+            Some(_) => {}
+            None => {
+                let w = loaded(&s)?;
+                let (nr, tr) = outliers(&line_norms(&w, rows, cols, true), opts.row_z);
+                let (nc, tc) = outliers(&line_norms(&w, rows, cols, false), opts.row_z);
+                shape_of_w = Some((nr, tr, nc, tc));
+                if gpu.is_none() {
+                    host = Some(w);
+                }
             }
         }
-        if is_output_head(name) {
-            head = Some((sw.clone(), rows, cols));
-        }
-        let (stats, left) = layer_stats(
+        let k = if b.is_some() {
+            opts.top_k
+        } else {
+            opts.top_k.max(BASE_FREE_K)
+        };
+        let (m, tr) = decompose(
             name,
-            delta,
-            base_norm,
+            &s,
+            b.as_ref(),
             rows,
             cols,
+            k,
             opts,
             gpu.as_ref(),
             &mut gpu_failures,
+            host,
         )
         .map_err(|e| input(suspect, format!("{name}: {e}")))?;
-        if is_down_projection(name) {
-            if let Some(u) = left.into_iter().next() {
+        if b.is_some() && is_down_projection(name) {
+            if let Some(u) = tr.left.into_iter().next() {
                 down_dirs.push((name.clone(), u));
             }
+        }
+        let mut stats = layer_stats(name, &m, tr.values, rows, cols, b.is_some());
+        if let Some((nr, tr, nc, tc)) = shape_of_w {
+            let var = m.m2;
+            let edge = var.sqrt() * ((rows as f64).sqrt() + (cols as f64).sqrt());
+            let sv = &stats.singular_values;
+            let eig: Vec<f64> = sv.iter().map(|x| x * x).collect();
+            stats.weights = Some(WeightShape {
+                mp_edge: edge,
+                sigma1_over_edge: if edge > 0.0 {
+                    sv.first().copied().unwrap_or(0.0) / edge
+                } else {
+                    0.0
+                },
+                outliers_beyond_edge: sv.iter().filter(|&&x| edge > 0.0 && x > edge).count(),
+                alpha: hill_alpha(&eig),
+                outlier_rows: nr,
+                top_outlier_rows: tr,
+                outlier_cols: nc,
+                top_outlier_cols: tc,
+            });
         }
         layers.push(stats);
     }
@@ -583,10 +776,11 @@ pub fn analyse(
         );
     }
     if !gpu_failures.is_empty() {
+        // the first reason is usually every reason
         notices.push(format!(
-            "{} matrices fell back to the CPU: {}",
+            "{} matrices fell back to the CPU; first: {}",
             gpu_failures.len(),
-            gpu_failures.join("; ")
+            gpu_failures[0]
         ));
     }
     // z-scores across layers of the same kind
@@ -594,19 +788,29 @@ pub fn analyse(
     for (i, l) in layers.iter().enumerate() {
         by_kind.entry(l.kind.clone()).or_default().push(i);
     }
+    type Stat = fn(&LayerStats) -> f64;
+    let keys: Vec<(&str, Stat)> = if b.is_some() {
+        vec![
+            ("rel_delta", |l| l.rel_delta.unwrap_or(0.0)),
+            ("top1_energy", |l| l.top1_energy),
+            ("effective_rank", |l| l.effective_rank),
+            ("kurtosis", |l| l.kurtosis),
+        ]
+    } else {
+        vec![
+            ("alpha", |l| l.weights.as_ref().map_or(0.0, |w| w.alpha)),
+            ("sigma1_over_edge", |l| {
+                l.weights.as_ref().map_or(0.0, |w| w.sigma1_over_edge)
+            }),
+            ("top1_energy", |l| l.top1_energy),
+            ("kurtosis", |l| l.kurtosis),
+        ]
+    };
     for idx in by_kind.values() {
         if idx.len() < 3 {
             continue; // too few layers of this kind to compare
         }
-        for (key, get) in [
-            (
-                "rel_delta",
-                (|l: &LayerStats| l.rel_delta) as fn(&LayerStats) -> f64,
-            ),
-            ("top1_energy", |l: &LayerStats| l.top1_energy),
-            ("effective_rank", |l: &LayerStats| l.effective_rank),
-            ("kurtosis", |l: &LayerStats| l.kurtosis),
-        ] {
+        for (key, get) in &keys {
             let xs: Vec<f64> = idx.iter().map(|&i| get(&layers[i])).collect();
             let mean = xs.iter().sum::<f64>() / xs.len() as f64;
             let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64)
@@ -625,11 +829,42 @@ pub fn analyse(
         .iter()
         .map(|l| l.z.get("rel_delta").copied().unwrap_or(0.0))
         .fold(0.0, f64::max);
-    let mut rd: Vec<f64> = layers.iter().map(|l| l.rel_delta).collect();
+    let mut rd: Vec<f64> = layers.iter().filter_map(|l| l.rel_delta).collect();
     summary.median_rel_delta = median(&mut rd);
     let mut ranked: Vec<&LayerStats> = layers.iter().collect();
     ranked.sort_by(|a, b| zt(b).total_cmp(&zt(a)).then(a.name.cmp(&b.name)));
     summary.most_concentrated = ranked.iter().take(5).map(|l| l.name.clone()).collect();
+    if b.is_none() {
+        let shapes: Vec<&WeightShape> = layers.iter().filter_map(|l| l.weights.as_ref()).collect();
+        let mut alphas: Vec<f64> = shapes
+            .iter()
+            .map(|w| w.alpha)
+            .filter(|a| *a > 0.0)
+            .collect();
+        let za = |l: &LayerStats| l.z.get("alpha").copied().unwrap_or(0.0);
+        let mut by_alpha: Vec<&LayerStats> = layers.iter().collect();
+        by_alpha.sort_by(|a, b| za(a).total_cmp(&za(b)).then(a.name.cmp(&b.name)));
+        summary.weights = Some(WeightsSummary {
+            min_alpha: if alphas.is_empty() {
+                0.0
+            } else {
+                alphas.iter().cloned().fold(f64::INFINITY, f64::min)
+            },
+            median_alpha: median(&mut alphas),
+            max_sigma1_over_edge: shapes
+                .iter()
+                .map(|w| w.sigma1_over_edge)
+                .fold(0.0, f64::max),
+            layers_with_outliers: shapes.iter().filter(|w| w.outliers_beyond_edge > 0).count(),
+            outlier_neurons: shapes.iter().map(|w| w.outlier_rows + w.outlier_cols).sum(),
+            heaviest_tailed: by_alpha
+                .iter()
+                .filter(|l| za(l) < 0.0)
+                .take(5)
+                .map(|l| l.name.clone())
+                .collect(),
+        });
+    }
     for list in [
         &mut candidates.trigger_tokens,
         &mut candidates.target_tokens,
@@ -642,9 +877,10 @@ pub fn analyse(
         suspect: ModelRef {
             path: suspect.display().to_string(),
         },
-        base: Some(ModelRef {
-            path: base_dir.display().to_string(),
+        base: base.map(|d| ModelRef {
+            path: d.display().to_string(),
         }),
+        mode: if b.is_some() { "delta" } else { "weights" },
         device,
         notices,
         layers,
