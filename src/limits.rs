@@ -55,3 +55,12 @@ pub const MAX_CRC_CHECK: u64 = 64 << 20;
 pub const MAX_DISTINCT_IMPORTS: usize = 100_000;
 /// Calls on non-imported (dynamic) targets recorded per stream.
 pub const MAX_RECORDED_CALLS: usize = 10_000;
+
+/// Largest JSON / YAML / template text document read into memory.
+pub const MAX_TEXT_DOCUMENT: u64 = 64 << 20;
+/// Deepest JSON nesting walked for template strings.
+pub const MAX_JSON_DEPTH: usize = 64;
+/// Largest single template judged (chat templates are a few KiB).
+pub const MAX_TEMPLATE: usize = 8 << 20;
+/// Largest safetensors header (the reference loader's own bound).
+pub const MAX_SAFETENSORS_HEADER: u64 = 100 << 20;

@@ -1,5 +1,7 @@
 //! The public labelled corpus (samples from picklescan's and ModelAudit's test
-//! suites, in ../shared/corpus/public): every pickle-family file is scanned;
+//! suites, in ../shared/corpus/public): every file of a format Probity reads
+//! (the pickle family, chat templates in JSON, YAML and standalone files,
+//! configs, safetensors) is scanned;
 //! malicious ones must be flagged at their expected severity or higher, benign
 //! ones must stay free of warnings and criticals, unclear ones must not crash.
 //!
@@ -23,6 +25,12 @@ const PICKLE_FAMILY: &[&str] = &[
     "invalid-pickle",
     "png",
     "skops",
+    // documents and weights
+    "json",
+    "json-chat-template",
+    "yaml-chat-template",
+    "jinja",
+    "safetensors",
 ];
 
 fn corpus_dir() -> PathBuf {
@@ -34,7 +42,7 @@ fn corpus_dir() -> PathBuf {
 }
 
 #[test]
-fn public_corpus_pickle_family() {
+fn public_corpus_scanned_formats() {
     let dir = corpus_dir();
     let labels_path = dir.join("labels.json");
     let text = std::fs::read_to_string(&labels_path).unwrap_or_else(|e| {
@@ -82,7 +90,7 @@ fn public_corpus_pickle_family() {
             ));
         }
     }
-    assert!(checked >= 140, "only {checked} corpus files found");
+    assert!(checked >= 200, "only {checked} corpus files found");
     assert!(
         failures.is_empty(),
         "{} of {checked} corpus files misjudged:\n{}",

@@ -153,3 +153,46 @@ fn npy_header_size() {
     let r = scan_bytes("big_header.npy", &v);
     assert!(rules(&r).contains(&"NPY001"), "{:?}", r.findings);
 }
+
+#[test]
+fn text_document_and_template_size() {
+    // a JSON document one byte over the text bound is not read
+    let mut big = b"{\"a\": \"".to_vec();
+    big.resize(limits::MAX_TEXT_DOCUMENT as usize - 1, b' ');
+    big.extend_from_slice(b"\"}");
+    let r = scan_bytes("tokenizer_config.json", &big);
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(rules(&r), ["CFG004"], "{:?}", r.findings);
+    assert_eq!(r.max_severity(), Some(Severity::Warning));
+    // a template one byte over the template bound is not judged, and says so
+    let payload = "{{ cycler.__init__.__globals__.os.system('id') }}";
+    let pad = " ".repeat(limits::MAX_TEMPLATE + 1 - payload.len());
+    let t = format!("{payload}{pad}");
+    assert_eq!(t.len(), limits::MAX_TEMPLATE + 1);
+    let doc = serde_json::json!({ "chat_template": t }).to_string();
+    let r = scan_bytes("tokenizer_config.json", doc.as_bytes());
+    assert_eq!(rules(&r), ["CFG004"], "{:?}", r.findings);
+    // just under it, the payload is found
+    let t = format!(
+        "{{{{ cycler.__init__.__globals__.os.system('id') }}}}{}",
+        " ".repeat(limits::MAX_TEMPLATE - 100)
+    );
+    let doc = serde_json::json!({ "chat_template": t }).to_string();
+    let r = scan_bytes("tokenizer_config.json", doc.as_bytes());
+    assert_eq!(rules(&r), ["CFG001"], "{:?}", r.findings);
+}
+
+#[test]
+fn safetensors_header_size() {
+    // a header length over the bound is not taken for safetensors (the
+    // reference loader refuses it too), whatever follows
+    let mut b = (limits::MAX_SAFETENSORS_HEADER + 1).to_le_bytes().to_vec();
+    b.extend_from_slice(b"{\"__metadata__\": {}}");
+    let r = scan_bytes("model.safetensors", &b);
+    assert_ne!(r.format, "safetensors");
+    let mut b = 20u64.to_le_bytes().to_vec();
+    b.extend_from_slice(b"{\"__metadata__\": {}}");
+    let r = scan_bytes("model.safetensors", &b);
+    assert_eq!(r.format, "safetensors");
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+}

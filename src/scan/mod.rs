@@ -76,7 +76,10 @@ pub enum Kind {
     Zlib,
     LzmaAlone,
     Npy,
+    Safetensors,
     Pickle,
+    /// UTF-8 text: JSON, YAML, templates.
+    Text,
     Unknown,
     Empty,
 }
@@ -94,7 +97,9 @@ impl Kind {
             Kind::Zlib => "zlib",
             Kind::LzmaAlone => "lzma",
             Kind::Npy => "numpy",
+            Kind::Safetensors => "safetensors",
             Kind::Pickle => "pickle",
+            Kind::Text => "text",
             Kind::Unknown => "unknown",
             Kind::Empty => "empty",
         }
@@ -119,6 +124,9 @@ pub fn sniff(head: &[u8], whole: bool) -> Kind {
     }
     if head.starts_with(b"\x93NUMPY") {
         return Kind::Npy;
+    }
+    if formats::safetensors::sniff(head) {
+        return Kind::Safetensors;
     }
     if head.len() >= 262 && &head[257..262] == b"ustar" {
         return Kind::Tar;
@@ -155,6 +163,9 @@ pub fn sniff(head: &[u8], whole: bool) -> Kind {
     // Old GNU tar headers have no "ustar" magic: check the header checksum.
     if head.len() >= 512 && tar_checksum_ok(&head[..512]) {
         return Kind::Tar;
+    }
+    if formats::text::looks_like_text(head, whole) {
+        return Kind::Text;
     }
     Kind::Unknown
 }
@@ -272,6 +283,8 @@ fn scan_kind<R: Read>(
             formats::compressed::scan(kind, r, len_hint, member, depth, sink)
         }
         Kind::Npy => formats::numpy::scan_npy(r, member, depth, sink),
+        Kind::Text => formats::text::scan(r, member, sink),
+        Kind::Safetensors => formats::safetensors::scan(r, len_hint, member, sink),
         Kind::Pickle => {
             // torch.save's legacy format starts with a pickled magic number (LONG1 0x1950a86a20f9469cfc6c)
             let legacy = r

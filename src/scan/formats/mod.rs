@@ -4,8 +4,11 @@
 pub mod compressed;
 pub mod numpy;
 pub mod rules;
+pub mod safetensors;
 pub mod sevenz;
 pub mod tar;
+pub mod template;
+pub mod text;
 pub mod torch;
 pub mod zip;
 

