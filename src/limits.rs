@@ -64,3 +64,10 @@ pub const MAX_JSON_DEPTH: usize = 64;
 pub const MAX_TEMPLATE: usize = 8 << 20;
 /// Largest safetensors header (the reference loader's own bound).
 pub const MAX_SAFETENSORS_HEADER: u64 = 100 << 20;
+/// GGUF bounds: metadata entries, tensors, elements of one array, bytes of
+/// one string (llama.cpp's own vocabularies are a few hundred thousand
+/// strings; templates a few KiB).
+pub const MAX_GGUF_KV: u64 = 1 << 16;
+pub const MAX_GGUF_TENSORS: u64 = 1 << 20;
+pub const MAX_GGUF_ARRAY: u64 = 1 << 24;
+pub const MAX_GGUF_STRING: u64 = 16 << 20;

@@ -32,6 +32,15 @@ enum Format {
     Json,
 }
 
+/// Formats of the static scan report.
+#[derive(Clone, Copy, ValueEnum)]
+enum ScanFormat {
+    Text,
+    Json,
+    /// SARIF 2.1.0 (GitHub code scanning)
+    Sarif,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Gate {
     Critical,
@@ -66,9 +75,9 @@ enum Command {
         /// Files or directories to scan.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
-        /// Report format.
+        /// Report format: text, json (probity.scan/v1) or sarif (SARIF 2.1.0, for GitHub code scanning; paths relative to the current directory).
         #[arg(long, value_enum, default_value = "text")]
-        format: Format,
+        format: ScanFormat,
         /// Write the report to FILE instead of standard output.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -478,8 +487,9 @@ fn main() -> ExitCode {
             }
             let to_tty = output.is_none() && std::io::stdout().is_terminal();
             let text = match format {
-                Format::Json => render::json::render(&report),
-                Format::Text => render::text::render(
+                ScanFormat::Json => render::json::render(&report),
+                ScanFormat::Sarif => render::sarif::render(&report),
+                ScanFormat::Text => render::text::render(
                     &report,
                     &render::text::TextOptions {
                         color: match color {

@@ -513,3 +513,99 @@ fn help_is_complete() {
         assert!(t.contains(flag), "scan --help lacks {flag}");
     }
 }
+
+/// SARIF output validates against the official 2.1.0 schema (from the
+/// serde-sarif crate, docs/schema/sarif-schema-2.1.0.json), is deterministic,
+/// names every catalogue rule, and maps findings, members and unreadable
+/// files the way GitHub code scanning reads them.
+#[test]
+fn sarif_output_is_valid_and_complete() {
+    let mut schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/schema/sarif-schema-2.1.0.json")).unwrap(),
+    )
+    .unwrap();
+    // the official schema's `language` patterns have a stray `]` that the
+    // meta-schema's regex check rejects: use the pattern they mean (we never
+    // emit `language`)
+    fn fix(v: &mut serde_json::Value, n: &mut usize) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, x) in o.iter_mut() {
+                    if k == "pattern" && x == "^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}]?$" {
+                        *x = serde_json::json!("^[a-zA-Z]{2}(-[a-zA-Z]{2})?$");
+                        *n += 1;
+                    } else {
+                        fix(x, n);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| fix(x, n)),
+            _ => {}
+        }
+    }
+    let mut fixed = 0;
+    fix(&mut schema, &mut fixed);
+    assert!(fixed >= 1);
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        serde_json::json!({"chat_template": "{{ cycler.__init__.__globals__.os.popen('id').read() }}"})
+            .to_string(),
+    )
+    .unwrap();
+    std::fs::copy(fixture(EVIL_TORCH), dir.path().join("model with space.pt")).unwrap();
+    let args = ["scan", "--format", "sarif", ".", "missing.bin"];
+    let a = run_in(dir.path(), &args);
+    let b = run_in(dir.path(), &args);
+    assert_eq!(a.stdout, b.stdout, "same input, same bytes");
+    assert_eq!(a.status.code(), Some(2), "a missing path is still exit 2");
+    let j: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&j).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "SARIF schema violations: {errors:?}");
+    assert_eq!(j["version"], "2.1.0");
+    let run = &j["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), probity::rules::all().len());
+    let ids: Vec<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let results = run["results"].as_array().unwrap();
+    assert!(results.len() >= 2);
+    for r in results {
+        let i = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(ids[i], r["ruleId"].as_str().unwrap());
+        let uri = r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap();
+        assert!(!uri.starts_with('/') && !uri.starts_with("./"), "{uri}");
+    }
+    let cfg = results
+        .iter()
+        .find(|r| r["ruleId"] == "CFG001")
+        .expect("the template payload");
+    assert_eq!(cfg["level"], "error");
+    assert_eq!(
+        cfg["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "tokenizer_config.json"
+    );
+    let pkl = results
+        .iter()
+        .find(|r| r["ruleId"] == "PKL001")
+        .expect("the pickle payload");
+    assert_eq!(
+        pkl["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "model%20with%20space.pt"
+    );
+    // the pickle sits in a member of the zip: named as a logical location,
+    // and no byte region (its offset is inside the member)
+    assert_eq!(pkl["locations"][0]["logicalLocations"][0]["kind"], "member");
+    assert!(pkl["locations"][0]["physicalLocation"]["region"].is_null());
+    let rule = &rules[pkl["ruleIndex"].as_u64().unwrap() as usize];
+    assert_eq!(rule["defaultConfiguration"]["level"], "error");
+    assert_eq!(rule["properties"]["security-severity"], "9.5");
+    let inv = &run["invocations"][0];
+    assert_eq!(inv["executionSuccessful"], false);
+    assert!(inv["toolExecutionNotifications"][0]["message"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("missing.bin"));
+}

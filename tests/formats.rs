@@ -265,3 +265,186 @@ fn real_model_folders_scan_clean() {
         }
     }
 }
+
+/// GGUF metadata values for the test writer.
+enum V<'a> {
+    Str(&'a str),
+    U32(u32),
+    Strs(Vec<&'a str>),
+    F32s(usize),
+}
+
+fn gstr(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A GGUF v3 file: metadata, tensors (name, dims, offset), aligned data.
+fn gguf(kvs: &[(&str, V)], tensors: &[(&str, &[u64], u64)], data: usize) -> Vec<u8> {
+    let mut o = b"GGUF".to_vec();
+    o.extend_from_slice(&3u32.to_le_bytes());
+    o.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    o.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
+    for (k, v) in kvs {
+        gstr(&mut o, k);
+        match v {
+            V::Str(s) => {
+                o.extend_from_slice(&8u32.to_le_bytes());
+                gstr(&mut o, s);
+            }
+            V::U32(x) => {
+                o.extend_from_slice(&4u32.to_le_bytes());
+                o.extend_from_slice(&x.to_le_bytes());
+            }
+            V::Strs(xs) => {
+                o.extend_from_slice(&9u32.to_le_bytes());
+                o.extend_from_slice(&8u32.to_le_bytes());
+                o.extend_from_slice(&(xs.len() as u64).to_le_bytes());
+                for s in xs {
+                    gstr(&mut o, s);
+                }
+            }
+            V::F32s(n) => {
+                o.extend_from_slice(&9u32.to_le_bytes());
+                o.extend_from_slice(&6u32.to_le_bytes());
+                o.extend_from_slice(&(*n as u64).to_le_bytes());
+                o.extend(std::iter::repeat_n(0u8, 4 * n));
+            }
+        }
+    }
+    for (name, dims, off) in tensors {
+        gstr(&mut o, name);
+        o.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        for d in *dims {
+            o.extend_from_slice(&d.to_le_bytes());
+        }
+        o.extend_from_slice(&0u32.to_le_bytes()); // F32
+        o.extend_from_slice(&off.to_le_bytes());
+    }
+    o.resize(o.len().div_ceil(32) * 32 + data, 0);
+    o
+}
+
+#[test]
+fn gguf_chat_templates_and_headers() {
+    let vocab = vec!["<s>", "</s>", "hello", "{{", "}}"];
+    let base = |template: &str| -> Vec<u8> {
+        gguf(
+            &[
+                ("general.architecture", V::Str("llama")),
+                ("general.alignment", V::U32(32)),
+                ("tokenizer.ggml.tokens", V::Strs(vocab.clone())),
+                ("tokenizer.ggml.scores", V::F32s(5)),
+                ("tokenizer.chat_template", V::Str(template)),
+            ],
+            &[
+                ("token_embd.weight", &[4, 5], 0),
+                ("output.weight", &[4, 5], 96),
+            ],
+            192,
+        )
+    };
+    for (name, t) in FAMILY_TEMPLATES {
+        let r = scan_bytes("model.gguf", &base(t));
+        assert_eq!(r.format, "gguf");
+        assert!(r.findings.is_empty(), "{name}: {:?}", r.findings);
+    }
+    let evil = "{% for x in ().__class__.__base__.__subclasses__() %}{% if 'warning' in x.__name__ %}{{ x()._module.__builtins__['__import__']('os').popen('id').read() }}{% endif %}{% endfor %}";
+    let r = scan_bytes("model.gguf", &base(evil));
+    assert_eq!(rules(&r), ["CFG001"], "{:?}", r.findings);
+    assert!(r.findings[0].message.contains("tokenizer.chat_template"));
+    // a named variant is judged too
+    let named = gguf(
+        &[
+            (
+                "tokenizer.chat_template",
+                V::Str("{{ messages[0]['content'] }}"),
+            ),
+            ("tokenizer.chat_template.tool_use", V::Str(evil)),
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(rules(&scan_bytes("m.gguf", &named)), ["CFG001"]);
+
+    // headers that lie: each is GGF001, never an error or a panic
+    let mut huge_kv = gguf(&[], &[], 0);
+    huge_kv[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+    let mut long_string = base("{{ x }}");
+    // the first key's length field, made to run past the file
+    long_string[24..32].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let mut bad_version = base("{{ x }}");
+    bad_version[4..8].copy_from_slice(&9u32.to_le_bytes());
+    let truncated = base(evil)[..60].to_vec();
+    let misaligned = gguf(&[], &[("w", &[4], 7)], 64);
+    let past_end = gguf(&[], &[("w", &[4], 1 << 20)], 64);
+    let five_dims = gguf(&[], &[("w", &[1, 1, 1, 1, 1], 0)], 64);
+    let mut unknown_type = gguf(&[("k", V::U32(1))], &[], 0);
+    let at = 24 + 8 + 1; // after the key "k"
+    unknown_type[at..at + 4].copy_from_slice(&77u32.to_le_bytes());
+    for (what, bytes, needle) in [
+        ("huge kv count", huge_kv, "over the limits"),
+        ("string past the end", long_string, "past the end"),
+        ("bad version", bad_version, "unsupported version"),
+        ("truncated", truncated, "ends"),
+        ("misaligned", misaligned, "alignment"),
+        ("past end", past_end, "past the end"),
+        ("five dims", five_dims, "dimensions"),
+        ("unknown type", unknown_type, "unknown value type"),
+    ] {
+        let r = scan_bytes("m.gguf", &bytes);
+        assert!(r.error.is_none(), "{what}: {:?}", r.error);
+        assert_eq!(rules(&r), ["GGF001"], "{what}: {:?}", r.findings);
+        assert!(
+            r.findings[0].message.contains(needle),
+            "{what}: {}",
+            r.findings[0].message
+        );
+    }
+    // a payload before the point where the header breaks is still judged
+    let mut broken_after = base(evil);
+    let n = broken_after.len();
+    broken_after.truncate(n - 192 - 40);
+    let mut got = rules(&scan_bytes("m.gguf", &broken_after))
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    got.sort();
+    assert_eq!(got, ["CFG001", "GGF001"]);
+}
+
+/// Every truncation and a spread of bit flips of a GGUF, a safetensors and a
+/// JSON chat-template file: never a panic, never an error, and a cut that
+/// keeps a payload keeps its finding.
+#[test]
+fn truncated_and_flipped_documents_never_fail() {
+    let evil = "{{ cycler.__init__.__globals__.os.popen('id').read() }}";
+    let g = gguf(
+        &[
+            ("tokenizer.ggml.tokens", V::Strs(vec!["a", "b"])),
+            ("tokenizer.chat_template", V::Str(evil)),
+        ],
+        &[("w", &[4, 4], 0)],
+        64,
+    );
+    let s = st(
+        &serde_json::json!({"__metadata__": {"k": "v"},
+                            "w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}),
+        &[0u8; 16],
+    );
+    let j = serde_json::json!({"chat_template": evil})
+        .to_string()
+        .into_bytes();
+    for (name, bytes) in [("m.gguf", g), ("m.safetensors", s), ("t.json", j)] {
+        for cut in 0..bytes.len() {
+            let r = scan_bytes(name, &bytes[..cut]);
+            assert!(r.error.is_none(), "{name} cut at {cut}: {:?}", r.error);
+        }
+        for i in (0..bytes.len()).step_by(3) {
+            let mut b = bytes.clone();
+            b[i] ^= 0x5a;
+            let r = scan_bytes(name, &b);
+            assert!(r.error.is_none(), "{name} flip at {i}: {:?}", r.error);
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Renderers: they only read a [`crate::finding::Report`] and write it out.
 
 pub mod json;
+pub mod sarif;
 pub mod text;
 
 use std::fmt::Write as _;

@@ -77,6 +77,7 @@ pub enum Kind {
     LzmaAlone,
     Npy,
     Safetensors,
+    Gguf,
     Pickle,
     /// UTF-8 text: JSON, YAML, templates.
     Text,
@@ -98,6 +99,7 @@ impl Kind {
             Kind::LzmaAlone => "lzma",
             Kind::Npy => "numpy",
             Kind::Safetensors => "safetensors",
+            Kind::Gguf => "gguf",
             Kind::Pickle => "pickle",
             Kind::Text => "text",
             Kind::Unknown => "unknown",
@@ -127,6 +129,9 @@ pub fn sniff(head: &[u8], whole: bool) -> Kind {
     }
     if formats::safetensors::sniff(head) {
         return Kind::Safetensors;
+    }
+    if head.starts_with(b"GGUF") {
+        return Kind::Gguf;
     }
     if head.len() >= 262 && &head[257..262] == b"ustar" {
         return Kind::Tar;
@@ -285,6 +290,7 @@ fn scan_kind<R: Read>(
         Kind::Npy => formats::numpy::scan_npy(r, member, depth, sink),
         Kind::Text => formats::text::scan(r, member, sink),
         Kind::Safetensors => formats::safetensors::scan(r, len_hint, member, sink),
+        Kind::Gguf => formats::gguf::scan(r, len_hint, member, sink),
         Kind::Pickle => {
             // torch.save's legacy format starts with a pickled magic number (LONG1 0x1950a86a20f9469cfc6c)
             let legacy = r

@@ -2,6 +2,7 @@
 //! bytes (see [`crate::scan::sniff`]); the scanner core only dispatches.
 
 pub mod compressed;
+pub mod gguf;
 pub mod numpy;
 pub mod rules;
 pub mod safetensors;
