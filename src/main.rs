@@ -69,7 +69,7 @@ enum RulesFormat {
 enum Command {
     /// Statically scan model files and directories (never loads or executes them).
     #[command(
-        after_help = "Exit codes: 0 = no finding at or above the gate; 1 = findings at or above the gate; 2 = an input could not be scanned (missing path, permission, I/O error) or a usage error.\n\nFormats are detected from content, not extensions. Directories are walked recursively; symbolic links are followed only to regular files inside the scanned tree."
+        after_help = "Exit codes: 0 = no finding at or above the gate; 1 = findings at or above the gate; 2 = an input could not be scanned (missing path, permission, I/O error) or a usage error.\n\nFormats are detected from content, not extensions: pickle, PyTorch (zip, legacy, TorchScript), NumPy .npy/.npz, joblib, zip/tar/7z and compressed streams, safetensors (header and metadata; tensor bytes are never read), GGUF (header, metadata, chat templates), Keras model configs (.keras archives), JSON/YAML configs and standalone Jinja templates (chat templates judged for template injection). Other files are listed as not analysed (SCN001). Directories are walked recursively; symbolic links are followed only to regular files inside the scanned tree.\n\nExamples:\n  probity scan ./my-model\n  probity scan models/ --format json --output report.json\n  probity scan models/ --format sarif --output probity.sarif   (GitHub code scanning)\n  probity rules                                               (what each rule ID means)"
     )]
     Scan {
         /// Files or directories to scan.

@@ -448,3 +448,116 @@ fn truncated_and_flipped_documents_never_fail() {
         }
     }
 }
+
+/// A `.keras` archive (zip) with `config.json`, `metadata.json` and a
+/// weights member.
+fn keras_file(config: &serde_json::Value) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default();
+        z.start_file("metadata.json", opts).unwrap();
+        z.write_all(br#"{"keras_version": "3.6.0", "date_saved": "2026-01-01@00:00:00"}"#)
+            .unwrap();
+        z.start_file("config.json", opts).unwrap();
+        z.write_all(config.to_string().as_bytes()).unwrap();
+        z.start_file("model.weights.h5", opts).unwrap();
+        z.write_all(b"\x89HDF\r\n\x1a\n\0\0\0\0\0\x08\x08\0")
+            .unwrap();
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+fn dense(name: &str, activation: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "module": "keras.layers", "class_name": "Dense", "registered_name": null,
+        "config": {"name": name, "trainable": true, "units": 4, "activation": activation,
+                   "use_bias": true,
+                   "kernel_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform",
+                                          "config": {"seed": null}, "registered_name": null}},
+        "build_config": {"input_shape": [null, 8]}
+    })
+}
+
+#[test]
+fn keras_lambda_layers_and_imports() {
+    use base64::Engine;
+    let model = |layers: Vec<serde_json::Value>| {
+        serde_json::json!({
+            "module": "keras", "class_name": "Sequential", "registered_name": null,
+            "config": {"name": "sequential", "trainable": true, "layers": layers},
+            "compile_config": null
+        })
+    };
+    let clean = keras_file(&model(vec![
+        dense("d1", serde_json::json!("relu")),
+        dense("d2", serde_json::json!("softmax")),
+    ]));
+    let r = scan_bytes("model.keras", &clean);
+    assert!(r.error.is_none());
+    assert!(
+        r.max_severity() < Some(Severity::Warning),
+        "{:?}",
+        r.findings
+    );
+    // a lambda whose marshalled code names os.system
+    let code = base64::engine::general_purpose::STANDARD
+        .encode(b"\xe3\x00\x00\x00\x00\xda\x02os\xda\x06system\xfa\x02id\xa9\x00");
+    let lambda = serde_json::json!({
+        "module": "keras.layers", "class_name": "Lambda", "registered_name": null,
+        "config": {"name": "l", "function": {"class_name": "__lambda__",
+                   "config": {"code": code, "defaults": null, "closure": null}}}
+    });
+    let evil_fn = dense(
+        "d3",
+        serde_json::json!({"module": "os", "class_name": "function", "config": "system", "registered_name": "system"}),
+    );
+    let eval_fn = dense(
+        "d4",
+        serde_json::json!({"module": "builtins", "class_name": "function", "config": "eval", "registered_name": null}),
+    );
+    let custom = serde_json::json!({
+        "module": "mylab.layers", "class_name": "Gate", "registered_name": "mylab>Gate",
+        "config": {"name": "g"}
+    });
+    for (what, layer, rule, needle) in [
+        ("lambda", lambda, "KRS001", "os, system"),
+        ("os.system activation", evil_fn, "KRS002", "os.system"),
+        (
+            "builtins.eval activation",
+            eval_fn,
+            "KRS002",
+            "builtins.eval",
+        ),
+        ("custom layer", custom, "KRS003", "mylab.layers.Gate"),
+    ] {
+        let f = keras_file(&model(vec![dense("d1", serde_json::json!("relu")), layer]));
+        let r = scan_bytes("model.keras", &f);
+        let hits: Vec<_> = r.findings.iter().filter(|x| x.rule == rule).collect();
+        assert_eq!(hits.len(), 1, "{what}: {:?}", r.findings);
+        assert_eq!(hits[0].location.member.as_deref(), Some("config.json"));
+        assert!(
+            hits[0].evidence.as_deref().unwrap_or("").contains(needle),
+            "{what}: {:?}",
+            hits[0]
+        );
+        assert!(
+            r.findings
+                .iter()
+                .all(|x| x.rule == rule || x.severity < Severity::Warning),
+            "{what}: {:?}",
+            r.findings
+        );
+    }
+    // Keras 2 style: a bare config.json with a base64 function list
+    let k2 = serde_json::json!({
+        "class_name": "Sequential", "keras_version": "2.12.0",
+        "config": {"layers": [{"class_name": "Lambda", "config": {"name": "l",
+            "function": [code, null, null], "function_type": "lambda"}}]}
+    });
+    let r = scan_bytes("config.json", k2.to_string().as_bytes());
+    assert_eq!(rules(&r), ["KRS001"], "{:?}", r.findings);
+    assert_eq!(r.format, "keras-config");
+}

@@ -3,6 +3,7 @@
 
 pub mod compressed;
 pub mod gguf;
+pub mod keras;
 pub mod numpy;
 pub mod rules;
 pub mod safetensors;

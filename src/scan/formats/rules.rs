@@ -174,6 +174,36 @@ pub static SFT002: Rule = Rule {
     references: &["CWE-94"],
 };
 
+pub static KRS001: Rule = Rule {
+    id: "KRS001",
+    severity: Severity::Critical,
+    title: "Keras Lambda layer carries Python code",
+    what: "A Keras model config holds a `Lambda` layer whose function is marshalled Python bytecode (`__lambda__` in Keras 3, a base64 list or source string in Keras 2). The bytecode is not run: the names its code object holds are listed as evidence.",
+    why: "`load_model` rebuilds the function from the bytecode and runs it when the layer is called, or at load when `safe_mode` is off or bypassed (CVE-2024-3660 in Keras before 2.13, CVE-2025-1550 in Keras 3).",
+    example: "`config.json` of a `.keras` file with `{\"class_name\": \"__lambda__\", \"config\": {\"code\": \"4wAAAA...\"}}` whose names include `os`, `system`.",
+    references: &["CVE-2024-3660", "CVE-2025-1550", "CWE-94"],
+};
+
+pub static KRS002: Rule = Rule {
+    id: "KRS002",
+    severity: Severity::Critical,
+    title: "Keras config imports a dangerous module or builtin",
+    what: "An object in a Keras model config names a module of process, code, file or network facilities (`os`, `subprocess`, `sys`, `socket`, `importlib`, ...) or a builtin that evaluates or imports (`builtins.eval`, `exec`, `__import__`, `open`, `getattr`), which deserialisation imports and may call.",
+    why: "Keras resolves `module` + `class_name`/`config` by importing them; pointing a function object at `os.system` is the safe_mode bypass of CVE-2025-1550.",
+    example: "`{\"module\": \"os\", \"class_name\": \"function\", \"config\": \"system\"}` as a layer's activation.",
+    references: &["CVE-2025-1550", "CWE-502"],
+};
+
+pub static KRS003: Rule = Rule {
+    id: "KRS003",
+    severity: Severity::Warning,
+    title: "Keras config imports a custom object",
+    what: "An object in a Keras model config comes from a module outside the Keras, TensorFlow, NumPy and JAX namespaces: loading imports that module and runs its code.",
+    why: "Custom layers and losses are ordinary in research code, but importing a module is running it; a person should know which package the model needs and trust it.",
+    example: "`{\"module\": \"mylab.layers\", \"class_name\": \"Gate\", ...}`.",
+    references: &["CWE-829"],
+};
+
 pub static NET001: Rule = Rule {
     id: "NET001",
     severity: Severity::Info,
@@ -186,5 +216,6 @@ pub static NET001: Rule = Rule {
 
 pub static RULES: &[&Rule] = &[
     &ARC001, &ARC002, &ARC003, &ARC004, &ARC005, &ARC006, &ARC007, &ARC008, &CFG001, &CFG002,
-    &CFG003, &CFG004, &GGF001, &NET001, &SFT001, &SFT002, &TRC001, &NPY001,
+    &CFG003, &CFG004, &GGF001, &KRS001, &KRS002, &KRS003, &NET001, &SFT001, &SFT002, &TRC001,
+    &NPY001,
 ];

@@ -57,6 +57,10 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
             for (path, s) in found {
                 judge_into(s, Some(&path), member, sink);
             }
+            if super::keras::looks_like_keras(&v) {
+                super::keras::check(&v, member, sink);
+                return Ok(detected("keras-config"));
+            }
             return Ok(detected("json"));
         }
     }
