@@ -644,3 +644,54 @@ fn auto_map_names_the_code_it_would_run() {
         .findings
         .is_empty());
 }
+
+#[test]
+fn credentials_are_found_and_redacted() {
+    // random-looking tokens, built at run time
+    let mut seed = 99u64;
+    let mut rand = |n: usize, alphabet: &[u8]| -> String {
+        (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                alphabet[(seed >> 33) as usize % alphabet.len()] as char
+            })
+            .collect()
+    };
+    let an = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let hf = format!("hf_{}", rand(34, an));
+    let gh = format!("ghp_{}", rand(36, an));
+    let aws = format!("AKIA{}", rand(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"));
+    let oa = format!("sk-proj-{}", rand(48, an));
+    let cfg = serde_json::json!({
+        "model_type": "llama",
+        "hub_token": hf,
+        "ci": {"token": gh},
+        "placeholder": "hf_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "docs": "set OPENAI_API_KEY=sk-your-key-here",
+    });
+    let r = scan_bytes("config.json", cfg.to_string().as_bytes());
+    assert_eq!(rules(&r), ["SEC001", "SEC001"], "{:?}", r.findings);
+    for f in &r.findings {
+        let e = f.evidence.as_deref().unwrap();
+        assert!(!e.contains(&hf) && !e.contains(&gh), "not redacted: {e}");
+        assert!(e.contains("characters"), "{e}");
+    }
+    let kinds: Vec<&str> = r.findings.iter().map(|f| f.message.as_str()).collect();
+    assert!(
+        kinds.contains(&"Hugging Face token") && kinds.contains(&"GitHub token"),
+        "{kinds:?}"
+    );
+    // in safetensors metadata, Python code and a private key block
+    let h = serde_json::json!({"__metadata__": {"aws": aws}, "w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}});
+    let r = scan_bytes("m.safetensors", &st(&h, b"x"));
+    assert_eq!(rules(&r), ["SEC001"]);
+    assert!(r.findings[0].message.contains("__metadata__.aws"));
+    let py = format!("import os\nclient = make_client(api_key='{oa}')\n");
+    let r = scan_bytes("x.py", py.as_bytes());
+    assert_eq!(rules(&r), ["SEC001"], "{:?}", r.findings);
+    let pem = "key: |\n  -----BEGIN OPENSSH PRIVATE KEY-----\n  b3BlbnNzaC1rZXktdjEAAAAA\n  -----END OPENSSH PRIVATE KEY-----\nchat_template: \"{{ x }}\"\n";
+    let r = scan_bytes("config.yaml", pem.as_bytes());
+    assert_eq!(rules(&r), ["SEC001"], "{:?}", r.findings);
+}

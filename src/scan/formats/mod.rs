@@ -8,6 +8,7 @@ pub mod numpy;
 pub mod python;
 pub mod rules;
 pub mod safetensors;
+pub mod secrets;
 pub mod sevenz;
 pub mod tar;
 pub mod template;

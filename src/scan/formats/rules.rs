@@ -174,6 +174,16 @@ pub static GGF001: Rule = Rule {
     references: &["CVE-2024-34359", "CWE-190", "CWE-787"],
 };
 
+pub static SEC001: Rule = Rule {
+    id: "SEC001",
+    severity: Severity::Warning,
+    title: "Credential in model files",
+    what: "A config, metadata string, template or code file holds a credential in a known token format (AWS access key ID, Google API key, Azure storage key, Hugging Face, OpenAI, Anthropic, GitHub, Slack or Stripe token), a private-key block or a JSON Web Token. Only tokens whose random part looks random are reported; the evidence is redacted.",
+    why: "Model repositories are published and mirrored; a token left in `config.json` or safetensors metadata gives whoever downloads the model the publisher's access. Rotate it, then remove it.",
+    example: "`tokenizer_config.json` with `\"hub_token\": \"hf_…\"`.",
+    references: &["CWE-798"],
+};
+
 pub static SFT001: Rule = Rule {
     id: "SFT001",
     severity: Severity::Warning,
@@ -236,6 +246,6 @@ pub static NET001: Rule = Rule {
 
 pub static RULES: &[&Rule] = &[
     &ARC001, &ARC002, &ARC003, &ARC004, &ARC005, &ARC006, &ARC007, &ARC008, &CFG001, &CFG002,
-    &CFG003, &CFG004, &CFG005, &CFG006, &GGF001, &KRS001, &KRS002, &KRS003, &NET001, &SFT001,
-    &SFT002, &TRC001, &NPY001,
+    &CFG003, &CFG004, &CFG005, &CFG006, &GGF001, &KRS001, &KRS002, &KRS003, &NET001, &SEC001,
+    &SFT001, &SFT002, &TRC001, &NPY001,
 ];

@@ -245,6 +245,7 @@ fn metadata(v: &serde_json::Value, member: &str, sink: &mut Sink, problems: &mut
                 .evidence(hits.join(", ")),
             );
         }
+        super::secrets::scan_text(s, Some(&format!("__metadata__.{k}")), member, sink);
         if super::template::has_jinja(s) {
             judge_into(s, Some(&format!("__metadata__.{k}")), member, sink);
         }

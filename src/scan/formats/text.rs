@@ -49,6 +49,8 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
         return Ok(detected("text"));
     };
     let text = String::from_utf8_lossy(&bytes);
+    // credentials, wherever they sit in the document
+    super::secrets::scan_text(&text, None, member, sink);
     let body = text.trim_start_matches('\u{feff}').trim_start();
     if body.starts_with('{') || body.starts_with('[') {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
