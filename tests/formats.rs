@@ -3,19 +3,11 @@
 //! real model families must stay clean; each way a safetensors header can
 //! lie must be flagged; metadata carrying code is flagged.
 
-use probity::finding::{FileReport, Severity};
+use probity::finding::Severity;
 use probity::scan::Ctx;
 
-fn scan_bytes(name: &str, bytes: &[u8]) -> FileReport {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join(name);
-    std::fs::write(&p, bytes).unwrap();
-    probity::scan::scan_file(&p, name.into(), &Ctx::default())
-}
-
-fn rules(r: &FileReport) -> Vec<&str> {
-    r.findings.iter().map(|f| f.rule.as_str()).collect()
-}
+mod common;
+use common::{rules, scan_bytes};
 
 /// Chat templates in the shape of real model families' (written for these
 /// tests): they must all stay clean.

@@ -4,20 +4,12 @@
 
 use std::io::{Cursor, Write};
 
-use probity::finding::{FileReport, Severity};
+use probity::finding::Severity;
 use probity::limits;
 use probity::scan::Ctx;
 
-fn scan_bytes(name: &str, bytes: &[u8]) -> FileReport {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join(name);
-    std::fs::write(&p, bytes).unwrap();
-    probity::scan::scan_file(&p, name.into(), &Ctx::default())
-}
-
-fn rules(r: &FileReport) -> Vec<&str> {
-    r.findings.iter().map(|f| f.rule.as_str()).collect()
-}
+mod common;
+use common::{rules, scan_bytes};
 
 fn pickle_findings(bytes: &[u8]) -> Vec<String> {
     let mut out = Vec::new();

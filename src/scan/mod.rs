@@ -216,6 +216,14 @@ pub struct Detected {
 }
 
 impl Detected {
+    /// What an analyzer reports for a format it read.
+    pub fn named(format: &str) -> Self {
+        Detected {
+            format: format.to_string(),
+            joblib: false,
+        }
+    }
+
     fn of(kind: Kind) -> Self {
         Detected {
             format: kind.label().to_string(),

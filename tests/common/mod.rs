@@ -35,6 +35,19 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// Scans `bytes` written to a temporary file called `name`.
+pub fn scan_bytes(name: &str, bytes: &[u8]) -> probity::finding::FileReport {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(name);
+    std::fs::write(&p, bytes).unwrap();
+    probity::scan::scan_file(&p, name.into(), &probity::scan::Ctx::default())
+}
+
+/// The rule IDs of a file report's findings, in order.
+pub fn rules(r: &probity::finding::FileReport) -> Vec<&str> {
+    r.findings.iter().map(|f| f.rule.as_str()).collect()
+}
+
 /// Copies the files of a model folder (flat) to `to`.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -233,10 +233,7 @@ pub fn scan<R: Read>(
     member: &str,
     sink: &mut Sink,
 ) -> io::Result<Detected> {
-    let det = Detected {
-        format: "gguf".into(),
-        joblib: false,
-    };
+    let det = Detected::named("gguf");
     let mut rd = Reader {
         r,
         pos: 0,
@@ -281,12 +278,10 @@ pub fn scan<R: Read>(
                 }
             }
             if !bad.is_empty() {
-                let more = bad.len().saturating_sub(3);
-                let mut m = bad[..bad.len().min(3)].join("; ");
-                if more > 0 {
-                    m.push_str(&format!("; and {more} more"));
-                }
-                flag(sink, format!("GGUF tensor table: {m}"));
+                flag(
+                    sink,
+                    format!("GGUF tensor table: {}", super::summarise(&bad, 3)),
+                );
             }
             Ok(det)
         }

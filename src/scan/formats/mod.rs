@@ -20,6 +20,16 @@ use crate::finding::Finding;
 use crate::limits;
 use crate::scan::{rules as scan_rules, Sink};
 
+/// The first `n` problems joined with `; `, and how many more there are.
+pub fn summarise(problems: &[String], n: usize) -> String {
+    let mut m = problems[..problems.len().min(n)].join("; ");
+    let more = problems.len().saturating_sub(n);
+    if more > 0 {
+        m.push_str(&format!("; and {more} more"));
+    }
+    m
+}
+
 /// The container-depth bound shared by every container analyzer: past
 /// [`limits::MAX_CONTAINER_DEPTH`] the container is reported (`SCN002`) and
 /// not opened. Returns true when the caller must stop.

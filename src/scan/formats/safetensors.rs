@@ -96,10 +96,7 @@ pub fn scan<R: Read>(
     member: &str,
     sink: &mut Sink,
 ) -> io::Result<Detected> {
-    let det = Detected {
-        format: "safetensors".into(),
-        joblib: false,
-    };
+    let det = Detected::named("safetensors");
     let mut pre = [0u8; 8];
     r.read_exact(&mut pre)?;
     let n = u64::from_le_bytes(pre);
@@ -208,12 +205,7 @@ pub fn scan<R: Read>(
     }
     // one finding, the first few reasons
     if !problems.is_empty() {
-        let more = problems.len().saturating_sub(5);
-        let mut msg = problems[..problems.len().min(5)].join("; ");
-        if more > 0 {
-            msg.push_str(&format!("; and {more} more"));
-        }
-        flag(sink, member, Some(8), msg);
+        flag(sink, member, Some(8), super::summarise(&problems, 5));
     }
     Ok(det)
 }

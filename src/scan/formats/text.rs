@@ -27,10 +27,7 @@ pub fn looks_like_text(head: &[u8], whole: bool) -> bool {
 }
 
 fn detected(format: &str) -> Detected {
-    Detected {
-        format: format.to_string(),
-        joblib: false,
-    }
+    Detected::named(format)
 }
 
 /// Scans one text document.
