@@ -39,6 +39,8 @@ enum ScanFormat {
     Json,
     /// SARIF 2.1.0 (GitHub code scanning)
     Sarif,
+    /// CycloneDX 1.6 bill of materials (implies --hash)
+    Cyclonedx,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,7 +77,7 @@ enum Command {
         /// Files or directories to scan.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
-        /// Report format: text, json (probity.scan/v1) or sarif (SARIF 2.1.0, for GitHub code scanning; paths relative to the current directory).
+        /// Report format: text, json (probity.scan/v1), sarif (SARIF 2.1.0, for GitHub code scanning; paths relative to the current directory) or cyclonedx (CycloneDX 1.6 bill of materials: one component per file with its SHA-256, format and findings; implies --hash).
         #[arg(long, value_enum, default_value = "text")]
         format: ScanFormat,
         /// Write the report to FILE instead of standard output.
@@ -93,6 +95,9 @@ enum Command {
         /// Add each file's SHA-256 to the report (reads every byte; off by default for speed).
         #[arg(long)]
         hash: bool,
+        /// Also write a CycloneDX 1.6 bill of materials of the scanned files to FILE (implies --hash).
+        #[arg(long, value_name = "FILE")]
+        sbom: Option<PathBuf>,
         /// Show info findings (skipped files, links not followed) in the text report.
         #[arg(long, short)]
         verbose: bool,
@@ -422,9 +427,11 @@ fn main() -> ExitCode {
             jobs,
             config,
             hash,
+            sbom,
             verbose,
             color,
         } => {
+            let hash = hash || sbom.is_some() || matches!(format, ScanFormat::Cyclonedx);
             let config_path = config.or_else(|| {
                 paths
                     .iter()
@@ -485,10 +492,16 @@ fn main() -> ExitCode {
                     eprintln!("probity: {e}");
                 }
             }
+            if let Some(p) = &sbom {
+                if let Err(e) = std::fs::write(p, render::cyclonedx::render(&report)) {
+                    return fail(format!("cannot write {}: {e}", p.display()));
+                }
+            }
             let to_tty = output.is_none() && std::io::stdout().is_terminal();
             let text = match format {
                 ScanFormat::Json => render::json::render(&report),
                 ScanFormat::Sarif => render::sarif::render(&report),
+                ScanFormat::Cyclonedx => render::cyclonedx::render(&report),
                 ScanFormat::Text => render::text::render(
                     &report,
                     &render::text::TextOptions {

@@ -609,3 +609,111 @@ fn sarif_output_is_valid_and_complete() {
         .unwrap()
         .contains("missing.bin"));
 }
+
+/// Resolves the CycloneDX schema's references to the SPDX and JSF schemas
+/// from docs/schema/cyclonedx (no network).
+struct CycloneDxSchemas;
+
+impl jsonschema::Retrieve for CycloneDxSchemas {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+        let name = uri.as_str().rsplit('/').next().unwrap_or("").to_string();
+        let p = repo().join("docs/schema/cyclonedx").join(name);
+        Ok(serde_json::from_str(&std::fs::read_to_string(p)?)?)
+    }
+}
+
+#[test]
+fn cyclonedx_bom_is_valid_and_describes_every_file() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/schema/cyclonedx/bom-1.6.SNAPSHOT.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::options()
+        .with_retriever(CycloneDxSchemas)
+        .build(&schema)
+        .expect("schema compiles");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture(EVIL_TORCH), dir.path().join("model.pt")).unwrap();
+    std::fs::copy(
+        repo().join("fixtures/zoo/base/model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        br#"{"model_type": "llama"}"#,
+    )
+    .unwrap();
+    let args = ["scan", "--format", "cyclonedx", "."];
+    let a = run_in(dir.path(), &args);
+    let b = run_in(dir.path(), &args);
+    assert_eq!(a.stdout, b.stdout, "same input, same bytes");
+    assert_eq!(a.status.code(), Some(1), "the evil pickle still gates");
+    let j: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&j).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "CycloneDX schema violations: {errors:?}");
+    // the validator does reject what the standard forbids
+    let mut broken = j.clone();
+    broken["components"][0]["type"] = serde_json::json!("weights");
+    assert!(!validator.is_valid(&broken));
+    assert_eq!(j["specVersion"], "1.6");
+    let comps = j["components"].as_array().unwrap();
+    assert_eq!(comps.len(), 3);
+    let by: std::collections::HashMap<&str, &serde_json::Value> = comps
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c))
+        .collect();
+    assert_eq!(by["model.safetensors"]["type"], "machine-learning-model");
+    assert_eq!(by["model.pt"]["type"], "machine-learning-model");
+    assert_eq!(by["config.json"]["type"], "file");
+    // the SHA-256 is the file's
+    use sha2::Digest;
+    let want: String =
+        sha2::Sha256::digest(std::fs::read(dir.path().join("model.safetensors")).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    assert_eq!(
+        by["model.safetensors"]["hashes"][0]["content"],
+        want.as_str()
+    );
+    let props = |c: &serde_json::Value| -> std::collections::HashMap<String, String> {
+        c["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().into(),
+                    p["value"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(props(by["model.pt"])["probity:findings:critical"], "1");
+    assert!(props(by["model.pt"])["probity:rules"].contains("PKL001"));
+    // --sbom writes the same BOM beside a normal report
+    let o = run_in(
+        dir.path(),
+        &[
+            "scan",
+            "--format",
+            "json",
+            "--sbom",
+            "bom.json",
+            "model.pt",
+            "model.safetensors",
+            "config.json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let bom: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bom.json")).unwrap())
+            .unwrap();
+    assert!(validator.is_valid(&bom));
+    assert_eq!(bom["components"].as_array().unwrap().len(), 3);
+}

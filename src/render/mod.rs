@@ -1,5 +1,6 @@
 //! Renderers: they only read a [`crate::finding::Report`] and write it out.
 
+pub mod cyclonedx;
 pub mod json;
 pub mod sarif;
 pub mod text;
