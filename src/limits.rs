@@ -74,3 +74,17 @@ pub const MAX_GGUF_STRING: u64 = 16 << 20;
 /// Text without Python statements is still parsed as Python up to this size
 /// (a one-line payload needs no import).
 pub const MAX_UNMARKED_PYTHON: usize = 1 << 20;
+
+/// Largest protobuf sub-message (an ONNX node or function, a TensorFlow node
+/// or function library) read whole for decoding; larger ones are skipped and
+/// reported. Tensor data is streamed past, never kept.
+pub const MAX_PROTO_KEPT: u64 = 256 << 20;
+/// Most nodes (graph nodes, function nodes, subgraph nodes) judged in one ONNX
+/// or TensorFlow file; past it the file is reported as not fully inspected.
+pub const MAX_PROTO_NODES: usize = 2_000_000;
+/// Largest TensorFlow Lite flatbuffer read into memory; for larger files the
+/// first this many bytes are verified (the operator tables sit at the front).
+pub const MAX_TFLITE_BYTES: u64 = 1 << 30;
+/// Largest HDF5 file read into memory to find a Keras model config; larger
+/// files are reported as not inspected.
+pub const MAX_HDF5_BYTES: u64 = 2 << 30;

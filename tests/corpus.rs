@@ -1,7 +1,7 @@
 //! The public labelled corpus (samples from picklescan's and ModelAudit's test
 //! suites, in ../shared/corpus/public): every file of a format Probity reads
 //! (the pickle family, chat templates in JSON, YAML and standalone files,
-//! configs, safetensors) is scanned;
+//! configs, safetensors, Keras HDF5, TensorFlow SavedModel) is scanned;
 //! malicious ones must be flagged at their expected severity or higher, benign
 //! ones must stay free of warnings and criticals, unclear ones must not crash.
 //!
@@ -31,6 +31,9 @@ const PICKLE_FAMILY: &[&str] = &[
     "yaml-chat-template",
     "jinja",
     "safetensors",
+    // the other model formats
+    "keras-h5",
+    "tf-savedmodel-pb",
 ];
 
 fn corpus_dir() -> PathBuf {

@@ -10,8 +10,20 @@ use probity::scan::Ctx;
 
 #[test]
 fn fixture_manifest() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("fixtures/manifest.json");
+    check_manifest("fixtures", 50, 50);
+}
+
+/// The format fixtures (fixtures/formats/generate.py): real small ONNX, Keras
+/// (.h5 and .keras), GGUF with the chat templates of six model families,
+/// sharded safetensors, SavedModel and TFLite files, benign and malicious.
+#[test]
+fn format_fixture_manifest() {
+    check_manifest("fixtures/formats", 15, 15);
+}
+
+fn check_manifest(sub: &str, min_benign: usize, min_malicious: usize) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(sub);
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
     let manifest: BTreeMap<String, serde_json::Value> =
         serde_json::from_str(&text).expect("manifest parses");
     let mut failures = Vec::new();
@@ -44,7 +56,7 @@ fn fixture_manifest() {
         }
     }
     assert!(
-        benign >= 50 && malicious >= 50,
+        benign >= min_benign && malicious >= min_malicious,
         "manifest too small: {benign} benign, {malicious} malicious"
     );
     assert!(

@@ -441,6 +441,21 @@ fn truncated_and_flipped_documents_never_fail() {
     }
 }
 
+/// The `model.weights.h5` member of the benign `.keras` fixture (a real HDF5 file).
+fn keras_weights() -> Vec<u8> {
+    use std::io::Read;
+    let f = std::fs::File::open(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/formats/benign/keras/dense.keras"),
+    )
+    .unwrap();
+    let mut z = zip::ZipArchive::new(f).unwrap();
+    let mut m = z.by_name("model.weights.h5").unwrap();
+    let mut v = Vec::new();
+    m.read_to_end(&mut v).unwrap();
+    v
+}
+
 /// A `.keras` archive (zip) with `config.json`, `metadata.json` and a
 /// weights member.
 fn keras_file(config: &serde_json::Value) -> Vec<u8> {
@@ -455,8 +470,7 @@ fn keras_file(config: &serde_json::Value) -> Vec<u8> {
         z.start_file("config.json", opts).unwrap();
         z.write_all(config.to_string().as_bytes()).unwrap();
         z.start_file("model.weights.h5", opts).unwrap();
-        z.write_all(b"\x89HDF\r\n\x1a\n\0\0\0\0\0\x08\x08\0")
-            .unwrap();
+        z.write_all(&keras_weights()).unwrap();
         z.finish().unwrap();
     }
     buf.into_inner()
@@ -686,4 +700,152 @@ fn credentials_are_found_and_redacted() {
     let pem = "key: |\n  -----BEGIN OPENSSH PRIVATE KEY-----\n  b3BlbnNzaC1rZXktdjEAAAAA\n  -----END OPENSSH PRIVATE KEY-----\nchat_template: \"{{ x }}\"\n";
     let r = scan_bytes("config.yaml", pem.as_bytes());
     assert_eq!(rules(&r), ["SEC001"], "{:?}", r.findings);
+}
+
+fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/formats")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+/// ONNX, SavedModel, TFLite and Keras HDF5 are recognised by content, whatever
+/// the file is called, and keep their verdict inside archives.
+#[test]
+fn model_formats_are_claimed_by_content() {
+    for (rel, format, rule) in [
+        ("malicious/onnx/pyop_in_subgraph.onnx", "onnx", "ONX002"),
+        ("malicious/onnx/external_traversal.onnx", "onnx", "ONX001"),
+        (
+            "malicious/tf/pyfunc/saved_model.pb",
+            "tf-savedmodel",
+            "TF001",
+        ),
+        ("malicious/tflite/custom_op.tflite", "tflite", "TF005"),
+        ("malicious/keras/lambda_dense_attr.h5", "keras-h5", "KRS001"),
+    ] {
+        let r = scan_bytes("renamed.bin", &fixture(rel));
+        assert_eq!(r.format, format, "{rel}");
+        assert!(rules(&r).contains(&rule), "{rel}: {:?}", r.findings);
+    }
+    for (rel, format) in [
+        ("benign/onnx/mlp.onnx", "onnx"),
+        ("benign/tf/dense/saved_model.pb", "tf-savedmodel"),
+        ("benign/tflite/add.tflite", "tflite"),
+        ("benign/keras/dense.h5", "keras-h5"),
+    ] {
+        let r = scan_bytes("renamed.bin", &fixture(rel));
+        assert_eq!(r.format, format, "{rel}");
+        assert!(r.findings.is_empty(), "{rel}: {:?}", r.findings);
+    }
+    // inside a zip
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("export/model.onnx", o).unwrap();
+        std::io::Write::write_all(&mut z, &fixture("malicious/onnx/pyop.onnx")).unwrap();
+        z.finish().unwrap();
+    }
+    let r = scan_bytes("bundle.zip", buf.get_ref());
+    assert!(rules(&r).contains(&"ONX002"), "{:?}", r.findings);
+}
+
+/// A protobuf model cut short keeps what was found before the cut and says
+/// that the rest was not inspected; lying lengths are reported, not trusted.
+#[test]
+fn truncated_and_lying_protobufs() {
+    let onnx = fixture("malicious/onnx/pyop.onnx");
+    // cut after the PyOp node (in the model's last fields): still critical, plus ONX004
+    let r = scan_bytes("m.onnx", &onnx[..onnx.len() - 3]);
+    assert_eq!(
+        r.max_severity(),
+        Some(Severity::Critical),
+        "{:?}",
+        r.findings
+    );
+    assert!(rules(&r).contains(&"ONX004"), "{:?}", r.findings);
+    // a benign model whose graph announces more bytes than the file has
+    let mut mlp = fixture("benign/onnx/mlp.onnx");
+    mlp.truncate(mlp.len() - 7);
+    let r = scan_bytes("m.onnx", &mlp);
+    assert_eq!(rules(&r), ["ONX004"], "{:?}", r.findings);
+    assert!(r.error.is_none());
+    let tf = fixture("malicious/tf/pyfunc/saved_model.pb");
+    let r = scan_bytes("saved_model.pb", &tf[..tf.len() - 3]);
+    assert!(rules(&r).contains(&"TF004"), "{:?}", r.findings);
+    // a TFLite file whose root offset points past the end
+    let mut tfl = fixture("benign/tflite/add.tflite");
+    tfl[0..4].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+    let r = scan_bytes("m.tflite", &tfl);
+    assert_eq!(rules(&r), ["TF004"], "{:?}", r.findings);
+    // an HDF5 signature and nothing valid after it
+    let mut h5 = b"\x89HDF\r\n\x1a\n".to_vec();
+    h5.extend_from_slice(&[0xff; 200]);
+    let r = scan_bytes("m.h5", &h5);
+    assert_eq!(rules(&r), ["KRS004"], "{:?}", r.findings);
+}
+
+/// TensorFlow checkpoint ops are ordinary unless a constant path sends them
+/// outside the model; file and Python ops in function libraries count.
+#[test]
+fn tensorflow_ops_by_reason() {
+    let r = scan_bytes(
+        "saved_model.pb",
+        &fixture("malicious/tf/writefile_in_function/saved_model.pb"),
+    );
+    assert_eq!(rules(&r), ["TF003"]);
+    assert!(r.findings[0]
+        .message
+        .contains("/tmp/probity-fixture-written"));
+    let r = scan_bytes(
+        "saved_model.pb",
+        &fixture("malicious/tf/readfile/saved_model.pb"),
+    );
+    assert_eq!(rules(&r), ["TF002"]);
+    assert!(r.findings[0].message.contains("/etc/passwd"));
+    let r = scan_bytes(
+        "saved_model.pb",
+        &fixture("malicious/tf/eagerpyfunc_in_function/saved_model.pb"),
+    );
+    assert_eq!(rules(&r), ["TF001"]);
+}
+
+/// A shard index is compared with the shards beside it; an index that leaves
+/// the folder is critical on its own (also when found without its shards).
+#[test]
+fn shard_index_against_its_shards() {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/formats");
+    let ctx = Ctx::default();
+    let idx = "model.safetensors.index.json";
+    let ok = probity::scan::scan_file(
+        &base.join("benign/safetensors/sharded").join(idx),
+        idx.into(),
+        &ctx,
+    );
+    assert_eq!(ok.format, "shard-index");
+    assert!(ok.findings.is_empty(), "{:?}", ok.findings);
+    let wrong = probity::scan::scan_file(
+        &base
+            .join("malicious/safetensors/sharded_wrong_shard")
+            .join(idx),
+        idx.into(),
+        &ctx,
+    );
+    assert_eq!(rules(&wrong), ["SFT003"]);
+    assert!(wrong.findings[0].message.contains("lm_head.weight"));
+    // the benign index alone in an empty folder: its shards are missing
+    let alone = scan_bytes(
+        idx,
+        &std::fs::read(base.join("benign/safetensors/sharded").join(idx)).unwrap(),
+    );
+    assert_eq!(rules(&alone), ["SFT003"]);
+    assert!(alone.findings[0].message.contains("not beside the index"));
+    let out = scan_bytes(
+        idx,
+        br#"{"metadata": {}, "weight_map": {"a": "../../x.bin", "b": "model.safetensors"}}"#,
+    );
+    assert!(rules(&out).contains(&"SFT004"), "{:?}", out.findings);
 }

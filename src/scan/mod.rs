@@ -78,6 +78,11 @@ pub enum Kind {
     Npy,
     Safetensors,
     Gguf,
+    Hdf5,
+    Onnx,
+    TfSavedModel,
+    TfGraphDef,
+    Tflite,
     Pickle,
     /// UTF-8 text: JSON, YAML, templates.
     Text,
@@ -100,6 +105,11 @@ impl Kind {
             Kind::Npy => "numpy",
             Kind::Safetensors => "safetensors",
             Kind::Gguf => "gguf",
+            Kind::Hdf5 => "hdf5",
+            Kind::Onnx => "onnx",
+            Kind::TfSavedModel => "tf-savedmodel",
+            Kind::TfGraphDef => "tf-graphdef",
+            Kind::Tflite => "tflite",
             Kind::Pickle => "pickle",
             Kind::Text => "text",
             Kind::Unknown => "unknown",
@@ -112,6 +122,16 @@ impl Kind {
 /// [`limits::PICKLE_PROBE_WINDOW`] of them). `whole` says whether `head` is
 /// the entire content.
 pub fn sniff(head: &[u8], whole: bool) -> Kind {
+    sniff_len(
+        head,
+        whole,
+        if whole { head.len() as u64 } else { u64::MAX },
+    )
+}
+
+/// [`sniff`] knowing the content's length (protobuf sniffs check that the
+/// first fields fit).
+pub fn sniff_len(head: &[u8], whole: bool, len: u64) -> Kind {
     if head.is_empty() {
         return Kind::Empty;
     }
@@ -132,6 +152,12 @@ pub fn sniff(head: &[u8], whole: bool) -> Kind {
     }
     if head.starts_with(b"GGUF") {
         return Kind::Gguf;
+    }
+    if formats::hdf5::sniff(head) {
+        return Kind::Hdf5;
+    }
+    if formats::tflite::sniff(head) {
+        return Kind::Tflite;
     }
     if head.len() >= 262 && &head[257..262] == b"ustar" {
         return Kind::Tar;
@@ -168,6 +194,16 @@ pub fn sniff(head: &[u8], whole: bool) -> Kind {
     // Old GNU tar headers have no "ustar" magic: check the header checksum.
     if head.len() >= 512 && tar_checksum_ok(&head[..512]) {
         return Kind::Tar;
+    }
+    // protobufs have no magic: their first fields must parse as the message
+    // (and control bytes in those fields can pass for text)
+    if formats::onnx::sniff(head, len) {
+        return Kind::Onnx;
+    }
+    match formats::tensorflow::sniff(head, len) {
+        Some(formats::tensorflow::Flavor::SavedModel) => return Kind::TfSavedModel,
+        Some(formats::tensorflow::Flavor::GraphDef) => return Kind::TfGraphDef,
+        None => {}
     }
     if formats::text::looks_like_text(head, whole) {
         return Kind::Text;
@@ -245,7 +281,7 @@ pub fn scan_seekable(
     r.read_exact(&mut head)?;
     r.seek(SeekFrom::Start(0))?;
     let whole = head.len() as u64 == len;
-    let mut kind = sniff(&head, whole);
+    let mut kind = sniff_len(&head, whole, len);
     if kind == Kind::Unknown && formats::zip::has_eocd(r, len)? {
         kind = Kind::Zip;
     }
@@ -271,7 +307,15 @@ pub fn scan_stream(
 ) -> std::io::Result<Detected> {
     let head = r.peek(limits::PICKLE_PROBE_WINDOW)?.to_vec();
     let whole = head.len() < limits::PICKLE_PROBE_WINDOW;
-    let kind = sniff(&head, whole);
+    let kind = sniff_len(
+        &head,
+        whole,
+        if whole {
+            head.len() as u64
+        } else {
+            len_hint.unwrap_or(u64::MAX)
+        },
+    );
     match kind {
         Kind::Zip | Kind::SevenZ => {
             let mut spool = tempfile::SpooledTempFile::new(limits::SPOOL_IN_MEMORY);
@@ -299,6 +343,15 @@ fn scan_kind<R: Read>(
         Kind::Text => formats::text::scan(r, member, sink),
         Kind::Safetensors => formats::safetensors::scan(r, len_hint, member, sink),
         Kind::Gguf => formats::gguf::scan(r, len_hint, member, sink),
+        Kind::Hdf5 => formats::hdf5::scan(r, member, sink),
+        Kind::Onnx => formats::onnx::scan(r, member, sink),
+        Kind::TfSavedModel => {
+            formats::tensorflow::scan(formats::tensorflow::Flavor::SavedModel, r, member, sink)
+        }
+        Kind::TfGraphDef => {
+            formats::tensorflow::scan(formats::tensorflow::Flavor::GraphDef, r, member, sink)
+        }
+        Kind::Tflite => formats::tflite::scan(r, member, sink),
         Kind::Pickle => {
             // torch.save's legacy format starts with a pickled magic number (LONG1 0x1950a86a20f9469cfc6c)
             let legacy = r
@@ -360,6 +413,10 @@ pub fn scan_file(path: &Path, display: String, ctx: &Ctx) -> FileReport {
     };
     match scan_seekable(&mut file, meta.len(), "", 0, &mut sink) {
         Ok(d) => {
+            if d.format == "shard-index" {
+                // the shards beside an index on disk are compared with it
+                formats::shards::check_folder(path, &mut sink);
+            }
             let unread = d.format_is_unread();
             report.format = d.format;
             if unread {

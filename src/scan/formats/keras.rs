@@ -211,7 +211,15 @@ fn walk(v: &serde_json::Value, path: &str, depth: usize, member: &str, sink: &mu
             if class == "Lambda" {
                 // Keras 2: "function": ["<base64>", defaults, closure] or a
                 // source string, with "function_type": "lambda"
-                let f = o.get("config").and_then(|c| c.get("function"));
+                let mut f = o.get("config").and_then(|c| c.get("function"));
+                // Keras 2.13+ wraps the list as {"class_name": "__tuple__", "config": {"value": [...]}}
+                if let Some(v) = f
+                    .filter(|x| x.get("class_name").and_then(|c| c.as_str()) == Some("__tuple__"))
+                    .and_then(|x| x.get("config"))
+                    .and_then(|c| c.get("value"))
+                {
+                    f = Some(v);
+                }
                 let code = match f {
                     Some(serde_json::Value::Array(a)) => a.first().and_then(|x| x.as_str()),
                     Some(serde_json::Value::String(s)) => Some(s.as_str()),
@@ -233,7 +241,19 @@ fn walk(v: &serde_json::Value, path: &str, depth: usize, member: &str, sink: &mu
                     );
                 }
             }
-            if let Some(module) = o.get("module").and_then(|m| m.as_str()) {
+            // A Lambda layer's own config: `module` is where its function
+            // lives. For `function_type: "function"` Keras 2 resolves the
+            // function by name in that module's namespace (an import); for
+            // "lambda" the bytecode is judged above.
+            let function_type = o.get("function_type").and_then(|t| t.as_str());
+            let lambda_module = match function_type {
+                Some("function") => o.get("function").and_then(|f| f.as_str()),
+                Some(_) => None,
+                None => Some(class),
+            };
+            if let (Some(module), Some(class)) =
+                (o.get("module").and_then(|m| m.as_str()), lambda_module)
+            {
                 let top = module.split('.').next().unwrap_or("");
                 let target = o.get("config").and_then(|c| c.as_str()).unwrap_or(class);
                 if DANGEROUS_MODULES.contains(&top)

@@ -3,16 +3,22 @@
 
 pub mod compressed;
 pub mod gguf;
+pub mod hdf5;
 pub mod keras;
 pub mod numpy;
+pub mod onnx;
+pub mod protobuf;
 pub mod python;
 pub mod rules;
 pub mod safetensors;
 pub mod secrets;
 pub mod sevenz;
+pub mod shards;
 pub mod tar;
 pub mod template;
+pub mod tensorflow;
 pub mod text;
+pub mod tflite;
 pub mod torch;
 pub mod zip;
 

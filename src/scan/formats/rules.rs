@@ -194,6 +194,26 @@ pub static SFT001: Rule = Rule {
     references: &["CWE-20", "CWE-436"],
 };
 
+pub static SFT003: Rule = Rule {
+    id: "SFT003",
+    severity: Severity::Warning,
+    title: "Shard index disagrees with its shards",
+    what: "A sharded checkpoint's index (`model.safetensors.index.json`, `pytorch_model.bin.index.json`) maps a tensor to a shard that is missing or does not hold it, a shard holds tensors the index assigns elsewhere or not at all, or an index entry is not a file name.",
+    why: "The loader trusts the index: a disagreement means the weights that load are not the weights that were reviewed or published, and a tensor hidden in an unexpected shard can replace a reviewed one.",
+    example: "The index assigns `lm_head.weight` to `model-00001-of-00002.safetensors`, which does not contain it.",
+    references: &["CWE-436"],
+};
+
+pub static SFT004: Rule = Rule {
+    id: "SFT004",
+    severity: Severity::Critical,
+    title: "Shard index points outside the model folder",
+    what: "A sharded checkpoint's index maps tensors to a shard path that is absolute, climbs out with `..`, starts at a home directory or drive letter, or is a URL.",
+    why: "Transformers joins the model folder and the index value and opens the result: the index makes the loader read another file, and for `.bin` shards unpickle it, which runs code.",
+    example: "`\"weight_map\": {\"lm_head.weight\": \"../../downloads/payload.bin\"}` in `pytorch_model.bin.index.json`.",
+    references: &["CWE-22"],
+};
+
 pub static SFT002: Rule = Rule {
     id: "SFT002",
     severity: Severity::Warning,
@@ -234,6 +254,16 @@ pub static KRS003: Rule = Rule {
     references: &["CWE-829"],
 };
 
+pub static KRS004: Rule = Rule {
+    id: "KRS004",
+    severity: Severity::Warning,
+    title: "HDF5 model file cannot be fully inspected",
+    what: "An HDF5 file (a legacy Keras `.h5` model, or weights) cannot be opened by Probity's HDF5 reader, its `model_config` or `training_config` attribute cannot be read or is not JSON, or the file is larger than the inspection bound.",
+    why: "Keras reads `model_config` with libhdf5 and rebuilds every layer it names, Lambda bytecode included; a config a scanner could not read is not clean.",
+    example: "A `model.h5` whose root object header is truncated.",
+    references: &["CWE-20"],
+};
+
 pub static NET001: Rule = Rule {
     id: "NET001",
     severity: Severity::Info,
@@ -244,8 +274,99 @@ pub static NET001: Rule = Rule {
     references: &[],
 };
 
+pub static ONX001: Rule = Rule {
+    id: "ONX001",
+    severity: Severity::Critical,
+    title: "ONNX external data points outside the model folder",
+    what: "An ONNX tensor stored as external data names a `location` that is absolute, climbs out with `..`, starts at a home directory or drive letter, or is a URL.",
+    why: "ONNX Runtime and `onnx.load` open the named file and read it as tensor bytes: a model can make the loading process read any file it can reach (keys, credentials) into its weights, where outputs or a re-saved copy disclose it.",
+    example: "An initializer with `data_location: EXTERNAL` and `external_data { key: \"location\" value: \"../../../home/user/.aws/credentials\" }`.",
+    references: &["CVE-2022-25882", "CVE-2024-27318", "CWE-22"],
+};
+
+pub static ONX002: Rule = Rule {
+    id: "ONX002",
+    severity: Severity::Critical,
+    title: "ONNX graph calls a Python function",
+    what: "A node (in the main graph, a subgraph, a training graph or a model-local function) uses an operator whose job is to run a Python function of the host process: onnxruntime-extensions' `PyOp`, the PyTorch exporter's `PythonOp` fallback, or TensorFlow's `PyFunc` family carried over by tf2onnx.",
+    why: "Such a model runs only where Python code registered under the node's name is present; whatever the process has registered under that name runs with the model's inputs. A shipped model has no reason to depend on it, and the name decides what runs.",
+    example: "`node { op_type: \"PyOp\" domain: \"ai.onnx.contrib\" attribute { name: \"module\" s: \"os\" } }` inside an `If` node's `then_branch`.",
+    references: &["CWE-94", "CWE-829"],
+};
+
+pub static ONX003: Rule = Rule {
+    id: "ONX003",
+    severity: Severity::Warning,
+    title: "ONNX operator from a non-standard domain",
+    what: "A node uses an operator from a domain other than ONNX's own (`ai.onnx`, `ai.onnx.ml`, training) and ONNX Runtime's (`com.microsoft` and its sub-domains), and the model defines no function of that name.",
+    why: "Running the model requires loading a custom operator library (native code) that provides the operator; that library, not the model, decides what the node does, so it needs a review.",
+    example: "`node { op_type: \"Mystery\" domain: \"com.example.custom\" }`.",
+    references: &["CWE-829"],
+};
+
+pub static ONX004: Rule = Rule {
+    id: "ONX004",
+    severity: Severity::Warning,
+    title: "ONNX model is malformed or not fully inspected",
+    what: "The protobuf cannot be read to its end (bad field keys, lengths past the end, truncation), a node or function does not decode, a node or function is larger than Probity's inspection bound, or the node count passes its bound. What was read before is still judged.",
+    why: "A model a scanner cannot finish is not clean: ONNX Runtime's parser may read what the scanner could not.",
+    example: "A `model.onnx` whose graph field announces 2 GB in a 10 KB file.",
+    references: &["CWE-20"],
+};
+
+pub static TF001: Rule = Rule {
+    id: "TF001",
+    severity: Severity::Critical,
+    title: "TensorFlow graph calls a Python function",
+    what: "A node of a SavedModel, a frozen graph, a function of its library, or a TensorFlow Lite `Flex` operator uses `PyFunc`, `PyFuncStateless` or `EagerPyFunc`: ops that call a Python function registered in the loading process under the node's `token`.",
+    why: "These ops are how `tf.py_function` and `tf.numpy_function` embed Python in a graph; the function itself is not in the file, so what runs depends on the process that loads the model, and such a model cannot be reviewed from the file alone.",
+    example: "`node { name: \"bad\" op: \"PyFunc\" attr { key: \"token\" value { s: \"pyfunc_0\" } } }` in `saved_model.pb`.",
+    references: &["CWE-94", "CWE-829"],
+};
+
+pub static TF002: Rule = Rule {
+    id: "TF002",
+    severity: Severity::Warning,
+    title: "TensorFlow graph reads, lists or writes files or reaches the network",
+    what: "A node uses an op that reads, maps, lists or writes files (`ReadFile`, `WriteFile`, `MatchingFiles`, `ImmutableConst`, file readers and file datasets, summary writers, `PrintV2` to a `file://` stream, debug ops with URLs), an RPC op, or a checkpoint op (`SaveV2`, `RestoreV2`, ...) whose constant path leaves the model. Constant paths fed to the op are shown.",
+    why: "Inference graphs compute on their inputs; a graph that opens files when it runs can read secrets into its outputs or plant files. Data-loading graphs do this legitimately, so a person should look.",
+    example: "`ReadFile` fed by a `Const` holding `/etc/passwd`.",
+    references: &["CWE-73", "CWE-552"],
+};
+
+pub static TF003: Rule = Rule {
+    id: "TF003",
+    severity: Severity::Critical,
+    title: "TensorFlow graph writes to a fixed path outside the model",
+    what: "An op that writes files (`WriteFile`, `Save`/`SaveV2`, `MergeV2Checkpoints`, dataset and summary writers) is fed a constant path that is absolute, starts at a home directory or climbs out with `..`.",
+    why: "Running the graph writes attacker-chosen bytes to a chosen place: a shell profile, an SSH `authorized_keys`, a Python path entry — code execution at the next login or import.",
+    example: "`WriteFile` fed by `Const` `/home/user/.bashrc`.",
+    references: &["CWE-22", "CWE-73"],
+};
+
+pub static TF004: Rule = Rule {
+    id: "TF004",
+    severity: Severity::Warning,
+    title: "TensorFlow or TFLite model is malformed or not fully inspected",
+    what: "The SavedModel or GraphDef protobuf cannot be read to its end, a node or function library does not decode or is larger than Probity's inspection bound, a TensorFlow Lite flatbuffer fails verification, or operators name operator codes the model lacks. What was read before is still judged.",
+    why: "A model a scanner cannot finish is not clean: TensorFlow's parser may read what the scanner could not.",
+    example: "A `saved_model.pb` truncated inside its graph.",
+    references: &["CWE-20"],
+};
+
+pub static TF005: Rule = Rule {
+    id: "TF005",
+    severity: Severity::Warning,
+    title: "TensorFlow Lite model needs custom operators",
+    what: "A TensorFlow Lite model uses operator codes of type CUSTOM other than the ones bundled with the runtime (`TFLite_Detection_PostProcess`, `AudioSpectrogram`, `Mfcc`) and the Select-TF `Flex` operators.",
+    why: "The application must register native kernels under these names; those kernels, not the model, decide what runs, so they are a dependency to review.",
+    example: "An operator code with `builtin_code: CUSTOM` and `custom_code: \"MyPythonOp\"`.",
+    references: &["CWE-829"],
+};
+
 pub static RULES: &[&Rule] = &[
     &ARC001, &ARC002, &ARC003, &ARC004, &ARC005, &ARC006, &ARC007, &ARC008, &CFG001, &CFG002,
-    &CFG003, &CFG004, &CFG005, &CFG006, &GGF001, &KRS001, &KRS002, &KRS003, &NET001, &SEC001,
-    &SFT001, &SFT002, &TRC001, &NPY001,
+    &CFG003, &CFG004, &CFG005, &CFG006, &GGF001, &KRS001, &KRS002, &KRS003, &KRS004, &NET001,
+    &ONX001, &ONX002, &ONX003, &ONX004, &SEC001, &SFT001, &SFT002, &SFT003, &SFT004, &TF001,
+    &TF002, &TF003, &TF004, &TF005, &TRC001, &NPY001,
 ];

@@ -70,6 +70,10 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
                     .evidence(code.join(", ")),
                 );
             }
+            if super::shards::looks_like_index(&v) {
+                super::shards::check_content(&v, member, sink);
+                return Ok(detected("shard-index"));
+            }
             if super::keras::looks_like_keras(&v) {
                 super::keras::check(&v, member, sink);
                 return Ok(detected("keras-config"));
