@@ -123,6 +123,10 @@ pub struct FileReport {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sha256: Option<String>,
     pub findings: Vec<Finding>,
+    /// A model card's metadata (license, base model, datasets, ...), for
+    /// `README.md` files with Hugging Face front matter.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model_card: Option<serde_json::Value>,
     /// Why the file could not be scanned (I/O error, missing, ...), or null.
     pub error: Option<String>,
 }
@@ -135,6 +139,7 @@ impl FileReport {
             size: 0,
             sha256: None,
             findings: Vec::new(),
+            model_card: None,
             error: None,
         }
     }

@@ -26,6 +26,9 @@ pub const MAX_PICKLE_LINE: usize = 1 << 20;
 pub const MAX_NESTED_DEPTH: u32 = 4;
 /// Most pickle streams read from one file or member.
 pub const MAX_STREAMS: usize = 4096;
+/// Text values of one pickle stream checked for credentials (those holding a
+/// token prefix); further ones are not checked.
+pub const MAX_SECRET_CANDIDATES: usize = 64;
 /// Window used to decide whether bytes are a pickle at all.
 pub const PICKLE_PROBE_WINDOW: usize = 64 << 10;
 

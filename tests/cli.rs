@@ -648,6 +648,12 @@ fn cyclonedx_bom_is_valid_and_describes_every_file() {
         br#"{"model_type": "llama"}"#,
     )
     .unwrap();
+    // a Hugging Face model card describes the models of its folder
+    std::fs::write(
+        dir.path().join("README.md"),
+        "---\nlicense: apache-2.0\nbase_model: org/base-1b\ndatasets:\n- org/instructions\npipeline_tag: text-generation\nlanguage: [en, fr]\nmodel-index:\n- name: tuned-1b\n  results:\n  - dataset: {name: held-out, type: custom}\n    metrics:\n    - {type: accuracy, value: 0.71}\n---\n# tuned-1b\n\nA fine-tune.\n",
+    )
+    .unwrap();
     let args = ["scan", "--format", "cyclonedx", "."];
     let a = run_in(dir.path(), &args);
     let b = run_in(dir.path(), &args);
@@ -662,7 +668,7 @@ fn cyclonedx_bom_is_valid_and_describes_every_file() {
     assert!(!validator.is_valid(&broken));
     assert_eq!(j["specVersion"], "1.6");
     let comps = j["components"].as_array().unwrap();
-    assert_eq!(comps.len(), 3);
+    assert_eq!(comps.len(), 4);
     let by: std::collections::HashMap<&str, &serde_json::Value> = comps
         .iter()
         .map(|c| (c["name"].as_str().unwrap(), c))
@@ -670,6 +676,23 @@ fn cyclonedx_bom_is_valid_and_describes_every_file() {
     assert_eq!(by["model.safetensors"]["type"], "machine-learning-model");
     assert_eq!(by["model.pt"]["type"], "machine-learning-model");
     assert_eq!(by["config.json"]["type"], "file");
+    assert_eq!(by["README.md"]["type"], "file");
+    let st = by["model.safetensors"];
+    assert_eq!(
+        st["modelCard"]["modelParameters"]["task"],
+        "text-generation"
+    );
+    assert_eq!(
+        st["modelCard"]["modelParameters"]["datasets"][0]["name"],
+        "org/instructions"
+    );
+    assert_eq!(
+        st["modelCard"]["quantitativeAnalysis"]["performanceMetrics"][0]["value"],
+        "0.71"
+    );
+    assert_eq!(st["licenses"][0]["license"]["name"], "apache-2.0");
+    assert_eq!(st["pedigree"]["ancestors"][0]["name"], "org/base-1b");
+    assert!(by["config.json"].get("modelCard").is_none());
     // the SHA-256 is the file's
     use sha2::Digest;
     let want: String =

@@ -700,6 +700,27 @@ fn credentials_are_found_and_redacted() {
     let pem = "key: |\n  -----BEGIN OPENSSH PRIVATE KEY-----\n  b3BlbnNzaC1rZXktdjEAAAAA\n  -----END OPENSSH PRIVATE KEY-----\nchat_template: \"{{ x }}\"\n";
     let r = scan_bytes("config.yaml", pem.as_bytes());
     assert_eq!(rules(&r), ["SEC001"], "{:?}", r.findings);
+    // in a pickle's strings (training arguments saved with a checkpoint)
+    let uni = |t: &str| {
+        let mut v = vec![b'X'];
+        v.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        v.extend_from_slice(t.as_bytes());
+        v
+    };
+    let mut pkl = b"\x80\x02}(".to_vec();
+    for t in [
+        "hub_token",
+        hf.as_str(),
+        "placeholder",
+        "hf_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    ] {
+        pkl.extend(uni(t));
+    }
+    pkl.extend_from_slice(b"u.");
+    let r = scan_bytes("training_args.bin", &pkl);
+    assert_eq!(rules(&r), ["SEC001"], "{:?}", r.findings);
+    assert!(r.findings[0].message.contains("pickle string"));
+    assert!(!r.findings[0].evidence.as_deref().unwrap().contains(&hf));
 }
 
 fn fixture(rel: &str) -> Vec<u8> {

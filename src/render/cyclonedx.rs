@@ -4,6 +4,11 @@
 //! verdict on it as properties. Deterministic: no serial number and no
 //! timestamp (both optional in the standard), components sorted by path.
 //!
+//! A model card (`README.md` with Hugging Face front matter) describes the
+//! model files in its folder and below: they get its `modelCard` (task,
+//! datasets, reported metrics, languages, tags), its licence and, as
+//! `pedigree.ancestors`, the base models the card claims.
+//!
 //! The cyclonedx-bom crate stops at spec 1.5, so the document is built with
 //! serde_json against the 1.6 schema (validated in the tests).
 
@@ -24,6 +29,12 @@ const MODEL_FORMATS: &[&str] = &[
     "safetensors",
     "gguf",
     "keras-config",
+    "keras-h5",
+    "hdf5",
+    "onnx",
+    "tf-savedmodel",
+    "tf-graphdef",
+    "tflite",
 ];
 
 fn is_model(format: &str) -> bool {
@@ -36,7 +47,82 @@ fn prop(name: &str, value: impl ToString) -> Value {
     json!({"name": name, "value": value.to_string()})
 }
 
-fn component(f: &FileReport) -> Value {
+/// The CycloneDX fields a model card gives a model component.
+fn card_fields(c: &mut Value, card: &Value) {
+    let strs = |k: &str| -> Vec<String> {
+        card.get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut params = serde_json::Map::new();
+    if let Some(t) = card.get("pipeline_tag").and_then(|t| t.as_str()) {
+        params.insert("task".into(), json!(t));
+    }
+    let datasets = strs("datasets");
+    if !datasets.is_empty() {
+        params.insert(
+            "datasets".into(),
+            json!(datasets
+                .iter()
+                .map(|d| json!({"type": "dataset", "name": d}))
+                .collect::<Vec<_>>()),
+        );
+    }
+    let mut mc = json!({});
+    if !params.is_empty() {
+        mc["modelParameters"] = Value::Object(params);
+    }
+    if let Some(m) = card.get("metrics").and_then(|m| m.as_array()) {
+        if !m.is_empty() {
+            mc["quantitativeAnalysis"] = json!({"performanceMetrics": m});
+        }
+    }
+    let mut props = Vec::new();
+    for k in ["library_name", "model_name"] {
+        if let Some(v) = card.get(k).and_then(|v| v.as_str()) {
+            props.push(prop(&format!("huggingface:{k}"), v));
+        }
+    }
+    for k in ["language", "tags", "base_model"] {
+        let v = strs(k);
+        if !v.is_empty() {
+            props.push(prop(&format!("huggingface:{k}"), v.join(",")));
+        }
+    }
+    if !props.is_empty() {
+        mc["properties"] = json!(props);
+    }
+    c["modelCard"] = mc;
+    if let Some(l) = card.get("license").and_then(|l| l.as_str()) {
+        c["licenses"] = json!([{"license": {"name": l}}]);
+    }
+    let bases = strs("base_model");
+    if !bases.is_empty() {
+        c["pedigree"] = json!({"ancestors": bases
+            .iter()
+            .map(|b| json!({"type": "machine-learning-model", "name": b}))
+            .collect::<Vec<_>>()});
+    }
+}
+
+/// The model card that describes `path`: the one in its folder or the
+/// nearest folder above it.
+fn card_for<'a>(path: &str, cards: &'a [(String, &'a Value)]) -> Option<&'a Value> {
+    std::path::Path::new(path)
+        .ancestors()
+        .skip(1)
+        .find_map(|d| {
+            let d = d.to_string_lossy();
+            cards.iter().find(|(cd, _)| *cd == d).map(|(_, c)| *c)
+        })
+}
+
+fn component(f: &FileReport, cards: &[(String, &Value)]) -> Value {
     let count = |s: Severity| f.findings.iter().filter(|x| x.severity == s).count();
     let mut rules: Vec<&str> = f.findings.iter().map(|x| x.rule.as_str()).collect();
     rules.sort_unstable();
@@ -68,11 +154,28 @@ fn component(f: &FileReport) -> Value {
     if let Some(h) = &f.sha256 {
         c["hashes"] = json!([{"alg": "SHA-256", "content": h}]);
     }
+    if is_model(&f.format) {
+        if let Some(card) = card_for(&f.path, cards) {
+            card_fields(&mut c, card);
+        }
+    }
     c
 }
 
 /// The report as a CycloneDX 1.6 JSON document, pretty-printed.
 pub fn render(report: &Report) -> String {
+    let cards: Vec<(String, &Value)> = report
+        .files
+        .iter()
+        .filter_map(|f| {
+            let card = f.model_card.as_ref()?;
+            let dir = std::path::Path::new(&f.path)
+                .parent()
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Some((dir, card))
+        })
+        .collect();
     let bom = json!({
         "$schema": "http://cyclonedx.org/schema/bom-1.6.schema.json",
         "bomFormat": "CycloneDX",
@@ -89,7 +192,11 @@ pub fn render(report: &Report) -> String {
                 prop("probity:files", report.files.len()),
             ],
         },
-        "components": report.files.iter().map(component).collect::<Vec<_>>(),
+        "components": report
+            .files
+            .iter()
+            .map(|f| component(f, &cards))
+            .collect::<Vec<_>>(),
     });
     let mut s =
         serde_json::to_string_pretty(&bom).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));

@@ -249,6 +249,8 @@ pub fn child_member(parent: &str, name: &str) -> String {
 pub struct Detected {
     pub format: String,
     pub joblib: bool,
+    /// Model-card metadata (front matter of a Hugging Face `README.md`).
+    pub model_card: Option<serde_json::Value>,
 }
 
 impl Detected {
@@ -256,14 +258,14 @@ impl Detected {
     pub fn named(format: &str) -> Self {
         Detected {
             format: format.to_string(),
-            joblib: false,
+            ..Default::default()
         }
     }
 
     fn of(kind: Kind) -> Self {
         Detected {
             format: kind.label().to_string(),
-            joblib: false,
+            ..Default::default()
         }
     }
 }
@@ -419,6 +421,7 @@ pub fn scan_file(path: &Path, display: String, ctx: &Ctx) -> FileReport {
             }
             let unread = d.format_is_unread();
             report.format = d.format;
+            report.model_card = d.model_card;
             if unread {
                 sink.findings.push(Finding::new(
                     &rules::SCN001,

@@ -23,6 +23,7 @@ pub fn scan<R: Read>(
     let mut detected = Detected {
         format: kind.label().to_string(),
         joblib: false,
+        ..Default::default()
     };
     if super::too_deep(&format!("{} stream", kind.label()), member, depth, sink) {
         return Ok(detected);

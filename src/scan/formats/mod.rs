@@ -5,6 +5,7 @@ pub mod compressed;
 pub mod gguf;
 pub mod hdf5;
 pub mod keras;
+pub mod modelcard;
 pub mod numpy;
 pub mod onnx;
 pub mod protobuf;

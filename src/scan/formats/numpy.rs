@@ -137,6 +137,7 @@ pub fn scan_npy<R: Read>(
     let detected = Detected {
         format: "numpy".into(),
         joblib: false,
+        ..Default::default()
     };
     match parse_header(r) {
         Err(msg) => {

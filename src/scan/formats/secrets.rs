@@ -81,10 +81,38 @@ pub fn entropy(s: &str) -> f64 {
         .sum()
 }
 
+/// Whether a JWT-shaped string is a token: header and claims decode to JSON
+/// objects (the header naming its `alg`), and it is not the sample token of
+/// the JWT documentation (jwt.io's `"sub": "1234567890", "name": "John Doe"`),
+/// which tutorials and test fixtures copy.
+fn real_jwt(token: &str) -> bool {
+    use base64::Engine;
+    let part = |s: &str| -> Option<serde_json::Value> {
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .ok()?;
+        serde_json::from_slice::<serde_json::Value>(&b)
+            .ok()
+            .filter(|v| v.is_object())
+    };
+    let mut it = token.split('.');
+    let (Some(h), Some(c)) = (it.next().and_then(part), it.next().and_then(part)) else {
+        return false;
+    };
+    if h.get("alg").is_none() {
+        return false;
+    }
+    !(c.get("sub").and_then(|s| s.as_str()) == Some("1234567890")
+        && c.get("name").and_then(|s| s.as_str()) == Some("John Doe"))
+}
+
 /// Whether a token's random part looks random (not a placeholder).
 fn looks_random(kind: &str, token: &str) -> bool {
     if kind == "private key" {
         return true;
+    }
+    if kind == "JSON Web Token" {
+        return real_jwt(token);
     }
     // the part after the fixed prefix
     let body = token
@@ -111,9 +139,30 @@ fn redact(token: &str) -> String {
     format!("{head}…{tail} ({} characters)", chars.len())
 }
 
+/// Whether bytes contain one of the literal prefixes every pattern starts
+/// with: a cheap filter before the patterns run (pickle strings).
+pub fn may_hold_secret(b: &[u8]) -> bool {
+    static P: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
+    b.len() >= 20
+        && P.get_or_init(|| {
+            regex::bytes::Regex::new(
+                r"AKIA|ASIA|AIza|AccountKey=|hf_|sk-|sk_live_|rk_live_|gh[pousr]_|github_pat_|xox[baprs]-|-----BEGIN|eyJ",
+            )
+            .ok()
+        })
+        .as_ref()
+        .is_none_or(|r| r.is_match(b))
+}
+
 /// Reports credentials found in `text`; `place` says where (a key path, a
 /// metadata name), or `None` for the whole document.
 pub fn scan_text(text: &str, place: Option<&str>, member: &str, sink: &mut Sink) {
+    sink.findings.extend(find(text, place, member));
+}
+
+/// The credentials found in `text`, as findings.
+pub fn find(text: &str, place: Option<&str>, member: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for (kind, re) in compiled() {
         for cap in re.captures_iter(text).take(20) {
@@ -124,13 +173,14 @@ pub fn scan_text(text: &str, place: Option<&str>, member: &str, sink: &mut Sink)
             }
             seen.push(token.to_string());
             let at = place.map(|p| format!(" in '{p}'")).unwrap_or_default();
-            sink.findings.push(
+            out.push(
                 Finding::new(&rules::SEC001, format!("{kind}{at}"))
                     .at(Some(member), None)
                     .evidence(format!("{kind}: {}", redact(token))),
             );
         }
     }
+    out
 }
 
 #[cfg(test)]
@@ -151,6 +201,14 @@ mod tests {
             "Hugging Face token",
             "hf_kQ3vZt9LmW2xY8bN4cR7pA1sD6fG0hJ5eT"
         ));
+        // JWTs: the documentation sample and undecodable look-alikes are not
+        // tokens; a decodable one with other claims is
+        assert!(!looks_random("JSON Web Token", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"));
+        assert!(!looks_random(
+            "JSON Web Token",
+            "eyJxxxxxxxxxxxxx.eyJyyyyyyyyyyyy.zzzzzzzzzzzzzz"
+        ));
+        assert!(looks_random("JSON Web Token", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJzdmMtZGVwbG95IiwiaWF0IjoxNzMzMjEyODAwLCJzY29wZSI6InJlcG86d3JpdGUifQ.Xq9vT2mLk4PzR7wNc1YbHs8dFgJe0aUi3oQnV6tKyW5"));
         assert_eq!(
             redact("hf_kQ3vZt9LmW2xY8bN4cR7pA1sD6fG0hJ5eT"),
             "hf_kQ3…eT (37 characters)"

@@ -22,6 +22,7 @@ pub fn scan(
     let detected = Detected {
         format: "7z".into(),
         joblib: false,
+        ..Default::default()
     };
     if super::too_deep("7z", member, depth, sink) {
         return Ok(detected);

@@ -22,6 +22,7 @@ pub fn scan<R: Read>(
     let mut detected = Detected {
         format: "tar".into(),
         joblib: false,
+        ..Default::default()
     };
     if super::too_deep("tar", member, depth, sink) {
         return Ok(detected);

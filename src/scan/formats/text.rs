@@ -81,6 +81,14 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
             return Ok(detected("json"));
         }
     }
+    if let Some(card) = super::modelcard::parse(&text) {
+        if template::has_jinja(&text) {
+            judge_embedded(&text, member, sink);
+        }
+        let mut d = detected("model-card");
+        d.model_card = Some(card);
+        return Ok(d);
+    }
     // Python: files with Python statements, and any small text that parses
     // as Python and makes a dangerous call (a one-line payload has no import)
     let marked = super::python::looks_like_python(&text);
@@ -93,22 +101,27 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
         }
     }
     if template::has_jinja(&text) {
-        // a YAML file or other text around the template: its syntax is not
-        // the template's, so only the judgement is reported
-        let before = sink.findings.len();
-        judge_into(&text, None, member, sink);
-        let mut i = before;
-        while i < sink.findings.len() {
-            if sink.findings[i].rule == rules::CFG003.id {
-                sink.findings.remove(i);
-            } else {
-                i += 1;
-            }
-        }
+        judge_embedded(&text, member, sink);
         return Ok(detected("jinja"));
     }
     // plain text: nothing here for Probity to analyse (reported as such)
     Ok(detected("unknown"))
+}
+
+/// Judges Jinja inside a YAML file, a model card or other text: the
+/// surrounding syntax is not the template's, so only the judgement is
+/// reported, not lexer errors (CFG003).
+fn judge_embedded(text: &str, member: &str, sink: &mut Sink) {
+    let before = sink.findings.len();
+    judge_into(text, None, member, sink);
+    let mut i = before;
+    while i < sink.findings.len() {
+        if sink.findings[i].rule == rules::CFG003.id {
+            sink.findings.remove(i);
+        } else {
+            i += 1;
+        }
+    }
 }
 
 /// String values holding Jinja, with their key paths.

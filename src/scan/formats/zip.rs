@@ -203,6 +203,7 @@ pub fn scan(
     let mut detected = Detected {
         format: "zip".into(),
         joblib: false,
+        ..Default::default()
     };
     if super::too_deep("zip", member, depth, sink) {
         return Ok(detected);

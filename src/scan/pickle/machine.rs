@@ -135,6 +135,8 @@ pub struct StreamResult {
     pub inline: Vec<StreamResult>,
     /// EXT1/2/4 codes used (copyreg extension registry).
     pub ext_codes: Vec<(u64, i64)>,
+    /// Text values that may hold a credential (checked by the caller).
+    pub secret_candidates: Vec<Rc<Blob>>,
 }
 
 impl StreamResult {
@@ -473,7 +475,21 @@ impl Machine<'_> {
         if !self.opts.probe && suggests {
             self.res.blobs.push(b.clone());
         }
+        if is_text {
+            self.note_secret(&b);
+        }
         Ok(b)
+    }
+
+    /// Keeps a text value for the credential check when it contains a
+    /// token prefix (bounded per stream).
+    fn note_secret(&mut self, b: &Rc<Blob>) {
+        if !self.opts.probe
+            && self.res.secret_candidates.len() < limits::MAX_SECRET_CANDIDATES
+            && crate::scan::formats::secrets::may_hold_secret(&b.data)
+        {
+            self.res.secret_candidates.push(b.clone());
+        }
     }
 
     /// Records an import; repeated imports of the same name share one entry
@@ -1032,6 +1048,7 @@ impl Machine<'_> {
         if !self.opts.probe && suggests {
             self.res.blobs.push(b.clone());
         }
+        self.note_secret(&b);
         b
     }
 

@@ -104,6 +104,13 @@ pub fn scan_streams(
         }
         outcome.streams += 1;
         report_stream(&res, i, member, ctx, depth, out, &mut outcome);
+        for b in &res.secret_candidates {
+            let text = String::from_utf8_lossy(&b.data);
+            let place = format!("a pickle string at offset {}", b.offset);
+            for f in crate::scan::formats::secrets::find(&text, Some(&place), member) {
+                out.push(f.at(Some(member), Some(b.offset)));
+            }
+        }
         match res.stop {
             Some(end) if res.limit.is_none() => pos = end,
             _ => return outcome,
