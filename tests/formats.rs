@@ -528,6 +528,15 @@ fn keras_lambda_layers_and_imports() {
         "module": "mylab.layers", "class_name": "Gate", "registered_name": "mylab>Gate",
         "config": {"name": "g"}
     });
+    // safe_mode bypasses through Keras's own functions (CVE-2025-8747, CVE-2025-9906)
+    let get_file = dense(
+        "d5",
+        serde_json::json!({"module": "keras.utils", "class_name": "function", "config": "get_file", "registered_name": null}),
+    );
+    let unsafe_switch = dense(
+        "d6",
+        serde_json::json!({"module": "keras.config", "class_name": "function", "config": "enable_unsafe_deserialization", "registered_name": null}),
+    );
     for (what, layer, rule, needle) in [
         ("lambda", lambda, "KRS001", "os, system"),
         ("os.system activation", evil_fn, "KRS002", "os.system"),
@@ -538,6 +547,18 @@ fn keras_lambda_layers_and_imports() {
             "builtins.eval",
         ),
         ("custom layer", custom, "KRS003", "mylab.layers.Gate"),
+        (
+            "get_file activation",
+            get_file,
+            "KRS002",
+            "keras.utils.get_file",
+        ),
+        (
+            "enable_unsafe_deserialization",
+            unsafe_switch,
+            "KRS002",
+            "keras.config.enable_unsafe_deserialization",
+        ),
     ] {
         let f = keras_file(&model(vec![dense("d1", serde_json::json!("relu")), layer]));
         let r = scan_bytes("model.keras", &f);

@@ -69,6 +69,34 @@ const DANGEROUS_BUILTINS: &[&str] = &[
 /// Namespaces whose objects Keras ships or depends on.
 const KNOWN_NAMESPACES: &[&str] = &["keras", "tf_keras", "tensorflow", "numpy", "jax"];
 
+/// Functions inside the known namespaces that a config must never reach,
+/// because calling them during deserialisation acts on the machine:
+/// - `get_file` downloads a URL to a chosen path and can extract archives
+///   (the safe_mode bypass of CVE-2025-8747, arbitrary file write);
+/// - `enable_unsafe_deserialization` switches safe_mode off for the rest of
+///   the load, so a later Lambda runs (CVE-2025-9906);
+/// - `load_model` / `load_weights` load another file (which safe_mode does
+///   not cover);
+/// - `read_file` / `write_file` (TensorFlow I/O), `py_function`,
+///   `numpy_function`, `py_func` (call Python from a graph), and NumPy's
+///   `load` / `fromfile` (pickle-capable file reads).
+const DANGEROUS_FRAMEWORK_FUNCTIONS: &[&str] = &[
+    "get_file",
+    "enable_unsafe_deserialization",
+    "load_model",
+    "load_weights",
+    "read_file",
+    "write_file",
+    "py_function",
+    "numpy_function",
+    "py_func",
+    "eager_py_func",
+    "load",
+    "fromfile",
+    "system",
+    "popen",
+];
+
 /// Names that show what a lambda's code reaches.
 const TELLING_NAMES: &[&str] = &[
     "os",
@@ -258,6 +286,8 @@ fn walk(v: &serde_json::Value, path: &str, depth: usize, member: &str, sink: &mu
                 let target = o.get("config").and_then(|c| c.as_str()).unwrap_or(class);
                 if DANGEROUS_MODULES.contains(&top)
                     || (top == "builtins" && DANGEROUS_BUILTINS.contains(&target))
+                    || (KNOWN_NAMESPACES.contains(&top)
+                        && DANGEROUS_FRAMEWORK_FUNCTIONS.contains(&target))
                 {
                     sink.findings.push(
                         Finding::new(

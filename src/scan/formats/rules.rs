@@ -229,19 +229,19 @@ pub static KRS001: Rule = Rule {
     severity: Severity::Critical,
     title: "Keras Lambda layer carries Python code",
     what: "A Keras model config holds a `Lambda` layer whose function is marshalled Python bytecode (`__lambda__` in Keras 3, a base64 list or source string in Keras 2). The bytecode is not run: the names its code object holds are listed as evidence.",
-    why: "`load_model` rebuilds the function from the bytecode and runs it when the layer is called, or at load when `safe_mode` is off or bypassed (CVE-2024-3660 in Keras before 2.13, CVE-2025-1550 in Keras 3).",
+    why: "`load_model` rebuilds the function from the bytecode and runs it when the layer is called, or at load when `safe_mode` is off or bypassed (CVE-2024-3660 in Keras before 2.13, CVE-2025-1550 in Keras 3, CVE-2025-9905 for legacy `.h5` files, which safe_mode did not cover).",
     example: "`config.json` of a `.keras` file with `{\"class_name\": \"__lambda__\", \"config\": {\"code\": \"4wAAAA...\"}}` whose names include `os`, `system`.",
-    references: &["CVE-2024-3660", "CVE-2025-1550", "CWE-94"],
+    references: &["CVE-2024-3660", "CVE-2025-1550", "CVE-2025-9905", "CWE-94"],
 };
 
 pub static KRS002: Rule = Rule {
     id: "KRS002",
     severity: Severity::Critical,
     title: "Keras config imports a dangerous module or builtin",
-    what: "An object in a Keras model config names a module of process, code, file or network facilities (`os`, `subprocess`, `sys`, `socket`, `importlib`, ...) or a builtin that evaluates or imports (`builtins.eval`, `exec`, `__import__`, `open`, `getattr`), which deserialisation imports and may call.",
-    why: "Keras resolves `module` + `class_name`/`config` by importing them; pointing a function object at `os.system` is the safe_mode bypass of CVE-2025-1550.",
+    what: "An object in a Keras model config names a module of process, code, file or network facilities (`os`, `subprocess`, `sys`, `socket`, `importlib`, ...), a builtin that evaluates or imports (`builtins.eval`, `exec`, `__import__`, `open`, `getattr`), or a Keras/TensorFlow/NumPy function that acts on the machine when called (`keras.utils.get_file`, `enable_unsafe_deserialization`, `load_model`, `tf.io.write_file`, `py_function`, `numpy.load`), which deserialisation imports and may call.",
+    why: "Keras resolves `module` + `class_name`/`config` by importing them; pointing a function object at `os.system` is the safe_mode bypass of CVE-2025-1550, at `keras.utils.get_file` the arbitrary file write of CVE-2025-8747, at `keras.config.enable_unsafe_deserialization` the safe_mode switch-off of CVE-2025-9906.",
     example: "`{\"module\": \"os\", \"class_name\": \"function\", \"config\": \"system\"}` as a layer's activation.",
-    references: &["CVE-2025-1550", "CWE-502"],
+    references: &["CVE-2025-1550", "CVE-2025-8747", "CVE-2025-9906", "CWE-502"],
 };
 
 pub static KRS003: Rule = Rule {
