@@ -8,6 +8,7 @@ pub mod config;
 pub mod deep;
 pub mod finding;
 pub mod limits;
+pub mod remote;
 pub mod render;
 pub mod rules;
 pub mod scan;

@@ -74,9 +74,12 @@ enum Command {
         after_help = "Exit codes: 0 = no finding at or above the gate; 1 = findings at or above the gate; 2 = an input could not be scanned (missing path, permission, I/O error) or a usage error.\n\nFormats are detected from content, not extensions: pickle, PyTorch (zip, legacy, TorchScript), NumPy .npy/.npz, joblib, zip/tar/7z and compressed streams, safetensors (header and metadata; tensor bytes are never read), GGUF (header, metadata, chat templates), Keras model configs (.keras archives), Python remote code and auto_map, JSON/YAML configs and standalone Jinja templates (chat templates judged for template injection). Other files are listed as not analysed (SCN001). Directories are walked recursively; symbolic links are followed only to regular files inside the scanned tree.\n\nExamples:\n  probity scan ./my-model\n  probity scan models/ --format json --output report.json\n  probity scan models/ --format sarif --output probity.sarif   (GitHub code scanning)\n  probity rules                                               (what each rule ID means)"
     )]
     Scan {
-        /// Files or directories to scan.
-        #[arg(required = true, value_name = "PATH")]
+        /// Files or directories to scan, or Hugging Face repositories: hf://ORG/NAME[@REVISION] or https://huggingface.co/ORG/NAME[/tree/REVISION] (fetched into the Hugging Face cache first; HF_ENDPOINT, HF_TOKEN, HF_HOME and HF_HUB_CACHE are honoured).
+        #[arg(required = true, value_name = "PATH|URI")]
         paths: Vec<PathBuf>,
+        /// Use only the local cache for remote inputs; never download (exit 2 when a remote input is not cached).
+        #[arg(long)]
+        offline: bool,
         /// Report format: text, json (probity.scan/v1), sarif (SARIF 2.1.0, for GitHub code scanning; paths relative to the current directory) or cyclonedx (CycloneDX 1.6 bill of materials: one component per file with its SHA-256, format and findings; implies --hash).
         #[arg(long, value_enum, default_value = "text")]
         format: ScanFormat,
@@ -110,11 +113,15 @@ enum Command {
         after_help = "SUSPECT and BASE are local model folders in Hugging Face layout (config.json, model.safetensors or shards with model.safetensors.index.json, tokenizer.json, tokenizer_config.json). Both pass the static scan first; a folder with critical findings is refused (exit 1). Models are loaded only inside a worker process without network access, with read-only access to the two folders, resource limits and an empty environment; the report states which restrictions were applied.\n\nStages: behavioural diff on the probe suites; weight spectral analysis of ΔW; target inversion (sequences the suspect produces with abnormal confidence compared with the base) and a gradient-guided trigger search for them at the start, middle and end of ordinary prompts, each trigger verified on held-out prompts on both models. The signals are fused into a calibrated backdoor probability (`score`) and a verdict: backdoor, suspicious or clean (thresholds in the report); a verified trigger (attack success ≥ 0.8 on held-out prompts, at least 0.7 above the base, the suspect without it and random tokens in its place) makes the verdict backdoor. For a narrow fine-tune, add a probe suite of its own task marked `reference = true` (probes/README.md) so that its stock answer is not taken for a backdoor target.\n\nExit codes: 0 = clean (or below --fail-on); 1 = verdict at or above --fail-on, or refused by the static scan; 2 = error (bad folder, unsupported model, worker failure, incomplete sandbox with --require-sandbox)."
     )]
     Deep {
-        /// The fine-tuned model folder to examine.
+        /// The fine-tuned model to examine: a folder, or hf://ORG/NAME[@REVISION] / https://huggingface.co/ORG/NAME (fetched into the Hugging Face cache first).
+        #[arg(value_name = "SUSPECT")]
         suspect: PathBuf,
-        /// The base model folder it was fine-tuned from.
-        #[arg(long)]
+        /// The base model it was fine-tuned from: a folder or a Hugging Face URI, as for SUSPECT.
+        #[arg(long, value_name = "BASE")]
         base: PathBuf,
+        /// Use only the local cache for Hugging Face URIs; never download.
+        #[arg(long)]
+        offline: bool,
         /// Device for inference; cuda and metal need a build with the cargo feature of the same name (`--features cuda`), and on cuda the worker runs without an address-space limit (reported).
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceChoice,
@@ -296,6 +303,7 @@ fn main() -> ExitCode {
         Command::Deep {
             suspect,
             base,
+            offline,
             device,
             probes,
             format,
@@ -317,6 +325,20 @@ fn main() -> ExitCode {
             if let Err(e) = probity::deep::harness::worker::device_built(device) {
                 return fail(e);
             }
+            let mut folders = Vec::new();
+            for input in [&suspect, &base] {
+                match probity::remote::model_folder(input, offline) {
+                    Ok((dir, note)) => {
+                        if let Some(n) = note {
+                            eprintln!("probity: {n}");
+                        }
+                        folders.push(dir);
+                    }
+                    Err(e) => return fail(e),
+                }
+            }
+            let base = folders.pop().unwrap_or(base);
+            let suspect = folders.pop().unwrap_or(suspect);
             let exe = match std::env::current_exe() {
                 Ok(e) => e,
                 Err(e) => {
@@ -421,6 +443,7 @@ fn main() -> ExitCode {
         }
         Command::Scan {
             paths,
+            offline,
             format,
             output,
             fail_on,
@@ -470,7 +493,16 @@ fn main() -> ExitCode {
                     .num_threads(n)
                     .build_global();
             }
-            let walk = probity::scan::walk::collect(&paths);
+            let (paths, remote_targets, notes) =
+                match probity::remote::resolve(&paths, offline, std::io::stderr().is_terminal()) {
+                    Ok(r) => r,
+                    Err(e) => return fail(e),
+                };
+            for n in &notes {
+                eprintln!("probity: {n}");
+            }
+            let mut walk = probity::scan::walk::collect(&paths);
+            walk.targets.extend(remote_targets);
             let bar = indicatif::ProgressBar::with_draw_target(
                 Some(walk.targets.len() as u64),
                 indicatif::ProgressDrawTarget::stderr(),

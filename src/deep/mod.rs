@@ -322,7 +322,12 @@ pub fn run(
     let temp = tempfile::tempdir()
         .map_err(|e| DeepError::Input(format!("cannot create a temporary folder: {e}")))?;
     let policy = Policy {
-        read_only: vec![suspect.clone(), base.clone()],
+        // a Hugging Face cache snapshot's files link into the repository's
+        // blobs/ folder, which the worker must read too
+        read_only: [&suspect, &base]
+            .iter()
+            .flat_map(|d| std::iter::once((*d).clone()).chain(crate::scan::walk::hf_cache_blobs(d)))
+            .collect(),
         temp_dir: temp.path().to_path_buf(),
         // weights are converted to f32 (up to 2x bf16) plus activations and mmaps
         memory_bytes: (4u64 << 30).max(weights.saturating_mul(6)),

@@ -36,6 +36,20 @@ fn error(display: String, msg: String) -> FileReport {
     r
 }
 
+/// The `blobs/` folder of the Hugging Face cache repository whose snapshot
+/// contains `dir`, if `dir` is inside one.
+pub fn hf_cache_blobs(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().find_map(|a| {
+        let snapshots = a.parent()?;
+        let repo = snapshots.parent()?;
+        let name = repo.file_name()?.to_string_lossy();
+        let kind = ["models--", "datasets--", "spaces--"];
+        (snapshots.file_name()? == "snapshots" && kind.iter().any(|k| name.starts_with(k)))
+            .then(|| repo.join("blobs"))
+            .and_then(|b| std::fs::canonicalize(b).ok())
+    })
+}
+
 pub fn collect(inputs: &[PathBuf]) -> Walk {
     let mut w = Walk::default();
     for input in inputs {
@@ -78,6 +92,10 @@ fn walk_dir(root: &Path, w: &mut Walk) {
             return;
         }
     };
+    // In a Hugging Face cache snapshot (models--ORG--NAME/snapshots/COMMIT),
+    // files are links to the repository's own blobs/ folder: links there
+    // are followed too.
+    let blobs = hf_cache_blobs(&canon_root);
     let it = walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
@@ -113,28 +131,36 @@ fn walk_dir(root: &Path, w: &mut Walk) {
         }
         if ft.is_symlink() {
             match std::fs::canonicalize(entry.path()) {
-                Ok(target) if target.starts_with(&canon_root) => match std::fs::metadata(&target) {
-                    Ok(m) if m.is_file() => w.targets.push(Target {
-                        path: entry.path().to_path_buf(),
-                        display,
-                    }),
-                    Ok(_) => w.reports.push(note(
-                        display,
-                        "symlink",
-                        Finding::new(
-                            &rules::SCN003,
-                            format!(
-                                "link to {} (not a regular file) not followed",
-                                target.display()
+                Ok(target)
+                    if target.starts_with(&canon_root)
+                        || blobs.as_ref().is_some_and(|b| target.starts_with(b)) =>
+                {
+                    match std::fs::metadata(&target) {
+                        Ok(m) if m.is_file() => w.targets.push(Target {
+                            path: entry.path().to_path_buf(),
+                            display,
+                        }),
+                        Ok(_) => w.reports.push(note(
+                            display,
+                            "symlink",
+                            Finding::new(
+                                &rules::SCN003,
+                                format!(
+                                    "link to {} (not a regular file) not followed",
+                                    target.display()
+                                ),
                             ),
-                        ),
-                    )),
-                    Err(e) => w.reports.push(note(
-                        display,
-                        "symlink",
-                        Finding::new(&rules::SCN003, format!("link target cannot be read: {e}")),
-                    )),
-                },
+                        )),
+                        Err(e) => w.reports.push(note(
+                            display,
+                            "symlink",
+                            Finding::new(
+                                &rules::SCN003,
+                                format!("link target cannot be read: {e}"),
+                            ),
+                        )),
+                    }
+                }
                 Ok(target) => w.reports.push(note(
                     display,
                     "symlink",

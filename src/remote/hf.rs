@@ -1,0 +1,441 @@
+//! Hugging Face Hub repositories: `hf://ORG/NAME[@REVISION]` and
+//! `https://huggingface.co/ORG/NAME[/tree/REVISION]`.
+//!
+//! Built on the `hf-hub` crate (0.5, blocking `ureq` client): the revision
+//! is resolved to a commit by the Hub API (`/api/models/ORG/NAME/revision/REV`,
+//! with file sizes), and every file is fetched into the standard Hugging Face
+//! cache (`blobs/` named by ETag, `snapshots/COMMIT/` pointing at them,
+//! `refs/`). A file already in the cache for that commit is not downloaded
+//! again, so re-scanning an unchanged model costs one listing request.
+//! Downloads go to a temporary file renamed into place only when complete,
+//! and each file's size is checked against the listing: an interrupted
+//! download leaves no cache entry.
+//!
+//! Environment: `HF_ENDPOINT` (a mirror or a test server), `HF_TOKEN` (or the
+//! token file of `HF_HOME`), `HF_HUB_CACHE` / `HF_HOME` (cache location).
+
+use std::path::{Path, PathBuf};
+
+use hf_hub::api::sync::{ApiBuilder, ApiError};
+use hf_hub::api::Progress;
+use hf_hub::{Cache, Repo, RepoType};
+
+use super::{Fetched, RemoteError};
+
+/// A model repository at a revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HfRef {
+    pub repo: String,
+    pub revision: String,
+}
+
+/// Files no scan needs: media and git metadata.
+const SKIPPED_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "gif", "webp", "svg", "bmp", "ico", "mp4", "mov", "webm", "mp3", "wav",
+    "flac", "pdf",
+];
+
+fn valid_repo(repo: &str) -> bool {
+    let parts: Vec<&str> = repo.split('/').collect();
+    parts.len() == 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && *p != "."
+                && *p != ".."
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+}
+
+/// Parses `hf://ORG/NAME[@REV]` and `https://huggingface.co/ORG/NAME[/tree/REV]`;
+/// `None` when `s` is neither; `Some(Err)` when it is one but malformed.
+pub fn parse(s: &str) -> Option<Result<HfRef, RemoteError>> {
+    let bad = |why: &str| Some(Err(RemoteError::Usage(format!("{s}: {why}"))));
+    if let Some(rest) = s.strip_prefix("hf://") {
+        let (repo, rev) = match rest.split_once('@') {
+            Some((r, v)) => (r, v),
+            None => (rest, "main"),
+        };
+        let repo = repo.trim_end_matches('/');
+        if !valid_repo(repo) {
+            return bad("expected hf://ORG/NAME[@REVISION]");
+        }
+        if rev.is_empty() || rev.contains("..") {
+            return bad("empty or invalid revision");
+        }
+        return Some(Ok(HfRef {
+            repo: repo.into(),
+            revision: rev.into(),
+        }));
+    }
+    let rest = s
+        .strip_prefix("https://huggingface.co/")
+        .or_else(|| s.strip_prefix("http://huggingface.co/"))?;
+    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    if parts.len() < 2 || !valid_repo(&format!("{}/{}", parts[0], parts[1])) {
+        return bad("expected https://huggingface.co/ORG/NAME[/tree/REVISION]");
+    }
+    let revision = match parts.get(2) {
+        None => "main".to_string(),
+        Some(&"tree") if parts.len() >= 4 => parts[3..].join("/"),
+        _ => return bad("expected https://huggingface.co/ORG/NAME[/tree/REVISION]"),
+    };
+    if revision.contains("..") {
+        return bad("invalid revision");
+    }
+    Some(Ok(HfRef {
+        repo: format!("{}/{}", parts[0], parts[1]),
+        revision,
+    }))
+}
+
+fn endpoint() -> String {
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "https://huggingface.co".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+fn cache() -> Cache {
+    match std::env::var_os("HF_HUB_CACHE").filter(|v| !v.is_empty()) {
+        Some(p) => Cache::new(PathBuf::from(p)),
+        None => Cache::from_env(),
+    }
+}
+
+fn token(cache: &Cache) -> Option<String> {
+    std::env::var("HF_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .or_else(|| cache.token())
+}
+
+/// One line for a failed request.
+fn explain(r: &HfRef, what: &str, e: ApiError, has_token: bool) -> RemoteError {
+    let status = match &e {
+        ApiError::RequestError(b) => match b.as_ref() {
+            ureq::Error::StatusCode(c) => Some(*c),
+            _ => None,
+        },
+        _ => None,
+    };
+    let repo = &r.repo;
+    let msg = match status {
+        Some(401) | Some(403) if !has_token => format!(
+            "hf://{repo}: {what}: access denied (HTTP {}): the repository is gated or private; set HF_TOKEN",
+            status.unwrap_or(401)
+        ),
+        Some(401) | Some(403) => format!(
+            "hf://{repo}: {what}: access denied (HTTP {}) with the given HF_TOKEN",
+            status.unwrap_or(403)
+        ),
+        Some(404) => format!(
+            "hf://{repo}@{}: {what}: not found (HTTP 404): no such repository, revision or file",
+            r.revision
+        ),
+        Some(c) => format!("hf://{repo}: {what}: the Hub answered HTTP {c}"),
+        None => format!("hf://{repo}: {what}: {e}"),
+    };
+    RemoteError::Fetch(msg)
+}
+
+/// What the listing says about one file.
+struct Listed {
+    name: String,
+    size: Option<u64>,
+}
+
+fn list(
+    r: &HfRef,
+    api: &hf_hub::api::sync::Api,
+    has_token: bool,
+) -> Result<(String, Vec<Listed>), RemoteError> {
+    let repo = api.repo(Repo::with_revision(
+        r.repo.clone(),
+        RepoType::Model,
+        r.revision.clone(),
+    ));
+    let mut resp = repo
+        .info_request()
+        .query("blobs", "true")
+        .call()
+        .map_err(|e| {
+            explain(
+                r,
+                "listing files",
+                ApiError::RequestError(Box::new(e)),
+                has_token,
+            )
+        })?;
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .map_err(|e| RemoteError::Fetch(format!("hf://{}: listing files: {e}", r.repo)))?;
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
+        RemoteError::Fetch(format!(
+            "hf://{}: the file listing is not JSON: {e}",
+            r.repo
+        ))
+    })?;
+    let sha = v
+        .get("sha")
+        .and_then(|s| s.as_str())
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()))
+        .ok_or_else(|| {
+            RemoteError::Fetch(format!(
+                "hf://{}: the file listing has no commit (sha)",
+                r.repo
+            ))
+        })?
+        .to_string();
+    let files = v
+        .get("siblings")
+        .and_then(|s| s.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| {
+                    Some(Listed {
+                        name: f.get("rfilename")?.as_str()?.to_string(),
+                        size: f.get("size").and_then(|s| s.as_u64()),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((sha, files))
+}
+
+/// Whether a repository path is safe to join to a cache folder.
+fn safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && !name.contains('\\')
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+fn skipped(name: &str) -> bool {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    base == ".gitattributes"
+        || base
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| SKIPPED_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.0.set_length(size as u64);
+        self.0.set_message(filename.to_string());
+    }
+    fn update(&mut self, size: usize) {
+        self.0.inc(size as u64);
+    }
+    fn finish(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .ok()?
+                .to_string_lossy()
+                .replace('\\', "/");
+            Some((rel, e.path().to_path_buf()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Fetches a repository's files (or, offline, finds them in the cache).
+pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, RemoteError> {
+    let cache = cache();
+    let display = |commit: &str, name: &str| {
+        format!("hf://{}@{}/{name}", r.repo, &commit[..commit.len().min(12)])
+    };
+    if offline {
+        let refs = cache
+            .path()
+            .join(format!("models--{}", r.repo.replace('/', "--")));
+        let commit = std::fs::read_to_string(refs.join("refs").join(&r.revision))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| r.revision.clone());
+        let snap = refs.join("snapshots").join(&commit);
+        if !snap.is_dir() {
+            return Err(RemoteError::Fetch(format!(
+                "hf://{}@{}: not in the cache ({}) and --offline forbids downloading",
+                r.repo,
+                r.revision,
+                cache.path().display()
+            )));
+        }
+        let files = files_in(&snap)
+            .into_iter()
+            .map(|(rel, p)| (p, display(&commit, &rel)))
+            .collect();
+        return Ok(Fetched {
+            files,
+            root: snap,
+            downloaded: 0,
+            note: format!(
+                "hf://{}@{} from the cache (offline), commit {commit}",
+                r.repo, r.revision
+            ),
+        });
+    }
+    let tok = token(&cache);
+    let has_token = tok.is_some();
+    let api = ApiBuilder::from_cache(cache.clone())
+        .with_endpoint(endpoint())
+        .with_token(tok)
+        .with_progress(false)
+        .with_retries(0)
+        .build()
+        .map_err(|e| RemoteError::Fetch(format!("hf://{}: {e}", r.repo)))?;
+    let (commit, listed) = list(r, &api, has_token)?;
+    // pinned to the commit the listing returned: a branch that moves during
+    // the scan cannot mix two commits
+    let at = Repo::with_revision(r.repo.clone(), RepoType::Model, commit.clone());
+    let repo = api.repo(at.clone());
+    let cached = cache.repo(at.clone());
+    let mut files = Vec::new();
+    let mut downloaded = 0usize;
+    let mut skipped_names = Vec::new();
+    for f in &listed {
+        if !safe_name(&f.name) {
+            return Err(RemoteError::Fetch(format!(
+                "hf://{}: the listing names an unsafe path '{}'",
+                r.repo, f.name
+            )));
+        }
+        if skipped(&f.name) {
+            skipped_names.push(f.name.clone());
+            continue;
+        }
+        let path = match cached.get(&f.name) {
+            Some(p) => p,
+            None => {
+                downloaded += 1;
+                let res = if progress {
+                    let bar = indicatif::ProgressBar::new(0).with_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{spinner} {msg} {bytes}/{total_bytes} {wide_bar} {eta}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                    repo.download_with_progress(&f.name, Bar(bar))
+                } else {
+                    repo.download(&f.name)
+                };
+                res.map_err(|e| explain(r, &format!("downloading {}", f.name), e, has_token))?
+            }
+        };
+        if let Some(want) = f.size {
+            let got = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if got != want {
+                // an interrupted or altered download: drop it from the cache
+                let blob = std::fs::canonicalize(&path).ok();
+                let _ = std::fs::remove_file(&path);
+                if let Some(b) = blob {
+                    let _ = std::fs::remove_file(b);
+                }
+                return Err(RemoteError::Fetch(format!(
+                    "hf://{}: {}: received {got} of {want} bytes (interrupted download); nothing was cached",
+                    r.repo, f.name
+                )));
+            }
+        }
+        files.push((path, display(&commit, &f.name)));
+    }
+    // the user's revision now names this commit in the cache (for --offline)
+    cache
+        .repo(Repo::with_revision(
+            r.repo.clone(),
+            RepoType::Model,
+            r.revision.clone(),
+        ))
+        .create_ref(&commit)
+        .map_err(|e| RemoteError::Fetch(format!("hf://{}: cannot write the cache: {e}", r.repo)))?;
+    let mut note = format!(
+        "hf://{}@{}: commit {commit}, {} file(s), {downloaded} downloaded",
+        r.repo,
+        r.revision,
+        files.len()
+    );
+    if !skipped_names.is_empty() {
+        note.push_str(&format!(
+            "; not fetched (media, git metadata): {}",
+            skipped_names.join(", ")
+        ));
+    }
+    let root = cache
+        .path()
+        .join(format!("models--{}", r.repo.replace('/', "--")))
+        .join("snapshots")
+        .join(&commit);
+    Ok(Fetched {
+        files,
+        downloaded,
+        note,
+        root,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        let ok = |s: &str, repo: &str, rev: &str| {
+            assert_eq!(
+                parse(s).unwrap().unwrap(),
+                HfRef {
+                    repo: repo.into(),
+                    revision: rev.into()
+                },
+                "{s}"
+            )
+        };
+        ok("hf://acme/tiny", "acme/tiny", "main");
+        ok("hf://acme/tiny@v1.0", "acme/tiny", "v1.0");
+        ok("https://huggingface.co/acme/tiny", "acme/tiny", "main");
+        ok(
+            "https://huggingface.co/acme/tiny/tree/dev",
+            "acme/tiny",
+            "dev",
+        );
+        ok(
+            "https://huggingface.co/acme/tiny/tree/refs/pr/1",
+            "acme/tiny",
+            "refs/pr/1",
+        );
+        assert!(parse("./model").is_none());
+        assert!(parse("hf://acme").unwrap().is_err());
+        assert!(parse("hf://../etc@main").unwrap().is_err());
+        assert!(parse("hf://acme/tiny@").unwrap().is_err());
+        assert!(parse("https://huggingface.co/acme/tiny/blob/main/x")
+            .unwrap()
+            .is_err());
+        assert!(safe_name("sub/model.safetensors"));
+        assert!(!safe_name("../x") && !safe_name("/x") && !safe_name("a//b"));
+        assert!(skipped("images/logo.PNG") && skipped(".gitattributes"));
+        assert!(!skipped("model.safetensors"));
+    }
+}

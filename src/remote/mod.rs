@@ -1,0 +1,87 @@
+//! Remote sources: models are scanned where pipelines pull them from.
+//! A remote input is fetched into a local cache first; the scan then reads
+//! the cached files like any others, under display names that say where they
+//! came from (`hf://org/name@commit/file`).
+
+pub mod hf;
+
+use std::path::PathBuf;
+
+use crate::scan::walk::Target;
+
+/// Why a remote input could not be fetched (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The input is malformed.
+    #[error("{0}")]
+    Usage(String),
+    /// The source refused or failed.
+    #[error("{0}")]
+    Fetch(String),
+}
+
+/// The local files of one fetched remote input.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// (local path, display name)
+    pub files: Vec<(PathBuf, String)>,
+    /// How many files were downloaded (the rest came from the cache).
+    pub downloaded: usize,
+    /// One line describing what was fetched.
+    pub note: String,
+    /// The local folder holding the files in the repository's layout (a
+    /// Hugging Face cache snapshot), for loaders that take a folder.
+    pub root: PathBuf,
+}
+
+/// Whether an input names a remote source Probity knows.
+pub fn is_remote(input: &str) -> bool {
+    hf::parse(input).is_some()
+}
+
+/// A model folder for the deep scan: a local path as is, or a remote
+/// repository fetched into the cache (its snapshot folder).
+pub fn model_folder(
+    input: &std::path::Path,
+    offline: bool,
+) -> Result<(PathBuf, Option<String>), RemoteError> {
+    match hf::parse(&input.to_string_lossy()) {
+        None => Ok((input.to_path_buf(), None)),
+        Some(r) => {
+            let f = hf::fetch(&r?, offline, false)?;
+            Ok((f.root, Some(f.note)))
+        }
+    }
+}
+
+/// Local paths, fetched remote files (as scan targets), and one note per
+/// remote input.
+pub type Resolved = (Vec<PathBuf>, Vec<Target>, Vec<String>);
+
+/// Splits inputs into local paths and fetched remote files (as scan
+/// targets), with one note per remote input.
+pub fn resolve(
+    inputs: &[PathBuf],
+    offline: bool,
+    progress: bool,
+) -> Result<Resolved, RemoteError> {
+    let mut local = Vec::new();
+    let mut targets = Vec::new();
+    let mut notes = Vec::new();
+    for input in inputs {
+        let s = input.to_string_lossy();
+        match hf::parse(&s) {
+            None => local.push(input.clone()),
+            Some(r) => {
+                let f = hf::fetch(&r?, offline, progress)?;
+                notes.push(f.note);
+                targets.extend(
+                    f.files
+                        .into_iter()
+                        .map(|(path, display)| Target { path, display }),
+                );
+            }
+        }
+    }
+    Ok((local, targets, notes))
+}
