@@ -4,6 +4,7 @@
 //! came from (`hf://org/name@commit/file`).
 
 pub mod hf;
+pub mod mlflow;
 
 use std::path::PathBuf;
 
@@ -36,7 +37,15 @@ pub struct Fetched {
 
 /// Whether an input names a remote source Probity knows.
 pub fn is_remote(input: &str) -> bool {
-    hf::parse(input).is_some()
+    hf::parse(input).is_some() || mlflow::parse(input).is_some()
+}
+
+/// Fetches one remote input; `None` when `input` is a local path.
+fn fetch(input: &str, offline: bool, progress: bool) -> Option<Result<Fetched, RemoteError>> {
+    if let Some(r) = hf::parse(input) {
+        return Some(r.and_then(|r| hf::fetch(&r, offline, progress)));
+    }
+    mlflow::parse(input).map(|r| r.and_then(|r| mlflow::fetch(&r, offline)))
 }
 
 /// A model folder for the deep scan: a local path as is, or a remote
@@ -45,10 +54,10 @@ pub fn model_folder(
     input: &std::path::Path,
     offline: bool,
 ) -> Result<(PathBuf, Option<String>), RemoteError> {
-    match hf::parse(&input.to_string_lossy()) {
+    match fetch(&input.to_string_lossy(), offline, false) {
         None => Ok((input.to_path_buf(), None)),
-        Some(r) => {
-            let f = hf::fetch(&r?, offline, false)?;
+        Some(f) => {
+            let f = f?;
             Ok((f.root, Some(f.note)))
         }
     }
@@ -60,20 +69,16 @@ pub type Resolved = (Vec<PathBuf>, Vec<Target>, Vec<String>);
 
 /// Splits inputs into local paths and fetched remote files (as scan
 /// targets), with one note per remote input.
-pub fn resolve(
-    inputs: &[PathBuf],
-    offline: bool,
-    progress: bool,
-) -> Result<Resolved, RemoteError> {
+pub fn resolve(inputs: &[PathBuf], offline: bool, progress: bool) -> Result<Resolved, RemoteError> {
     let mut local = Vec::new();
     let mut targets = Vec::new();
     let mut notes = Vec::new();
     for input in inputs {
         let s = input.to_string_lossy();
-        match hf::parse(&s) {
+        match fetch(&s, offline, progress) {
             None => local.push(input.clone()),
-            Some(r) => {
-                let f = hf::fetch(&r?, offline, progress)?;
+            Some(f) => {
+                let f = f?;
                 notes.push(f.note);
                 targets.extend(
                     f.files
