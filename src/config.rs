@@ -8,9 +8,25 @@
 //! callable = "mypkg.models.Net"
 //! reason = "our own model class, reviewed 2026-11"
 //!
+//! [[allow]]                    # or every callable of one of your modules
+//! module = "mypkg.layers"
+//! reason = "our layer library"
+//!
 //! [[ignore]]                   # silence a rule everywhere, with a reason
 //! rule = "SCN001"
 //! reason = "we only care about model files"
+//!
+//! [[override]]                 # silence rules for some paths only
+//! paths = ["data/**/*.npy"]
+//! ignore = ["NPY001"]
+//! reason = "object arrays of our own preprocessing, reviewed"
+//!
+//! [deep]                       # defaults of `probity deep`
+//! fail_on = "backdoor"         # suspicious | backdoor
+//! require_sandbox = true
+//! budget = 600                 # seconds
+//! suspicious = 0.5             # verdict thresholds on the backdoor probability
+//! backdoor = 0.8
 //! ```
 
 use std::collections::HashSet;
@@ -29,13 +45,42 @@ pub struct Config {
     pub allow: Vec<Allow>,
     #[serde(default)]
     pub ignore: Vec<Ignore>,
+    #[serde(default, rename = "override")]
+    pub overrides: Vec<Override>,
+    #[serde(default)]
+    pub deep: Deep,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Allow {
-    pub callable: String,
+    /// An exact `module.qualname`.
+    pub callable: Option<String>,
+    /// A module whose every callable is allowed (the denylist still wins).
+    pub module: Option<String>,
     pub reason: String,
+}
+
+/// Rules silenced for some paths only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// Glob patterns matched against each file's path relative to the
+    /// current directory (`**` crosses folders) or its remote name.
+    pub paths: Vec<String>,
+    pub ignore: Vec<String>,
+    pub reason: String,
+}
+
+/// Defaults of `probity deep`; command-line flags win.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deep {
+    pub fail_on: Option<String>,
+    pub require_sandbox: Option<bool>,
+    pub budget: Option<u64>,
+    pub suspicious: Option<f64>,
+    pub backdoor: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,18 +123,82 @@ impl Config {
                 .map_err(|e| invalid(format!("key `fail_on`: {e}")))?;
         }
         for (i, a) in cfg.allow.iter().enumerate() {
-            if !is_dotted_name(&a.callable) || !a.callable.contains('.') {
-                return Err(invalid(format!(
-                    "allow[{i}].callable: '{}' is not an exact module.qualname",
-                    a.callable
-                )));
-            }
+            let what = match (&a.callable, &a.module) {
+                (Some(c), None) => {
+                    if !is_dotted_name(c) || !c.contains('.') {
+                        return Err(invalid(format!(
+                            "allow[{i}].callable: '{c}' is not an exact module.qualname"
+                        )));
+                    }
+                    c.clone()
+                }
+                (None, Some(m)) => {
+                    if !is_dotted_name(m) {
+                        return Err(invalid(format!(
+                            "allow[{i}].module: '{m}' is not a module name"
+                        )));
+                    }
+                    if crate::scan::pickle::callables::module_is_denied(m) {
+                        return Err(invalid(format!(
+                            "allow[{i}].module: '{m}' holds dangerous callables and cannot be allowed as a whole"
+                        )));
+                    }
+                    m.clone()
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "allow[{i}]: give exactly one of `callable` or `module`"
+                    )))
+                }
+            };
             if a.reason.trim().is_empty() {
                 return Err(invalid(format!(
-                    "allow[{i}].reason: give a reason for allowing '{}'",
-                    a.callable
+                    "allow[{i}].reason: give a reason for allowing '{what}'"
                 )));
             }
+        }
+        for (i, o) in cfg.overrides.iter().enumerate() {
+            if o.paths.is_empty() || o.ignore.is_empty() {
+                return Err(invalid(format!(
+                    "override[{i}]: give `paths` and the rule IDs to `ignore`"
+                )));
+            }
+            for p in &o.paths {
+                globset::Glob::new(p).map_err(|e| {
+                    invalid(format!("override[{i}].paths: '{p}' is not a glob: {e}"))
+                })?;
+            }
+            for r in &o.ignore {
+                if crate::rules::find(r).is_none() {
+                    return Err(invalid(format!(
+                        "override[{i}].ignore: unknown rule ID '{r}' (see `probity rules`)"
+                    )));
+                }
+            }
+            if o.reason.trim().is_empty() {
+                return Err(invalid(format!("override[{i}].reason: give a reason")));
+            }
+        }
+        if let Some(f) = &cfg.deep.fail_on {
+            if f != "suspicious" && f != "backdoor" && f != "never" {
+                return Err(invalid(format!(
+                    "key `deep.fail_on`: '{f}' is not suspicious, backdoor or never"
+                )));
+            }
+        }
+        let (s, b) = (
+            cfg.deep.suspicious.unwrap_or(0.5),
+            cfg.deep.backdoor.unwrap_or(0.8),
+        );
+        if !(0.0 < s && s < b && b <= 1.0) {
+            return Err(invalid(format!(
+                "keys `deep.suspicious` and `deep.backdoor`: need 0 < suspicious ({s}) < backdoor ({b}) <= 1"
+            )));
+        }
+        if cfg.deep.budget == Some(0) {
+            return Err(invalid(
+                "key `deep.budget`: must be at least 1 second".into(),
+            ));
         }
         for (i, ig) in cfg.ignore.iter().enumerate() {
             if crate::rules::find(&ig.rule).is_none() {
@@ -108,8 +217,34 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Allowlist entries: exact `module.qualname`s, and `module.*` for
+    /// allowed modules.
     pub fn allowed(&self) -> HashSet<String> {
-        self.allow.iter().map(|a| a.callable.clone()).collect()
+        self.allow
+            .iter()
+            .filter_map(|a| {
+                a.callable
+                    .clone()
+                    .or_else(|| a.module.as_ref().map(|m| format!("{m}.*")))
+            })
+            .collect()
+    }
+
+    /// Per-path rule overrides, compiled: (matcher, rule IDs).
+    pub fn path_overrides(&self) -> Vec<(globset::GlobSet, HashSet<String>)> {
+        self.overrides
+            .iter()
+            .filter_map(|o| {
+                let mut b = globset::GlobSetBuilder::new();
+                for p in &o.paths {
+                    b.add(globset::Glob::new(p).ok()?);
+                }
+                Some((
+                    b.build().ok()?,
+                    o.ignore.iter().map(|r| r.to_ascii_uppercase()).collect(),
+                ))
+            })
+            .collect()
     }
 
     pub fn ignored(&self) -> HashSet<String> {
@@ -153,6 +288,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("XYZ999"), "{e}");
+        for (bad, key) in [
+            ("[deep]\nfail_on = \"loud\"\n", "deep.fail_on"),
+            (
+                "[deep]\nsuspicious = 0.9\nbackdoor = 0.5\n",
+                "deep.suspicious",
+            ),
+            ("[deep]\nbudgett = 3\n", "budgett"),
+            (
+                "[[override]]\npaths = [\"a[\"]\nignore = [\"PKL002\"]\nreason = \"x\"\n",
+                "override[0].paths",
+            ),
+            (
+                "[[override]]\npaths = [\"a\"]\nignore = [\"NOPE01\"]\nreason = \"x\"\n",
+                "NOPE01",
+            ),
+            (
+                "[[allow]]\ncallable = \"a.b\"\nmodule = \"a\"\nreason = \"x\"\n",
+                "exactly one",
+            ),
+        ] {
+            let e = Config::parse(bad, "p.toml").unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let c = Config::parse(
+            "[deep]\nfail_on = \"backdoor\"\nrequire_sandbox = true\nbudget = 60\nsuspicious = 0.6\nbackdoor = 0.9\n[[allow]]\nmodule = \"mylab.layers\"\nreason = \"ours\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(c.deep.budget, Some(60));
+        assert!(c.allowed().contains("mylab.layers.*"));
         let e = Config::parse("[[allow]]\ncallable = \"a.b\"\nreason = \" \"\n", "p.toml")
             .unwrap_err()
             .to_string();

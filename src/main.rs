@@ -92,7 +92,7 @@ enum Command {
         /// Files scanned in parallel (default: all cores).
         #[arg(long, short, value_name = "N")]
         jobs: Option<usize>,
-        /// Policy file (default: probity.toml in the first scanned directory, else in the current directory).
+        /// Policy file (default: probity.toml in the current directory; one inside a scanned folder is never read).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Add each file's SHA-256 to the report (reads every byte; off by default for speed).
@@ -134,19 +134,22 @@ enum Command {
         /// Write the report to FILE instead of standard output.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
-        /// Time budget in seconds for the probes and the trigger search together: probes past it are skipped and counted, and the search stops and reports what it covered.
-        #[arg(long, default_value = "300", value_name = "SECONDS")]
-        budget: u64,
-        /// Exit 1 when the verdict is at or above this level.
-        #[arg(long, value_enum, default_value = "suspicious")]
-        fail_on: FailOn,
+        /// Time budget in seconds for the probes and the trigger search together: probes past it are skipped and counted, and the search stops and reports what it covered. Default: 300, or `deep.budget` from the config.
+        #[arg(long, value_name = "SECONDS")]
+        budget: Option<u64>,
+        /// Exit 1 when the verdict is at or above this level. Default: suspicious, or `deep.fail_on` from the config.
+        #[arg(long, value_enum)]
+        fail_on: Option<FailOn>,
+        /// Policy file: its [deep] table sets defaults for --fail-on, --budget, --require-sandbox and the verdict thresholds (default: probity.toml in the current directory).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Skip target inversion and trigger search (the report says so, and the score lacks those signals).
         #[arg(long)]
         no_trigger_search: bool,
         /// Optimisation steps per (target, insertion point) in the trigger search.
         #[arg(long, default_value = "24", value_name = "N")]
         search_steps: usize,
-        /// Refuse to run unless every sandbox primitive is applied (exit 2 otherwise).
+        /// Refuse to run unless every sandbox primitive is applied (exit 2 otherwise). Also set by `deep.require_sandbox = true` in the config.
         #[arg(long)]
         require_sandbox: bool,
         /// Longest continuation generated per probe, in tokens.
@@ -240,6 +243,16 @@ enum ColorChoice {
     Never,
 }
 
+/// The policy: the file given with --config, else `probity.toml` in the
+/// current directory (never one inside a scanned folder: a model's own files
+/// must not be able to weaken the policy that judges them), else defaults.
+fn load_config(config: Option<PathBuf>) -> Result<Config, probity::config::ConfigError> {
+    match config.or_else(|| Some(PathBuf::from("probity.toml")).filter(|p| p.is_file())) {
+        Some(p) => Config::load(&p),
+        None => Ok(Config::default()),
+    }
+}
+
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("probity: {msg}");
     ExitCode::from(2)
@@ -304,6 +317,7 @@ fn main() -> ExitCode {
             suspect,
             base,
             offline,
+            config,
             device,
             probes,
             format,
@@ -325,6 +339,25 @@ fn main() -> ExitCode {
             if let Err(e) = probity::deep::harness::worker::device_built(device) {
                 return fail(e);
             }
+            let cfg = match load_config(config) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let budget = budget.or(cfg.deep.budget).unwrap_or(300);
+            let require_sandbox = require_sandbox || cfg.deep.require_sandbox == Some(true);
+            let fail_on = fail_on.unwrap_or(match cfg.deep.fail_on.as_deref() {
+                Some("backdoor") => FailOn::Backdoor,
+                Some("never") => FailOn::Never,
+                _ => FailOn::Suspicious,
+            });
+            let thresholds =
+                (cfg.deep.suspicious.is_some() || cfg.deep.backdoor.is_some()).then(|| {
+                    let d = probity::deep::score::model().thresholds;
+                    probity::deep::score::Thresholds {
+                        suspicious: cfg.deep.suspicious.unwrap_or(d.suspicious),
+                        backdoor: cfg.deep.backdoor.unwrap_or(d.backdoor),
+                    }
+                });
             let mut folders = Vec::new();
             for input in [&suspect, &base] {
                 match probity::remote::model_folder(input, offline) {
@@ -357,6 +390,7 @@ fn main() -> ExitCode {
                 device,
                 spectral_device: spectral_device.kind(),
                 allow_pickle_weights,
+                thresholds,
                 search: (!no_trigger_search).then(|| probity::deep::trigger::SearchOptions {
                     steps: search_steps,
                     ..Default::default()
@@ -455,20 +489,9 @@ fn main() -> ExitCode {
             color,
         } => {
             let hash = hash || sbom.is_some() || matches!(format, ScanFormat::Cyclonedx);
-            let config_path = config.or_else(|| {
-                paths
-                    .iter()
-                    .find(|p| p.is_dir())
-                    .map(|d| d.join("probity.toml"))
-                    .filter(|p| p.is_file())
-                    .or_else(|| Some(PathBuf::from("probity.toml")).filter(|p| p.is_file()))
-            });
-            let cfg = match &config_path {
-                Some(p) => match Config::load(p) {
-                    Ok(c) => c,
-                    Err(e) => return fail(e),
-                },
-                None => Config::default(),
+            let cfg = match load_config(config) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
             };
             let gate: Severity = match fail_on {
                 Some(g) => g.into(),
@@ -516,8 +539,23 @@ fn main() -> ExitCode {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let files = probity::scan_walk(walk, &ctx, &|_| bar.inc(1));
+            let mut files = probity::scan_walk(walk, &ctx, &|_| bar.inc(1));
             bar.finish_and_clear();
+            // per-path overrides: rules silenced for matching paths only
+            let overrides = cfg.path_overrides();
+            if !overrides.is_empty() {
+                for f in &mut files {
+                    let rel = f.path.trim_start_matches("./").to_string();
+                    let silenced: std::collections::HashSet<&String> = overrides
+                        .iter()
+                        .filter(|(g, _)| g.is_match(&rel))
+                        .flat_map(|(_, rules)| rules.iter())
+                        .collect();
+                    if !silenced.is_empty() {
+                        f.findings.retain(|x| !silenced.contains(&x.rule));
+                    }
+                }
+            }
             let report = Report::new(files, gate);
             for f in &report.files {
                 if let Some(e) = &f.error {

@@ -456,14 +456,44 @@ fn policy_file() {
         .expect("an unknown callable is reported")
         .to_string();
     assert_eq!(j["files"][0]["findings"][0]["rule"], "PKL002");
-    // allowing it exactly (config found in the scanned directory) makes the file clean
+    // allowing it exactly (probity.toml in the current directory) makes the file clean
     std::fs::write(
         dir.path().join("probity.toml"),
         format!("[[allow]]\ncallable = \"{name}\"\nreason = \"reviewed\"\n"),
     )
     .unwrap();
-    let o = run(&["scan", &dir.path().display().to_string()]);
+    let o = run_in(dir.path(), &["scan", "."]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    // a probity.toml inside a scanned folder (say, shipped with a downloaded
+    // model) is not the policy: it cannot silence its own findings
+    let o = run(&["scan", &dir.path().display().to_string()]);
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stdout));
+    // allowing its whole module, and silencing the rule for its path only
+    let module = name.rsplit_once('.').unwrap().0.to_string();
+    std::fs::write(
+        dir.path().join("probity.toml"),
+        format!("[[allow]]\nmodule = \"{module}\"\nreason = \"our package\"\n"),
+    )
+    .unwrap();
+    assert_eq!(code(&run_in(dir.path(), &["scan", "."])), 0);
+    std::fs::write(
+        dir.path().join("probity.toml"),
+        "[[override]]\npaths = [\"model.*\"]\nignore = [\"PKL002\"]\nreason = \"reviewed\"\n",
+    )
+    .unwrap();
+    assert_eq!(code(&run_in(dir.path(), &["scan", "model.pkl"])), 0);
+    std::fs::copy(&model, dir.path().join("other.pkl")).unwrap();
+    assert_eq!(code(&run_in(dir.path(), &["scan", "other.pkl"])), 1);
+    std::fs::remove_file(dir.path().join("other.pkl")).unwrap();
+    // whole dangerous modules cannot be allowed
+    std::fs::write(
+        dir.path().join("probity.toml"),
+        "[[allow]]\nmodule = \"os\"\nreason = \"no\"\n",
+    )
+    .unwrap();
+    let o = run_in(dir.path(), &["scan", "model.pkl"]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("allow[0].module"));
     // the allowlist never overrides the denylist
     std::fs::copy(fixture(EVIL), dir.path().join("evil.pkl")).unwrap();
     std::fs::write(
@@ -471,7 +501,7 @@ fn policy_file() {
         "[[allow]]\ncallable = \"os.system\"\nreason = \"no\"\n",
     )
     .unwrap();
-    assert_eq!(code(&run(&["scan", &dir.path().display().to_string()])), 1);
+    assert_eq!(code(&run_in(dir.path(), &["scan", "."])), 1);
     // bad keys: exit 2, one line naming the key and the line
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "fail_on = \"warning\"\nfial_on = 1\n").unwrap();

@@ -262,3 +262,52 @@ fn pickle_weights_need_the_flag() {
     assert_eq!(j["signals"]["trigger"]["searches_planned"], 0);
     assert_eq!(j["suspect"]["sha256"][0][0], "pytorch_model.bin");
 }
+
+/// `[deep]` in probity.toml sets the defaults of `probity deep`: the verdict
+/// thresholds (reported in signals.score.thresholds), --fail-on and the budget;
+/// bad values are exit 2 naming the key.
+#[test]
+fn deep_defaults_from_the_policy_file() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("policy.toml");
+    std::fs::write(
+        &cfg,
+        "[deep]\nfail_on = \"never\"\nbudget = 120\nsuspicious = 0.01\nbackdoor = 0.02\n",
+    )
+    .unwrap();
+    let args = |cfg: &std::path::Path| {
+        vec![
+            root.join("fixtures/zoo/clean-instruct")
+                .display()
+                .to_string(),
+            "--base".into(),
+            root.join("fixtures/zoo/base").display().to_string(),
+            "--no-trigger-search".into(),
+            "--max-new-tokens".into(),
+            "4".into(),
+            "--format".into(),
+            "json".into(),
+            "--config".into(),
+            cfg.display().to_string(),
+        ]
+    };
+    let a = args(&cfg);
+    let o = deep(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    // fail_on = never: exit 0 whatever the verdict
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = &j["signals"]["score"]["thresholds"];
+    assert_eq!(t["suspicious"], 0.01, "{t}");
+    assert_eq!(t["backdoor"], 0.02, "{t}");
+    std::fs::write(&cfg, "[deep]\nsuspicious = 0.9\nbackdoor = 0.1\n").unwrap();
+    let a = args(&cfg);
+    let o = deep(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("deep.suspicious"));
+}

@@ -45,6 +45,8 @@ pub struct DeepOptions {
     pub allow_pickle_weights: bool,
     /// Trigger search settings; `None` skips the search (reported).
     pub search: Option<trigger::SearchOptions>,
+    /// Verdict thresholds replacing the fitted ones (from `probity.toml`).
+    pub thresholds: Option<score::Thresholds>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -469,7 +471,11 @@ pub fn run(
         SpectralSignal::Done(r) => Some(r.as_ref()),
         SpectralSignal::NotDone { .. } => None,
     };
-    let score = score::model()
+    let mut model = score::model();
+    if let Some(t) = opts.thresholds {
+        model.thresholds = t;
+    }
+    let score = model
         .score(&score::features(Some(&behavior), spectral_report, found))
         .with_search(found);
     let reported = found

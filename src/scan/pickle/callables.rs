@@ -593,6 +593,19 @@ fn matches_prefix(full: &str, prefix: &str) -> bool {
             && full.as_bytes()[prefix.len()] == b'.')
 }
 
+/// Whether a module (or one of its parents or children) is on the denylist:
+/// such a module cannot be allowed as a whole.
+pub fn module_is_denied(module: &str) -> bool {
+    let m = normalise_module(module);
+    FAMILIES.iter().any(|fam| {
+        fam.members.iter().any(|d| {
+            let d_mod = d.trim_end_matches(".*");
+            d_mod == m || d_mod.starts_with(&format!("{m}.")) || m.starts_with(&format!("{d_mod}."))
+        })
+    }) || m == "builtins"
+        || m == "__builtin__"
+}
+
 /// Judges `module.name` (both as read from the stream). `extra_allowed` holds
 /// the user's exact allowlist entries from `probity.toml`; they can make an
 /// unknown callable allowed but never override the denylist.
@@ -629,7 +642,13 @@ pub fn judge(module: &str, name: &str, extra_allowed: &HashSet<String>) -> Verdi
             }
         }
     }
-    if extra_allowed.contains(&full) || extra_allowed.contains(&raw_full) {
+    if extra_allowed.contains(&full)
+        || extra_allowed.contains(&raw_full)
+        || extra_allowed.iter().any(|a| {
+            a.strip_suffix('*')
+                .is_some_and(|m| full.starts_with(m) || raw_full.starts_with(m))
+        })
+    {
         return Verdict::Allowed;
     }
     // Unknown: judge by what its name says it does.
