@@ -411,3 +411,85 @@ fn deep_scan_of_hub_models() {
         r.stderr
     );
 }
+
+/// MLflow failure modes a real server does not produce on demand, against a
+/// mock of the two REST endpoints and the artifact proxy: a registry that
+/// wants credentials, and an artifact download cut short.
+#[test]
+fn mlflow_denied_and_interrupted() {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+    std::thread::spawn(move || {
+        for req in server.incoming_requests() {
+            let u = req.url().to_string();
+            let authed = req
+                .headers()
+                .iter()
+                .any(|h| h.field.equiv("Authorization") && h.value.as_str() == "Bearer tok");
+            let json = |s: &str| {
+                tiny_http::Response::from_string(s.to_string())
+                    .with_header(header("Content-Type", "application/json"))
+            };
+            let reply = if u.contains("model-versions/get?name=secret") && !authed {
+                json(r#"{"error_code": "UNAUTHENTICATED", "message": "no"}"#).with_status_code(401)
+            } else if u.contains("model-versions/get") {
+                json(r#"{"model_version": {"source": "mlflow-artifacts:/0/r1/artifacts/model"}}"#)
+            } else if u.starts_with("/api/2.0/mlflow-artifacts/artifacts?") {
+                json(
+                    r#"{"files": [{"path": "model.safetensors", "is_dir": false, "file_size": 5000}]}"#,
+                )
+            } else if u.starts_with("/api/2.0/mlflow-artifacts/artifacts/0/r1/artifacts/model/") {
+                // 5000 bytes announced, 2000 sent, then the connection closes
+                tiny_http::Response::new(
+                    tiny_http::StatusCode(200),
+                    vec![header("Connection", "close")],
+                    Cursor::new(vec![7u8; 2000]),
+                    Some(5000),
+                    None,
+                )
+            } else {
+                json(r#"{"error_code": "RESOURCE_DOES_NOT_EXIST"}"#).with_status_code(404)
+            };
+            let _ = req.respond(reply);
+        }
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let run = |uri: &str, token: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_probity"));
+        c.args(["scan", uri])
+            .env("PROBITY_STALL_SECS", "2")
+            .env("MLFLOW_TRACKING_URI", &url)
+            .env("PROBITY_CACHE_DIR", cache.path())
+            .env_remove("MLFLOW_TRACKING_TOKEN")
+            .env_remove("MLFLOW_TRACKING_USERNAME");
+        if let Some(t) = token {
+            c.env("MLFLOW_TRACKING_TOKEN", t);
+        }
+        let o = c.output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run("models:/secret/1", None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("MLFLOW_TRACKING_TOKEN"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (code, err) = run("models:/secret/1", Some("wrong"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("with the given credentials"), "{err}");
+    // the server stops sending and keeps the connection open: the stall
+    // watchdog ends the scan
+    let (code, err) = run("models:/secret/1", Some("tok"));
+    assert_eq!(code, Some(2), "the download stalls: {err}");
+    assert!(err.contains("stalled download"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // nothing complete was left in the cache
+    let left: Vec<_> = walkdir::WalkDir::new(cache.path())
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -227,18 +227,27 @@ fn skipped(name: &str) -> bool {
             .is_some_and(|(_, ext)| SKIPPED_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
 }
 
-struct Bar(indicatif::ProgressBar);
+/// Download progress: a bar on a terminal, and the stall watchdog always.
+struct Bar(Option<indicatif::ProgressBar>, super::watchdog::Watchdog);
 
 impl Progress for Bar {
     fn init(&mut self, size: usize, filename: &str) {
-        self.0.set_length(size as u64);
-        self.0.set_message(filename.to_string());
+        if let Some(b) = &self.0 {
+            b.set_length(size as u64);
+            b.set_message(filename.to_string());
+        }
+        self.1.tick();
     }
     fn update(&mut self, size: usize) {
-        self.0.inc(size as u64);
+        if let Some(b) = &self.0 {
+            b.inc(size as u64);
+        }
+        self.1.tick();
     }
     fn finish(&mut self) {
-        self.0.finish_and_clear();
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
     }
 }
 
@@ -308,7 +317,10 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
         .with_retries(0)
         .build()
         .map_err(|e| RemoteError::Fetch(format!("hf://{}: {e}", r.repo)))?;
-    let (commit, listed) = list(r, &api, has_token)?;
+    let (commit, listed) = {
+        let _dog = super::watchdog::Watchdog::start(format!("hf://{}: listing files", r.repo));
+        list(r, &api, has_token)?
+    };
     // pinned to the commit the listing returned: a branch that moves during
     // the scan cannot mix two commits
     let at = Repo::with_revision(r.repo.clone(), RepoType::Model, commit.clone());
@@ -332,17 +344,19 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
             Some(p) => p,
             None => {
                 downloaded += 1;
-                let res = if progress {
-                    let bar = indicatif::ProgressBar::new(0).with_style(
+                let bar = progress.then(|| {
+                    indicatif::ProgressBar::new(0).with_style(
                         indicatif::ProgressStyle::with_template(
                             "{spinner} {msg} {bytes}/{total_bytes} {wide_bar} {eta}",
                         )
                         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                    );
-                    repo.download_with_progress(&f.name, Bar(bar))
-                } else {
-                    repo.download(&f.name)
-                };
+                    )
+                });
+                let dog = super::watchdog::Watchdog::start(format!(
+                    "hf://{}: downloading {}",
+                    r.repo, f.name
+                ));
+                let res = repo.download_with_progress(&f.name, Bar(bar, dog));
                 res.map_err(|e| explain(r, &format!("downloading {}", f.name), e, has_token))?
             }
         };

@@ -206,6 +206,7 @@ impl Client {
     }
 
     fn json(&self, path_and_query: &str) -> Result<serde_json::Value, RemoteError> {
+        let _dog = super::watchdog::Watchdog::start(format!("{}: {path_and_query}", self.what));
         let mut resp = self.get(path_and_query)?;
         let body = resp
             .body_mut()
@@ -359,6 +360,8 @@ fn download(c: &Client, url_path: &str, dest: &Path, want: Option<u64>) -> Resul
             .map_err(|e| c.fail(format!("cannot write the cache: {e}")))?;
     }
     let tmp = dest.with_extension("probity-part");
+    let dog = super::watchdog::Watchdog::start(format!("{}: {url_path}", c.what));
+    dog.cleanup(tmp.clone());
     let res = (|| -> Result<u64, RemoteError> {
         let mut resp = c.get(url_path)?;
         let mut f = std::fs::File::create(&tmp)
@@ -376,10 +379,12 @@ fn download(c: &Client, url_path: &str, dest: &Path, want: Option<u64>) -> Resul
             f.write_all(&buf[..k])
                 .map_err(|e| c.fail(format!("cannot write the cache: {e}")))?;
             n += k as u64;
+            dog.tick();
         }
         f.sync_all().ok();
         Ok(n)
     })();
+    drop(dog);
     match res {
         Ok(n) if want.is_none_or(|w| w == n) => {
             std::fs::rename(&tmp, dest).map_err(|e| c.fail(format!("cannot write the cache: {e}")))

@@ -5,6 +5,7 @@
 
 pub mod hf;
 pub mod mlflow;
+pub mod watchdog;
 
 use std::path::PathBuf;
 
