@@ -77,7 +77,7 @@ enum Command {
         /// Files or directories to scan; Hugging Face repositories: hf://ORG/NAME[@REVISION] or https://huggingface.co/ORG/NAME[/tree/REVISION] (fetched into the Hugging Face cache first; HF_ENDPOINT, HF_TOKEN, HF_HOME and HF_HUB_CACHE are honoured); MLflow models and runs: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH (resolved through MLFLOW_TRACKING_URI, with MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD; artifacts cached under PROBITY_CACHE_DIR or ~/.cache/probity).
         #[arg(required = true, value_name = "PATH|URI")]
         paths: Vec<PathBuf>,
-        /// Use only the local cache for remote inputs; never download (exit 2 when a remote input is not cached).
+        /// Use only the local cache for remote inputs; never contact the Hub or the tracking server (exit 2 when a remote input is not cached; an MLflow URI is taken as the last online fetch resolved it).
         #[arg(long)]
         offline: bool,
         /// Report format: text, json (probity.scan/v1), sarif (SARIF 2.1.0, for GitHub code scanning; paths relative to the current directory) or cyclonedx (CycloneDX 1.6 bill of materials: one component per file with its SHA-256, format and findings; implies --hash).

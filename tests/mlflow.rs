@@ -173,6 +173,23 @@ fn mlflow_registry_models_and_runs() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("0 downloaded"), "{stderr}");
     assert_eq!(server.downloads(), after_first);
+    // offline: from the cache, without a request
+    let before = server.downloads();
+    let (code, stdout, stderr) = probity(
+        &server.url,
+        &cache,
+        &["scan", "--offline", "models:/benign/1"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("2 file(s) scanned"), "{stdout}");
+    assert_eq!(server.downloads(), before);
+    let (code, _, stderr) = probity(
+        &server.url,
+        &cache,
+        &["scan", "--offline", "models:/evil/1"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("not in the cache"), "{stderr}");
     // the malicious model by alias, and by its run
     let (code, stdout, stderr) = probity(&server.url, &cache, &["scan", "models:/evil@champion"]);
     assert_eq!(code, Some(1), "{stderr}");

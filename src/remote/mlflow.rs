@@ -354,7 +354,27 @@ fn list(c: &Client, root: &str) -> Result<Vec<(String, Option<u64>)>, RemoteErro
     Ok(out)
 }
 
-fn download(c: &Client, url_path: &str, dest: &Path, want: Option<u64>) -> Result<(), RemoteError> {
+fn download(
+    c: &Client,
+    url_path: &str,
+    dest: &Path,
+    want: Option<u64>,
+    progress: bool,
+) -> Result<(), RemoteError> {
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new(want.unwrap_or(0)).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} {bytes}/{total_bytes} {wide_bar} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_message(
+            dest.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        b
+    });
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| c.fail(format!("cannot write the cache: {e}")))?;
@@ -380,11 +400,17 @@ fn download(c: &Client, url_path: &str, dest: &Path, want: Option<u64>) -> Resul
                 .map_err(|e| c.fail(format!("cannot write the cache: {e}")))?;
             n += k as u64;
             dog.tick();
+            if let Some(b) = &bar {
+                b.set_position(n);
+            }
         }
         f.sync_all().ok();
         Ok(n)
     })();
     drop(dog);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     match res {
         Ok(n) if want.is_none_or(|w| w == n) => {
             std::fs::rename(&tmp, dest).map_err(|e| c.fail(format!("cannot write the cache: {e}")))
@@ -407,14 +433,46 @@ fn download(c: &Client, url_path: &str, dest: &Path, want: Option<u64>) -> Resul
 }
 
 /// Resolves and fetches the artifacts an MLflow URI names.
-pub fn fetch(r: &MlflowRef, offline: bool) -> Result<Fetched, RemoteError> {
+pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, RemoteError> {
     let what = r.uri();
-    if offline {
-        return Err(RemoteError::Usage(format!(
-            "{what}: --offline: MLflow URIs are resolved by the tracking server; scan the cached folder instead"
-        )));
-    }
     let c = Client::from_env(&what)?;
+    // what the last fetch of this URI from this server found, for --offline
+    let index = cache_root().join("mlflow").join("index").join(
+        sha2::Sha256::digest(format!("{}\n{what}", c.base).as_bytes())
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    );
+    if offline {
+        let rec: serde_json::Value = std::fs::read_to_string(&index)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| {
+                c.fail("not in the cache and --offline forbids asking the tracking server")
+            })?;
+        let root = PathBuf::from(rec["root"].as_str().unwrap_or_default());
+        let mut files = Vec::new();
+        for f in rec["files"].as_array().into_iter().flatten() {
+            let rel = f.as_str().unwrap_or_default();
+            let p = root.join(rel);
+            if !safe_rel(rel) || !p.is_file() {
+                return Err(c.fail(format!(
+                    "cached file '{rel}' is missing; fetch again without --offline"
+                )));
+            }
+            files.push((p, format!("{what}/{rel}")));
+        }
+        return Ok(Fetched {
+            note: format!(
+                "{what}: {} file(s) from the cache (offline; as resolved by the last online fetch)",
+                files.len()
+            ),
+            files,
+            downloaded: 0,
+            root,
+        });
+    }
     let artifact_uri = match r {
         MlflowRef::Run { run_id, path } => join(&c.run_artifacts(run_id)?, path),
         MlflowRef::Version { name, version } => {
@@ -523,10 +581,22 @@ pub fn fetch(r: &MlflowRef, offline: bool) -> Result<Fetched, RemoteError> {
                 ),
                 &dest,
                 *size,
+                progress,
             )?;
             downloaded += 1;
         }
         files.push((dest, format!("{what}/{rel}")));
+    }
+    let rec = serde_json::json!({
+        "root": root.display().to_string(),
+        "files": listed.iter().map(|(rel, _)| rel.clone()).collect::<Vec<_>>(),
+    });
+    if let Some(parent) = index.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let tmp = index.with_extension("tmp");
+    if std::fs::write(&tmp, rec.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, &index);
     }
     Ok(Fetched {
         note: format!(

@@ -46,7 +46,7 @@ fn fetch(input: &str, offline: bool, progress: bool) -> Option<Result<Fetched, R
     if let Some(r) = hf::parse(input) {
         return Some(r.and_then(|r| hf::fetch(&r, offline, progress)));
     }
-    mlflow::parse(input).map(|r| r.and_then(|r| mlflow::fetch(&r, offline)))
+    mlflow::parse(input).map(|r| r.and_then(|r| mlflow::fetch(&r, offline, progress)))
 }
 
 /// A model folder for the deep scan: a local path as is, or a remote
