@@ -297,6 +297,35 @@ fn hub_benign_malicious_and_cache() {
         r.stdout
     );
     assert!(r.stdout.contains("PKL001"), "{}", r.stdout);
+    // the cache snapshot itself can be scanned: its files are links into the
+    // repository's blobs/, which are followed (and nothing outside it)
+    let snap = cache
+        .path()
+        .join("models--acme--evil/snapshots")
+        .join(COMMIT);
+    let o = Command::new(env!("CARGO_BIN_EXE_probity"))
+        .args(["scan", "--format", "json"])
+        .arg(&snap)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rules: Vec<&str> = j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["findings"].as_array().unwrap().iter())
+        .map(|x| x["rule"].as_str().unwrap())
+        .collect();
+    assert!(
+        rules.contains(&"PKL001") && !rules.contains(&"SCN003"),
+        "{rules:?}"
+    );
 }
 
 #[test]
