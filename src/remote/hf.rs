@@ -20,7 +20,7 @@ use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::api::Progress;
 use hf_hub::{Cache, Repo, RepoType};
 
-use super::{Fetched, RemoteError};
+use super::{safe_relative as safe_name, Fetched, RemoteError};
 
 /// A model repository at a revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,16 +207,6 @@ fn list(
         })
         .unwrap_or_default();
     Ok((sha, files))
-}
-
-/// Whether a repository path is safe to join to a cache folder.
-fn safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('/')
-        && !name.contains('\\')
-        && name
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 fn skipped(name: &str) -> bool {

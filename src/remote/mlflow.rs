@@ -21,7 +21,7 @@ use std::time::Duration;
 use base64::Engine;
 use sha2::Digest;
 
-use super::{Fetched, RemoteError};
+use super::{safe_relative as safe_rel, Fetched, RemoteError};
 
 /// What an MLflow URI names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,13 +296,6 @@ fn cache_root() -> PathBuf {
     std::env::var_os("HOME")
         .map(|h| PathBuf::from(h).join(".cache/probity"))
         .unwrap_or_else(|| std::env::temp_dir().join("probity-cache"))
-}
-
-fn safe_rel(p: &str) -> bool {
-    !p.is_empty()
-        && !p.starts_with('/')
-        && !p.contains('\\')
-        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 /// Lists the files under a proxied artifact folder: (path relative to it, size).

@@ -36,6 +36,15 @@ pub struct Fetched {
     pub root: PathBuf,
 }
 
+/// Whether a path a server lists is safe to join to a cache folder: relative,
+/// no empty, `.` or `..` components, no backslashes.
+pub fn safe_relative(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && !p.contains('\\')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
 /// Whether an input names a remote source Probity knows.
 pub fn is_remote(input: &str) -> bool {
     hf::parse(input).is_some() || mlflow::parse(input).is_some()

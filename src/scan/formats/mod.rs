@@ -27,6 +27,19 @@ use crate::finding::Finding;
 use crate::limits;
 use crate::scan::{rules as scan_rules, Sink};
 
+/// Whether a path named inside a model file leaves the model's folder:
+/// absolute, home-relative, a drive letter, a URL, or climbing out with `..`
+/// (`\\` read as `/`). Loaders join such names to the model folder and
+/// open the result.
+pub fn escapes_folder(path: &str) -> bool {
+    let p = path.replace('\\', "/");
+    p.starts_with('/')
+        || p.starts_with('~')
+        || (p.len() >= 2 && p.as_bytes()[1] == b':')
+        || p.contains("://")
+        || p.split('/').any(|c| c == "..")
+}
+
 /// The first `n` problems joined with `; `, and how many more there are.
 pub fn summarise(problems: &[String], n: usize) -> String {
     let mut m = problems[..problems.len().min(n)].join("; ");

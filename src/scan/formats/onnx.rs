@@ -13,6 +13,7 @@ use std::io::{self, Read};
 
 use prost::Message;
 
+use super::escapes_folder;
 use super::protobuf::{self, Event, Field, Schema, Stop};
 use super::rules;
 use crate::finding::Finding;
@@ -212,15 +213,6 @@ fn place_of(p: &[u32]) -> &'static str {
     } else {
         "graph"
     }
-}
-
-fn escapes_folder(loc: &str) -> bool {
-    let l = loc.replace('\\', "/");
-    l.starts_with('/')
-        || l.starts_with("~")
-        || (l.len() >= 2 && l.as_bytes()[1] == b':')
-        || l.contains("://")
-        || l.split('/').any(|c| c == "..")
 }
 
 impl Judge {

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 
+use super::escapes_folder as escapes;
 use super::rules;
 use crate::finding::Finding;
 use crate::limits;
@@ -21,15 +22,6 @@ use crate::scan::Sink;
 /// Whether a JSON document is a shard index.
 pub fn looks_like_index(v: &serde_json::Value) -> bool {
     v.get("weight_map").is_some_and(|m| m.is_object())
-}
-
-fn escapes(name: &str) -> bool {
-    let n = name.replace('\\', "/");
-    n.starts_with('/')
-        || n.starts_with('~')
-        || (n.len() >= 2 && n.as_bytes()[1] == b':')
-        || n.contains("://")
-        || n.split('/').any(|c| c == "..")
 }
 
 /// tensor → shard, for the string entries of the index.

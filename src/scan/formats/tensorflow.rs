@@ -16,6 +16,7 @@ use std::io::{self, Read};
 
 use prost::Message;
 
+use super::escapes_folder as escapes;
 use super::protobuf::{self, Event, Field, Schema, Stop};
 use super::rules;
 use crate::finding::Finding;
@@ -249,14 +250,6 @@ pub fn is_python_op(op: &str) -> bool {
 /// Whether a TensorFlow op reads, lists or writes files or reaches the network.
 pub fn is_file_op(op: &str) -> bool {
     FILE_OPS.contains(&op) || WRITE_OPS.contains(&op)
-}
-
-fn escapes(path: &str) -> bool {
-    let p = path.replace('\\', "/");
-    p.starts_with('/')
-        || p.starts_with('~')
-        || (p.len() >= 2 && p.as_bytes()[1] == b':')
-        || p.split('/').any(|c| c == "..")
 }
 
 #[derive(Default)]
