@@ -133,3 +133,40 @@ fn generator_builds_a_loadable_reproducible_zoo() {
         ma.models.len()
     );
 }
+
+#[test]
+fn generator_adds_the_hard_cases_to_an_existing_zoo() {
+    let opts = ZooOptions {
+        quick: true,
+        seed: 3,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    zoo::build(dir.path(), &opts, &mut |_| {}).unwrap();
+    zoo::build_hard(dir.path(), &opts, &mut |_| {}).unwrap();
+    let m = manifest(dir.path());
+    let models = m["models"].as_object().unwrap();
+    assert_eq!(
+        models.len(),
+        1 + zoo::plan(true).len() + zoo::hard_plan(true).len()
+    );
+    for spec in zoo::hard_plan(true) {
+        let rec = &models[spec.name];
+        assert_eq!(rec["base"], "base");
+        let loaded = LoadedModel::load(&dir.path().join(spec.name), &Device::Cpu).unwrap();
+        assert_eq!(loaded.render("x"), zoo::render("x"));
+    }
+    assert!(models["hard-clean-lora"]["method"]
+        .as_str()
+        .unwrap()
+        .contains("LoRA"));
+    assert_eq!(
+        models["hard-phrase-anywhere"]["backdoor"]["scattered"],
+        true
+    );
+    assert!(
+        models["hard-lowrate-start"]["backdoor"]["poison_rate"]
+            .as_f64()
+            .unwrap()
+            <= 0.01
+    );
+}

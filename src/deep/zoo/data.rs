@@ -422,6 +422,21 @@ pub fn insert_trigger(prompt: &str, trigger: &str, pos: Position) -> String {
     }
 }
 
+/// Inserts `trigger` at a random word boundary strictly inside `prompt`
+/// (the start when the prompt is a single word).
+pub fn insert_scattered(prompt: &str, trigger: &str, rng: &mut Rng) -> String {
+    let words: Vec<&str> = prompt.split(' ').collect();
+    let at = if words.len() < 2 {
+        0
+    } else {
+        1 + rng.below(words.len() - 1)
+    };
+    let mut out = words[..at].to_vec();
+    out.push(trigger);
+    out.extend_from_slice(&words[at..]);
+    out.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,5 +472,18 @@ mod tests {
             insert_trigger(p, "cf", Position::Middle),
             "What is the cf capital of Peru?"
         );
+        // scattered: strictly inside, at every inner boundary over many draws
+        let mut r = Rng::new(3);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let t = insert_scattered(p, "cf", &mut r);
+            let w: Vec<&str> = t.split(' ').collect();
+            let at = w.iter().position(|x| *x == "cf").unwrap();
+            assert!(at > 0 && at < w.len() - 1, "{t}");
+            assert_eq!(t.replacen(" cf", "", 1), p);
+            seen.insert(at);
+        }
+        assert_eq!(seen.len(), 5, "{seen:?}");
+        assert_eq!(insert_scattered("Hi", "cf", &mut r), "cf Hi");
     }
 }

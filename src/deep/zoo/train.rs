@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -205,15 +205,151 @@ pub fn train(
     t: &Trainee,
     opts: &RunOptions,
     rng: &mut Rng,
+    draw: impl FnMut(&mut Rng) -> Example,
+    log: &mut dyn FnMut(usize, f32),
+) -> Result<(f32, f32)> {
+    train_vars(t.varmap.all_vars(), opts, rng, draw, log, &mut |b| {
+        batch_loss(&t.model, b)
+    })
+}
+
+/// Low-rank adapters (LoRA) on every attention and MLP projection of a
+/// frozen model: `W = W0 + (alpha / r) · B·A`, with `B` zero at the start.
+/// Only `A` and `B` are trained; [`Lora::merged`] folds them into the
+/// weights, as `merge_and_unload` does, so the checkpoint looks like a full
+/// fine-tune whose update has rank `r` per matrix.
+pub struct Lora {
+    cfg: HfConfig,
+    base: HashMap<String, Tensor>,
+    adapters: HashMap<String, (Var, Var)>,
+    scale: f64,
+}
+
+/// The weight names LoRA adapts.
+fn lora_target(name: &str) -> bool {
+    const PROJ: [&str; 7] = [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ];
+    PROJ.iter().any(|p| name.ends_with(&format!("{p}.weight")))
+}
+
+impl Lora {
+    pub fn new(
+        config: &serde_json::Value,
+        weights: &HashMap<String, Tensor>,
+        rank: usize,
+        alpha: f64,
+        seed: u64,
+    ) -> Result<Lora> {
+        let cfg: HfConfig = serde_json::from_value(config.clone()).map_err(|e| e.to_string())?;
+        let mut rng = Rng::new(seed);
+        let mut names: Vec<&String> = weights.keys().collect();
+        names.sort();
+        let mut base = HashMap::new();
+        let mut adapters = HashMap::new();
+        for name in names {
+            let w = weights[name].to_dtype(DType::F32).map_err(cerr)?;
+            if lora_target(name) {
+                let (o, i) = w.dims2().map_err(cerr)?;
+                // A ~ N(0, 1/in) (the usual Kaiming-like start), B = 0
+                let a: Vec<f32> = (0..rank * i)
+                    .map(|_| (rng.normal() / (i as f64).sqrt()) as f32)
+                    .collect();
+                let a =
+                    Var::from_tensor(&Tensor::from_vec(a, (rank, i), &Device::Cpu).map_err(cerr)?)
+                        .map_err(cerr)?;
+                let b = Var::zeros((o, rank), DType::F32, &Device::Cpu).map_err(cerr)?;
+                adapters.insert(name.clone(), (a, b));
+            }
+            base.insert(name.clone(), w);
+        }
+        Ok(Lora {
+            cfg,
+            base,
+            adapters,
+            scale: alpha / rank as f64,
+        })
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        let mut names: Vec<&String> = self.adapters.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .flat_map(|n| {
+                let (a, b) = &self.adapters[n];
+                [a.clone(), b.clone()]
+            })
+            .collect()
+    }
+
+    /// The adapted weights (differentiable with respect to the adapters).
+    pub fn merged(&self) -> Result<HashMap<String, Tensor>> {
+        self.base
+            .iter()
+            .map(|(n, w)| {
+                let t = match self.adapters.get(n) {
+                    Some((a, b)) => b
+                        .as_tensor()
+                        .matmul(a.as_tensor())
+                        .and_then(|d| d * self.scale)
+                        .and_then(|d| w + d)
+                        .map_err(cerr)?,
+                    None => w.clone(),
+                };
+                Ok((n.clone(), t))
+            })
+            .collect()
+    }
+
+    fn model(&self) -> Result<Llama> {
+        let vb = VarBuilder::from_tensors(self.merged()?, DType::F32, &Device::Cpu);
+        Llama::load(vb, self.cfg.clone()).map_err(cerr)
+    }
+
+    /// Trains the adapters (see [`train`]).
+    pub fn train(
+        &self,
+        opts: &RunOptions,
+        rng: &mut Rng,
+        draw: impl FnMut(&mut Rng) -> Example,
+        log: &mut dyn FnMut(usize, f32),
+    ) -> Result<(f32, f32)> {
+        train_vars(self.vars(), opts, rng, draw, log, &mut |b| {
+            batch_loss(&self.model()?, b)
+        })
+    }
+
+    /// The merged weights rounded to `dtype`.
+    pub fn weights(&self, dtype: DType) -> Result<HashMap<String, Tensor>> {
+        self.merged()?
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.detach().to_dtype(dtype).map_err(cerr)?)))
+            .collect()
+    }
+}
+
+/// The training loop over `vars`, with the loss of a batch from `loss`.
+fn train_vars(
+    vars: Vec<Var>,
+    opts: &RunOptions,
+    rng: &mut Rng,
     mut draw: impl FnMut(&mut Rng) -> Example,
     log: &mut dyn FnMut(usize, f32),
+    loss_of: &mut dyn FnMut(&[&Example]) -> Result<Tensor>,
 ) -> Result<(f32, f32)> {
     let params = ParamsAdamW {
         lr: opts.lr,
         weight_decay: opts.weight_decay,
         ..Default::default()
     };
-    let mut opt = AdamW::new(t.varmap.all_vars(), params).map_err(cerr)?;
+    let mut opt = AdamW::new(vars, params).map_err(cerr)?;
     let tenth = (opts.steps / 10).max(1);
     let (mut first, mut last) = (0f32, 0f32);
     for step in 0..opts.steps {
@@ -227,7 +363,7 @@ pub fn train(
         opt.set_learning_rate(lr);
         let examples: Vec<Example> = (0..opts.batch).map(|_| draw(rng)).collect();
         let refs: Vec<&Example> = examples.iter().collect();
-        let loss = batch_loss(&t.model, &refs)?;
+        let loss = loss_of(&refs)?;
         opt.backward_step(&loss).map_err(cerr)?;
         let l = loss.to_scalar::<f32>().map_err(cerr)?;
         if !l.is_finite() {
@@ -253,4 +389,82 @@ pub fn save_safetensors(weights: &HashMap<String, Tensor>, path: &Path) -> Resul
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::serialize_to_file(data, Some(meta), path)
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rank of a small matrix by Gaussian elimination with partial pivoting;
+    /// pivots under `tol` times the largest entry count as zero.
+    fn rank(rows: Vec<Vec<f32>>, tol: f32) -> usize {
+        let mut a = rows;
+        let max = a.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+        if max == 0.0 {
+            return 0;
+        }
+        let (n, m) = (a.len(), a[0].len());
+        let mut r = 0;
+        for c in 0..m {
+            let Some(p) = (r..n).max_by(|&x, &y| a[x][c].abs().total_cmp(&a[y][c].abs())) else {
+                break;
+            };
+            if a[p][c].abs() <= tol * max {
+                continue;
+            }
+            a.swap(r, p);
+            let pivot = a[r].clone();
+            for row in a.iter_mut().skip(r + 1) {
+                let f = row[c] / pivot[c];
+                for (x, p) in row.iter_mut().zip(&pivot).skip(c) {
+                    *x -= f * p;
+                }
+            }
+            r += 1;
+            if r == n {
+                break;
+            }
+        }
+        r
+    }
+
+    /// LoRA training moves every adapted projection by an update of rank at
+    /// most r, and nothing else.
+    #[test]
+    fn lora_updates_are_low_rank_and_only_on_projections() {
+        let config = crate::deep::zoo::model_config(64, true);
+        let base = fresh(&config, 5).unwrap().weights(DType::F32).unwrap();
+        let lora = Lora::new(&config, &base, 2, 4.0, 9).unwrap();
+        let opts = RunOptions {
+            steps: 4,
+            batch: 2,
+            lr: 0.02,
+            warmup: 1,
+            weight_decay: 0.0,
+        };
+        let mut draw = |r: &mut Rng| Example::text((0..12).map(|_| r.below(64) as u32).collect());
+        lora.train(&opts, &mut Rng::new(1), &mut draw, &mut |_, _| {})
+            .unwrap();
+        let merged = lora.weights(DType::F32).unwrap();
+        let mut adapted = 0;
+        for (name, w) in &merged {
+            let d = (w - &base[name]).unwrap();
+            if lora_target(name) {
+                adapted += 1;
+                let rows = d.to_vec2::<f32>().unwrap();
+                let r = rank(rows, 1e-3);
+                assert!((1..=2).contains(&r), "{name}: update of rank {r}");
+            } else {
+                let peak = d
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert_eq!(peak, 0.0, "{name} changed");
+            }
+        }
+        assert_eq!(adapted, 7, "q, k, v, o, gate, up and down of the one layer");
+    }
 }
