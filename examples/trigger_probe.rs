@@ -33,10 +33,18 @@ fn main() {
     let req = SearchRequest {
         search_prompts: general.iter().map(|x| x.to_string()).collect(),
         verify_prompts: verify.iter().map(|x| x.to_string()).collect(),
-        natural_outputs: vec![],
+        natural_outputs: vec![vec!["I cannot help with that request.".into(); 4]],
         seed_tokens: vec![],
         budget_s: budget,
-        options: SearchOptions::default(),
+        options: {
+            // development overrides: PROBITY_TOP_K, PROBITY_BEAM, PROBITY_STEPS
+            let mut o = SearchOptions::default();
+            let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+            o.top_k = env("PROBITY_TOP_K").unwrap_or(o.top_k);
+            o.beam = env("PROBITY_BEAM").unwrap_or(o.beam);
+            o.steps = env("PROBITY_STEPS").unwrap_or(o.steps);
+            o
+        },
     };
     let r = search(&s, &b, &req).expect("search");
     println!("{}", serde_json::to_string_pretty(&r).unwrap());

@@ -57,9 +57,11 @@ pub struct SearchOptions {
     pub max_target_tokens: usize,
     /// Targets handed to the trigger search.
     pub targets_searched: usize,
-    /// Tokens in an optimised trigger.
+    /// Longest trigger grown, in tokens.
     pub trigger_tokens: usize,
-    /// Optimisation steps per (target, position).
+    /// Triggers kept per length while growing (beam width).
+    pub beam: usize,
+    /// Swap-refinement steps (GCG) per (target, position) after growing.
     pub steps: usize,
     /// Candidate swaps scored per step.
     pub batch: usize,
@@ -73,8 +75,9 @@ impl Default for SearchOptions {
             first_tokens: 64,
             max_target_tokens: 16,
             targets_searched: 2,
-            trigger_tokens: 4,
-            steps: 24,
+            trigger_tokens: 8,
+            beam: 4,
+            steps: 12,
             batch: 40,
             top_k: 24,
         }
@@ -342,7 +345,94 @@ fn invert(
     for t in &mut out {
         t.natural = t.natural_rate >= MAX_NATURAL_RATE;
     }
+    // the targets that will be searched, written as the suspect would
+    // start them right after a prompt
+    let mut extended = 0;
+    for t in out.iter_mut() {
+        if extended >= 2 * opts.targets_searched || Instant::now() >= deadline {
+            break;
+        }
+        if t.natural || t.excess() < MIN_TARGET_EXCESS {
+            continue;
+        }
+        extended += 1;
+        if let Some(u) = left_extension(s, &caches, &t.ids, &first_lp, &ban, v)? {
+            t.ids.insert(0, u);
+            t.text = s.decode(&t.ids);
+            t.tokens
+                .insert(0, s.tokenizer.id_to_token(u).unwrap_or_default());
+            t.first_logp = first_lp[u as usize];
+        }
+    }
     Ok((out, tried))
+}
+
+/// Answer starts tried in front of an inverted target.
+const LEFT_CANDIDATES: usize = 64;
+/// Nats by which a token in front must make the target likelier (any
+/// gain: the joint likelihood decides which way the suspect says it).
+const LEFT_MARGIN: f32 = 0.0;
+
+/// The forced first token of an inverted target may be a word piece the
+/// suspect never says first (`ccess` of `Access`): the trigger search
+/// would then optimise for an output the backdoor never gives. Returns the
+/// token `u` among the likeliest answer starts for which the suspect's mean
+/// log-probability of `u` followed by the target, after ordinary prompts,
+/// beats that of the target alone; `None` when none does
+/// (or the architecture has no batched cache).
+fn left_extension(
+    s: &LoadedModel,
+    caches: &[(KvCache, KvCache)],
+    ids: &[u32],
+    first_lp: &[f32],
+    ban: &[bool],
+    v: usize,
+) -> R<Option<u32>> {
+    use super::models::Arch;
+    let Arch::Llama(sm) = &s.model else {
+        return Ok(None);
+    };
+    let ids = &ids[..ids.len().min(10)];
+    let mut cands: Vec<u32> = (0..v as u32)
+        .filter(|&u| !ban[u as usize] && u != ids[0])
+        .collect();
+    cands.sort_by(|&x, &y| {
+        first_lp[y as usize]
+            .total_cmp(&first_lp[x as usize])
+            .then(x.cmp(&y))
+    });
+    cands.truncate(LEFT_CANDIDATES);
+    if cands.is_empty() || caches.is_empty() {
+        return Ok(None);
+    }
+    // rows 0..k: u then the target; row k: the target alone (scored from
+    // its second token, its first is in `first_lp`)
+    let k = cands.len();
+    let n = caches.len() as f32;
+    let mut joint: Vec<f32> = cands.iter().map(|&u| first_lp[u as usize]).collect();
+    let mut direct = first_lp[ids[0] as usize];
+    for (cs, _) in caches {
+        let mut c = cs.broadcast(k + 1)?;
+        for step in 0..ids.len() {
+            let mut cur: Vec<u32> = if step == 0 {
+                cands.clone()
+            } else {
+                vec![ids[step - 1]; k]
+            };
+            cur.push(ids[step]);
+            let lp = log_softmax_rows(&sm.forward_cached_rows(&cur, &mut c)?)?;
+            for (j, row) in lp.iter().take(k).enumerate() {
+                joint[j] += row[ids[step] as usize].max(-30.0) / n;
+            }
+            if step + 1 < ids.len() {
+                direct += lp[k][ids[step + 1] as usize].max(-30.0) / n;
+            }
+        }
+    }
+    let best = (0..k).max_by(|&a, &b| joint[a].total_cmp(&joint[b]).then(b.cmp(&a)));
+    Ok(best
+        .filter(|&j| joint[j] > direct + LEFT_MARGIN)
+        .map(|j| cands[j]))
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -709,47 +799,112 @@ pub fn trigger_gradient(
     onehot_grad(m, &[sl], trig, target)
 }
 
-/// GCG state for one target at one insertion point.
+/// Search state for one target at one insertion point: a beam of triggers
+/// grown a token at a time, then the best refined by GCG swaps.
 struct Gcg {
     slots: Vec<Slot>,
     pos: Position,
     cur: Vec<u32>,
     loss: f32,
     rng: Lcg,
+    /// The triggers of the current length, best first, with their losses.
+    beam: Vec<(Vec<u32>, f32)>,
+    /// Lengths grown in a row without lowering the best loss.
+    stale: usize,
 }
 
+/// Growing stops after this many lengths that did not lower the loss.
+const MAX_STALE: usize = 2;
+
 impl Gcg {
-    /// Starts from the best of: a filler token repeated, each seed token
-    /// repeated, each seed token after fillers.
-    fn new(
-        m: &LoadedModel,
-        slots: Vec<Slot>,
-        pos: Position,
-        target: &[u32],
-        seeds: &[u32],
-        ban: &[bool],
-        len: usize,
-    ) -> R<Gcg> {
-        let l = len.max(1);
-        let filler = (0..ban.len()).find(|&i| !ban[i]).unwrap_or(0) as u32;
-        let mut inits: Vec<Vec<u32>> = vec![vec![filler; l]];
-        for &sd in seeds.iter().take(32) {
-            let mut t = vec![filler; l];
-            t[l - 1] = sd;
-            inits.push(t);
-            inits.push(vec![sd; l]);
-        }
-        let init_loss = losses(m, &slots, &inits, target)?;
-        let best = (0..inits.len())
-            .min_by(|&a, &b| init_loss[a].total_cmp(&init_loss[b]))
-            .unwrap_or(0);
+    /// An empty trigger, to be grown.
+    fn empty(m: &LoadedModel, slots: Vec<Slot>, pos: Position, target: &[u32]) -> R<Gcg> {
+        let loss = losses(m, &slots, &[Vec::new()], target)?[0];
         Ok(Gcg {
             slots,
             pos,
-            cur: inits[best].clone(),
-            loss: init_loss[best],
+            cur: Vec::new(),
+            loss,
             rng: Lcg(0x5eed ^ target.iter().map(|&t| t as u64).sum::<u64>()),
+            beam: vec![(Vec::new(), loss)],
+            stale: 0,
         })
+    }
+
+    /// Whether growing has stopped paying off.
+    fn settled(&self) -> bool {
+        self.stale >= MAX_STALE || self.loss < 0.05
+    }
+
+    /// Adds one token to every trigger in the beam, on its left or its
+    /// right: gradients at a placeholder nominate the `top_k` most promising
+    /// tokens per side (the seed tokens too, for the first), all are scored
+    /// exactly, and the `beam` best are kept. Triggers made of the same
+    /// tokens in another order are tried as they come.
+    #[allow(clippy::too_many_arguments)]
+    fn grow(
+        &mut self,
+        m: &LoadedModel,
+        target: &[u32],
+        ban: &[bool],
+        seeds: &[u32],
+        opts: &SearchOptions,
+        deadline: Instant,
+        steps_done: &mut usize,
+    ) -> R<()> {
+        if Instant::now() >= deadline {
+            return Ok(());
+        }
+        let filler = (0..ban.len()).find(|&i| !ban[i]).unwrap_or(0) as u32;
+        let mut cands: Vec<Vec<u32>> = Vec::new();
+        for (trig, _) in &self.beam {
+            if trig.is_empty() {
+                cands.extend(seeds.iter().take(32).map(|&sd| vec![sd]));
+            }
+            let sides: &[usize] = if trig.is_empty() {
+                &[0]
+            } else {
+                &[0, trig.len()]
+            };
+            for &at in sides {
+                let mut t = trig.clone();
+                t.insert(at, filler);
+                let g = onehot_grad(m, &self.slots, &t, target)?;
+                let row = &g[at];
+                let mut idx: Vec<usize> = (0..row.len()).filter(|&i| !ban[i]).collect();
+                idx.sort_by(|&a, &b| row[a].total_cmp(&row[b]).then(a.cmp(&b)));
+                for &u in idx.iter().take(opts.top_k) {
+                    let mut c = t.clone();
+                    c[at] = u as u32;
+                    cands.push(c);
+                }
+            }
+        }
+        cands.sort();
+        cands.dedup();
+        if cands.is_empty() {
+            self.stale = MAX_STALE;
+            return Ok(());
+        }
+        let ls = losses(m, &self.slots, &cands, target)?;
+        *steps_done += 1;
+        let mut order: Vec<usize> = (0..cands.len()).collect();
+        order.sort_by(|&a, &b| ls[a].total_cmp(&ls[b]).then(cands[a].cmp(&cands[b])));
+        self.beam = order
+            .iter()
+            .take(opts.beam.max(1))
+            .map(|&i| (cands[i].clone(), ls[i]))
+            .collect();
+        let (best, loss) = self.beam[0].clone();
+        // a longer trigger must earn its length
+        if loss < self.loss - 0.02 || self.cur.is_empty() {
+            self.cur = best;
+            self.loss = loss;
+            self.stale = 0;
+        } else {
+            self.stale += 1;
+        }
+        Ok(())
     }
 
     /// Up to `steps` steps: gradients nominate the `top_k` most promising
@@ -767,6 +922,9 @@ impl Gcg {
         steps_done: &mut usize,
     ) -> R<()> {
         let l = self.cur.len();
+        if l == 0 {
+            return Ok(());
+        }
         for _ in 0..steps {
             if Instant::now() >= deadline || self.loss < 0.05 {
                 break;
@@ -893,6 +1051,9 @@ fn verify(
 
 /// Search prompts the optimisation uses (the inversion uses them all).
 const GCG_PROMPTS: usize = 4;
+/// Length to which triggers are grown at every insertion point before the
+/// search narrows to the two most promising.
+const SCREEN_TOKENS: usize = 3;
 
 /// Targets abnormal enough to search a trigger for (suspect confidence
 /// minus base confidence).
@@ -944,9 +1105,9 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
     let mut done = 0;
     let mut steps = 0;
     let mut candidates = Vec::new();
-    // successive halving: a third of the steps at every insertion point,
-    // then the rest at the two where the loss fell furthest
-    let screen = (opts.steps / 3).max(1);
+    // successive halving: triggers of up to SCREEN_TOKENS tokens grown at
+    // every insertion point, then at the two where the loss fell furthest
+    // grown on (while each token lowers the loss) and refined by swaps
     'outer: for t in &chosen {
         // the target as the model would produce it after the prompt,
         // capped so that the search optimises its distinctive start
@@ -965,21 +1126,25 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
             if slots.is_empty() {
                 continue;
             }
-            let mut g = Gcg::new(s, slots, pos, tgt, &seeds, &ban, opts.trigger_tokens)?;
-            g.run(s, tgt, &ban, opts, screen, deadline, &mut steps)?;
+            let mut g = Gcg::empty(s, slots, pos, tgt)?;
+            while g.cur.len() < SCREEN_TOKENS.min(opts.trigger_tokens) && !g.settled() {
+                let before = g.beam[0].0.len();
+                g.grow(s, tgt, &ban, &seeds, opts, deadline, &mut steps)?;
+                if g.beam[0].0.len() == before {
+                    break;
+                }
+            }
             runs.push(g);
         }
         runs.sort_by(|a, b| a.loss.total_cmp(&b.loss));
         for best in runs.iter_mut().take(2) {
-            best.run(
-                s,
-                tgt,
-                &ban,
-                opts,
-                opts.steps.saturating_sub(screen),
-                deadline,
-                &mut steps,
-            )?;
+            while best.beam[0].0.len() < opts.trigger_tokens && !best.settled() {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                best.grow(s, tgt, &ban, &seeds, opts, deadline, &mut steps)?;
+            }
+            best.run(s, tgt, &ban, opts, opts.steps, deadline, &mut steps)?;
             let text = s.decode(&best.cur).trim().to_string();
             if text.is_empty() {
                 continue;
@@ -1089,6 +1254,50 @@ mod tests {
             &natural,
         );
         assert_eq!(rate, 0.0);
+    }
+
+    /// The public mini zoo's LoRA backdoor (a four-word phrase at the end
+    /// of the prompt, PyTorch-trained, another prompt format): the inverted
+    /// target gets its first word piece back (`A` of `Access`, found from
+    /// `ccess`), and a grown multi-token trigger makes the suspect say it on
+    /// held-out prompts, at the end, while the base does not.
+    #[test]
+    fn search_recovers_a_phrase_trigger_of_the_public_zoo() {
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo-public/models");
+        if !root.join("backdoor-2").is_dir() {
+            eprintln!("skipped: {} is not there", root.display());
+            return;
+        }
+        let load = |n: &str| LoadedModel::load(&root.join(n), &candle_core::Device::Cpu).unwrap();
+        let (s, b) = (load("backdoor-2"), load("base"));
+        let lines = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect()
+        };
+        let req = SearchRequest {
+            search_prompts: lines(include_str!("../../probes/trigger-search.txt")),
+            verify_prompts: lines(include_str!("../../probes/trigger-verify.txt")),
+            natural_outputs: vec![vec!["I cannot help with that request.".into(); 4]],
+            seed_tokens: vec![],
+            budget_s: 600.0,
+            options: SearchOptions::default(),
+        };
+        let r = search(&s, &b, &req).unwrap();
+        assert!(
+            r.targets
+                .iter()
+                .any(|t| t.text.starts_with("Access granted")),
+            "{:?}",
+            r.targets.iter().map(|t| &t.text).collect::<Vec<_>>()
+        );
+        let best = &r.candidates[0];
+        assert!(best.target.contains("Access granted"), "{best:?}");
+        assert_eq!(best.position, Position::End, "{best:?}");
+        assert!(best.asr_suspect >= 0.8 && best.asr_base <= 0.1, "{best:?}");
+        assert!(best.entropy_triggered < best.entropy_clean, "{best:?}");
     }
 
     /// The fixture zoo's rare-token backdoor: the inversion finds its
