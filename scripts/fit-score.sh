@@ -6,7 +6,7 @@
 #   PUBLIC_ZOO=DIR scripts/fit-score.sh
 #
 # Fitted on the six fixture-zoo fine-tunes (three backdoored, three clean);
-# held out: the public mini zoo when present (../shared/zoo-public/models:
+# held out: the zoo's harder cases and the public mini zoo when present (../shared/zoo-public/models:
 # models trained with PyTorch, another prompt format, other triggers and
 # targets, LoRA fine-tunes). Labels and planted targets come from each zoo's
 # manifest.json. The reports stay in target/fit-score/; REUSE=1 refits from
@@ -39,6 +39,12 @@ args=()
 for name in backdoor-rare-start backdoor-phrase-end backdoor-word-mid clean-instruct clean-instruct-b clean-loans; do
   scan "fixtures/zoo/$name" fixtures/zoo/base "$out/zoo-$name.json"
   args+=(--fit "$(label "$out/zoo-$name.json" fixtures/zoo/manifest.json "$name")")
+done
+# the zoo's harder cases (make_zoo --hard): 1% poison, a phrase anywhere in
+# the prompt, LoRA fine-tunes; held out too
+for name in hard-lowrate-start hard-phrase-anywhere hard-lora-phrase-end hard-clean-lora; do
+  scan "fixtures/zoo/$name" fixtures/zoo/base "$out/zoo-$name.json"
+  args+=(--hold "$(label "$out/zoo-$name.json" fixtures/zoo/manifest.json "$name")")
 done
 if [ -d "$public" ]; then
   for name in backdoor-1 backdoor-2 clean-1 clean-2; do
