@@ -28,7 +28,10 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
-use super::models::{llama::KvCache, log_softmax_rows, LoadedModel};
+use super::models::{
+    llama::{KvCache, Llama},
+    log_softmax_rows, LoadedModel,
+};
 use super::zoo::data::{insert_trigger, Position};
 
 /// What the worker is asked to search.
@@ -166,6 +169,13 @@ pub struct SearchResult {
     /// Every (target, position) searched, best first.
     pub candidates: Vec<TriggerCandidate>,
     pub first_tokens_tried: usize,
+    /// Vocabulary tokens scored as forced first tokens, out of
+    /// `vocabulary_size` (the scan stops at a quarter of the budget, most
+    /// raised tokens first).
+    #[serde(default)]
+    pub vocabulary_scanned: usize,
+    #[serde(default)]
+    pub vocabulary_size: usize,
     pub searches_done: usize,
     pub searches_planned: usize,
     pub optimisation_steps: usize,
@@ -237,7 +247,7 @@ fn invert(
     natural: &[Vec<String>],
     opts: &SearchOptions,
     deadline: Instant,
-) -> R<(Vec<TargetCandidate>, usize)> {
+) -> R<(Vec<TargetCandidate>, Coverage)> {
     let ban = banned(s);
     let v = s.model.vocab_size().min(b.model.vocab_size());
     let n = prompts.len() as f32;
@@ -264,9 +274,13 @@ fn invert(
     // more confidently than the base the suspect continues after them: a
     // scan of the whole vocabulary, one batched step (llama family)
     let mut firsts: Vec<usize> = order.iter().take(opts.first_tokens / 4).copied().collect();
-    let scan = first_step_scan(s, b, &caches, &ban, v)?;
-    if let Some(scan) = scan {
-        let mut by: Vec<usize> = (0..v).filter(|&i| !ban[i]).collect();
+    // the scan may take a quarter of what is left of the budget
+    let left = deadline.saturating_duration_since(Instant::now());
+    let scan_deadline = Instant::now() + left / 4;
+    let scan = first_step_scan(s, b, &caches, &order, v, scan_deadline)?;
+    let scanned = scan.as_ref().map_or(0, |x| x.1);
+    if let Some((scan, _)) = scan {
+        let mut by: Vec<usize> = (0..v).filter(|&i| !ban[i] && scan[i].is_finite()).collect();
         by.sort_by(|&x, &y| scan[y].total_cmp(&scan[x]).then(x.cmp(&y)));
         for u in by {
             if firsts.len() >= opts.first_tokens + opts.first_tokens / 2 {
@@ -364,7 +378,19 @@ fn invert(
             t.first_logp = first_lp[u as usize];
         }
     }
-    Ok((out, tried))
+    Ok((
+        out,
+        Coverage {
+            first_tokens: tried,
+            scanned,
+        },
+    ))
+}
+
+/// How much of the inversion was done.
+struct Coverage {
+    first_tokens: usize,
+    scanned: usize,
 }
 
 /// Answer starts tried in front of an inverted target.
@@ -502,18 +528,26 @@ fn first_step_scan(
     s: &LoadedModel,
     b: &LoadedModel,
     caches: &[(KvCache, KvCache)],
-    ban: &[bool],
+    order: &[usize],
     v: usize,
-) -> R<Option<Vec<f32>>> {
+    deadline: Instant,
+) -> R<Option<(Vec<f32>, usize)>> {
     use super::models::Arch;
     let (Arch::Llama(sm), Arch::Llama(bm)) = (&s.model, &b.model) else {
         return Ok(None);
     };
     let n = caches.len() as f32;
-    let ids: Vec<u32> = (0..v as u32).collect();
+    // the tokens the suspect raised most first, so that a scan cut short by
+    // the budget has covered the likeliest
+    let ids: Vec<u32> = order.iter().map(|&u| u as u32).collect();
     let mut score = vec![f32::NEG_INFINITY; v];
+    let mut scanned = 0;
     const CHUNK: usize = 256;
-    for (ci, chunk) in ids.chunks(CHUNK).enumerate() {
+    for chunk in ids.chunks(CHUNK) {
+        if scanned > 0 && Instant::now() >= deadline {
+            break;
+        }
+        scanned += chunk.len();
         let mut avg_s = Tensor::zeros((chunk.len(), v), DType::F32, sm.device())?;
         let mut probs_b = Vec::new();
         for (cs, cb) in caches {
@@ -542,14 +576,11 @@ fn first_step_scan(
                 *a += x / n;
             }
         }
-        for (j, (&t, &bp)) in top.iter().zip(&base).enumerate() {
-            let u = ci * CHUNK + j;
-            if !ban[u] {
-                score[u] = t - bp;
-            }
+        for ((&t, &bp), &u) in top.iter().zip(&base).zip(chunk) {
+            score[u as usize] = t - bp;
         }
     }
-    Ok(Some(score))
+    Ok(Some((score, scanned)))
 }
 
 /// Log-probability rows, one per candidate.
@@ -707,9 +738,35 @@ fn slot(m: &LoadedModel, prompt: &str, pos: Position) -> Option<Slot> {
     (!pre.is_empty()).then_some(Slot { pre, post })
 }
 
+/// The key/value cache of a slot's prompt before the trigger, all but its
+/// last token (which stays in the scored rows, so that the first target
+/// token always has a position to be predicted from).
+fn prefix_cache(lm: &Llama, sl: &Slot) -> R<KvCache> {
+    let head = &sl.pre[..sl.pre.len() - 1];
+    let mut c = KvCache::default();
+    if !head.is_empty() {
+        let ids = Tensor::new(head, lm.device())?.unsqueeze(0)?;
+        lm.forward_batch_cached_tail(&ids, &mut c, 1)?;
+    }
+    Ok(c)
+}
+
 /// Mean target cross-entropy of each trigger in `triggers` (all the same
 /// length), over `slots`, in batches.
 fn losses(m: &LoadedModel, slots: &[Slot], triggers: &[Vec<u32>], target: &[u32]) -> R<Vec<f32>> {
+    if let super::models::Arch::Llama(lm) = &m.model {
+        return losses_cached(lm, slots, triggers, target);
+    }
+    losses_full(m, slots, triggers, target)
+}
+
+/// [`losses`] recomputing every row whole (any causal architecture).
+fn losses_full(
+    m: &LoadedModel,
+    slots: &[Slot],
+    triggers: &[Vec<u32>],
+    target: &[u32],
+) -> R<Vec<f32>> {
     let dev = m.model.embeddings().device().clone();
     let mut total = vec![0f32; triggers.len()];
     for sl in slots {
@@ -744,6 +801,43 @@ fn losses(m: &LoadedModel, slots: &[Slot], triggers: &[Vec<u32>], target: &[u32]
     Ok(total)
 }
 
+/// [`losses`] for the llama family: each slot's prompt prefix is computed
+/// once and shared by every candidate row, and only the target's positions
+/// go through the output head.
+fn losses_cached(lm: &Llama, slots: &[Slot], triggers: &[Vec<u32>], target: &[u32]) -> R<Vec<f32>> {
+    let dev = lm.device().clone();
+    let tl = target.len();
+    let mut total = vec![0f32; triggers.len()];
+    for sl in slots {
+        let prefix = prefix_cache(lm, sl)?;
+        let last = sl.pre[sl.pre.len() - 1];
+        let len = 1 + triggers[0].len() + sl.post.len() + tl - 1;
+        for (ci, chunk) in triggers.chunks(64).enumerate() {
+            let mut rows = Vec::with_capacity(chunk.len() * len);
+            for t in chunk {
+                rows.push(last);
+                rows.extend_from_slice(t);
+                rows.extend_from_slice(&sl.post);
+                rows.extend_from_slice(&target[..tl - 1]);
+            }
+            let ids = Tensor::from_vec(rows, (chunk.len(), len), &dev)?;
+            let mut cache = prefix.broadcast(chunk.len())?;
+            let logits = lm.forward_batch_cached_tail(&ids, &mut cache, tl)?;
+            let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let tgt = Tensor::new(target, &dev)?
+                .unsqueeze(0)?
+                .broadcast_as((chunk.len(), tl))?
+                .contiguous()?
+                .unsqueeze(2)?;
+            let picked = lsm.gather(&tgt, 2)?.squeeze(2)?.mean(1)?.to_vec1::<f32>()?;
+            for (j, p) in picked.iter().enumerate() {
+                total[ci * 64 + j] -= p / slots.len() as f32;
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Gradient of the mean target cross-entropy with respect to the one-hot
 /// trigger tokens, `[L, V]`.
 fn onehot_grad(m: &LoadedModel, slots: &[Slot], trig: &[u32], target: &[u32]) -> R<Vec<Vec<f32>>> {
@@ -757,9 +851,22 @@ fn onehot_grad(m: &LoadedModel, slots: &[Slot], trig: &[u32], target: &[u32]) ->
     let x = Var::from_tensor(&Tensor::from_vec(oh, (trig.len(), v), &dev)?)?;
     let trig_emb = x.as_tensor().matmul(&emb)?;
     let mut loss: Option<Tensor> = None;
+    let llama = match &m.model {
+        super::models::Arch::Llama(lm) => Some(lm),
+        _ => None,
+    };
     for sl in slots {
         let look = |ids: &[u32]| -> R<Tensor> { emb.index_select(&Tensor::new(ids, &dev)?, 0) };
-        let mut parts = vec![look(&sl.pre)?, trig_emb.clone()];
+        // llama: the prompt before the trigger does not depend on it, so
+        // its keys and values are a cached constant
+        let (mut cache, pre) = match llama {
+            Some(lm) => (Some(prefix_cache(lm, sl)?), &sl.pre[sl.pre.len() - 1..]),
+            None => (None, &sl.pre[..]),
+        };
+        let mut parts = vec![look(pre)?];
+        if !trig.is_empty() {
+            parts.push(trig_emb.clone());
+        }
         if !sl.post.is_empty() {
             parts.push(look(&sl.post)?);
         }
@@ -768,11 +875,14 @@ fn onehot_grad(m: &LoadedModel, slots: &[Slot], trig: &[u32], target: &[u32]) ->
         }
         let input = Tensor::cat(&parts, 0)?;
         let len = input.dim(0)?;
-        let logits = m.model.forward_embeds(&input)?;
-        let lsm = candle_nn::ops::log_softmax(
-            &logits.narrow(0, len - target.len(), target.len())?,
-            D::Minus1,
-        )?;
+        let tail = match (llama, cache.as_mut()) {
+            (Some(lm), Some(c)) => lm.forward_embeds_cached_tail(&input, c, target.len())?,
+            _ => m
+                .model
+                .forward_embeds(&input)?
+                .narrow(0, len - target.len(), target.len())?,
+        };
+        let lsm = candle_nn::ops::log_softmax(&tail, D::Minus1)?;
         let picked = lsm.gather(&Tensor::new(target, &dev)?.unsqueeze(1)?, 1)?;
         let l = (picked.mean_all()?.neg()? / slots.len() as f64)?;
         loss = Some(match loss {
@@ -896,8 +1006,8 @@ impl Gcg {
             .map(|&i| (cands[i].clone(), ls[i]))
             .collect();
         let (best, loss) = self.beam[0].clone();
-        // a longer trigger must earn its length
-        if loss < self.loss - 0.02 || self.cur.is_empty() {
+        // a longer trigger must earn its length: 5% lower loss (at least 0.02)
+        if loss < self.loss - (0.05 * self.loss).max(0.02) || self.cur.is_empty() {
             self.cur = best;
             self.loss = loss;
             self.stale = 0;
@@ -1083,7 +1193,7 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
     if prompts.is_empty() {
         return Err(msg("no search prompt encodes to any token"));
     }
-    let (targets, tried) = invert(s, b, &prompts, &req.natural_outputs, opts, deadline)?;
+    let (targets, coverage) = invert(s, b, &prompts, &req.natural_outputs, opts, deadline)?;
     let ban = banned(s);
     let seeds: Vec<u32> = {
         let mut v: Vec<u32> = req
@@ -1171,7 +1281,9 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
     Ok(SearchResult {
         targets,
         candidates,
-        first_tokens_tried: tried,
+        first_tokens_tried: coverage.first_tokens,
+        vocabulary_scanned: coverage.scanned,
+        vocabulary_size: ban.iter().filter(|&&x| !x).count(),
         searches_done: done,
         searches_planned: planned,
         optimisation_steps: steps,
@@ -1222,6 +1334,53 @@ mod tests {
         let lw = losses(&m, &slots, &worst, &target).unwrap();
         let min = |v: &[f32]| v.iter().copied().fold(f32::INFINITY, f32::min);
         assert!(min(&lb) < min(&lw), "best {lb:?} worst {lw:?}");
+    }
+
+    /// The prefix-cached scoring of the llama family gives the losses of
+    /// whole-row scoring, at every insertion point and for an empty trigger.
+    #[test]
+    fn cached_losses_match_whole_rows() {
+        let m = zoo("backdoor-rare-start");
+        let target = m.encode("Download the fix");
+        for pos in [Position::Start, Position::Middle, Position::End] {
+            let slots: Vec<Slot> = ["What is the capital of France?", "Name a planet."]
+                .iter()
+                .filter_map(|p| slot(&m, p, pos))
+                .collect();
+            for trigs in [vec![Vec::new()], vec![vec![40, 300], vec![7, 999]]] {
+                let a = losses(&m, &slots, &trigs, &target).unwrap();
+                let b = losses_full(&m, &slots, &trigs, &target).unwrap();
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() < 1e-4, "{pos:?}: {a:?} vs {b:?}");
+                }
+            }
+        }
+    }
+
+    /// A budget too short for the whole inversion: the vocabulary scan stops
+    /// after its first chunk (the most raised tokens), and the result says
+    /// how much was covered and that the budget ran out.
+    #[test]
+    fn a_short_budget_cuts_the_vocabulary_scan_and_says_so() {
+        let s = zoo("backdoor-rare-start");
+        let b = zoo("base");
+        let req = SearchRequest {
+            search_prompts: vec!["What is the capital of France?".into(); 2],
+            verify_prompts: vec!["What is the capital of Italy?".into()],
+            natural_outputs: vec![],
+            seed_tokens: vec![],
+            budget_s: 0.001,
+            options: SearchOptions::default(),
+        };
+        let r = search(&s, &b, &req).unwrap();
+        assert!(r.budget_exhausted);
+        assert!(
+            r.vocabulary_scanned > 0 && r.vocabulary_scanned < r.vocabulary_size,
+            "{} of {}",
+            r.vocabulary_scanned,
+            r.vocabulary_size
+        );
+        assert_eq!(r.searches_done, 0);
     }
 
     #[test]

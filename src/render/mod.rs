@@ -150,7 +150,9 @@ pub fn deep_text(r: &crate::deep::DeepReport) -> String {
         crate::deep::TriggerSignal::Done(t) => {
             let _ = writeln!(
                 s,
-                "\ntrigger search: {} first tokens inverted, {}/{} searches, {} steps{}",
+                "\ntrigger search: {}/{} vocabulary tokens scanned, {} first tokens inverted, {}/{} searches, {} steps{}",
+                t.vocabulary_scanned,
+                t.vocabulary_size,
                 t.first_tokens_tried,
                 t.searches_done,
                 t.searches_planned,

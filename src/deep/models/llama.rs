@@ -350,7 +350,47 @@ impl Llama {
     }
 
     /// The shared forward over `[B, T, hidden]` input embeddings.
-    fn forward_inner(&self, x: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    /// Logits of the last `tail` positions of equally long id rows `[B, T]`
+    /// after the positions in a batched `cache`: `[B, tail, vocab]`; the
+    /// cache grows by `T`. (Scoring a target after a shared prompt prefix:
+    /// the prefix is computed once, and only the target's positions go
+    /// through the output head.)
+    pub fn forward_batch_cached_tail(
+        &self,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        tail: usize,
+    ) -> Result<Tensor> {
+        let x = self.embed.forward(ids)?;
+        self.forward_tail(&x, Some(cache), tail)
+    }
+
+    /// Logits of the last `tail` positions of input embeddings
+    /// `[T, hidden]` after the positions in `cache`: `[tail, vocab]`
+    /// (gradient search: the cached prefix is a constant).
+    pub fn forward_embeds_cached_tail(
+        &self,
+        x: &Tensor,
+        cache: &mut KvCache,
+        tail: usize,
+    ) -> Result<Tensor> {
+        self.forward_tail(&x.unsqueeze(0)?, Some(cache), tail)?
+            .squeeze(0)
+    }
+
+    fn forward_inner(&self, x: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let t = x.dim(1)?;
+        self.forward_tail(x, cache, t)
+    }
+
+    /// The forward pass, with the output head applied to the last `tail`
+    /// positions only.
+    fn forward_tail(
+        &self,
+        x: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        tail: usize,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let off = cache.as_ref().map_or(0, |c| c.len);
         let cfg = &self.cfg;
@@ -406,6 +446,11 @@ impl Llama {
         if let Some(c) = cache {
             c.len += t;
         }
+        let x = if tail < t {
+            x.narrow(1, t - tail, tail)?
+        } else {
+            x
+        };
         let x = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
         self.lm_head.forward(&x)
     }
