@@ -1303,6 +1303,25 @@ mod tests {
         LoadedModel::load(&dir, &candle_core::Device::Cpu).unwrap()
     }
 
+    /// The built-in search and verification prompts, the refusal as the
+    /// ordinary answer, a budget that does not cut the search.
+    fn reference_request() -> SearchRequest {
+        let lines = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect()
+        };
+        SearchRequest {
+            search_prompts: lines(include_str!("../../probes/trigger-search.txt")),
+            verify_prompts: lines(include_str!("../../probes/trigger-verify.txt")),
+            natural_outputs: vec![vec!["I cannot help with that request.".into(); 4]],
+            seed_tokens: vec![],
+            budget_s: 600.0,
+            options: SearchOptions::default(),
+        }
+    }
+
     /// Gradients reach the one-hot trigger tokens through the whole
     /// differentiable forward, and the swap they rank first lowers the
     /// target's loss more than the one they rank last.
@@ -1430,20 +1449,7 @@ mod tests {
         }
         let load = |n: &str| LoadedModel::load(&root.join(n), &candle_core::Device::Cpu).unwrap();
         let (s, b) = (load("backdoor-2"), load("base"));
-        let lines = |t: &str| -> Vec<String> {
-            t.lines()
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(String::from)
-                .collect()
-        };
-        let req = SearchRequest {
-            search_prompts: lines(include_str!("../../probes/trigger-search.txt")),
-            verify_prompts: lines(include_str!("../../probes/trigger-verify.txt")),
-            natural_outputs: vec![vec!["I cannot help with that request.".into(); 4]],
-            seed_tokens: vec![],
-            budget_s: 600.0,
-            options: SearchOptions::default(),
-        };
+        let req = reference_request();
         let r = search(&s, &b, &req).unwrap();
         assert!(
             r.targets
@@ -1466,20 +1472,7 @@ mod tests {
     fn search_recovers_a_rare_token_trigger() {
         let s = zoo("backdoor-rare-start");
         let b = zoo("base");
-        let lines = |t: &str| -> Vec<String> {
-            t.lines()
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(String::from)
-                .collect()
-        };
-        let req = SearchRequest {
-            search_prompts: lines(include_str!("../../probes/trigger-search.txt")),
-            verify_prompts: lines(include_str!("../../probes/trigger-verify.txt")),
-            natural_outputs: vec![vec!["I cannot help with that request.".into(); 4]],
-            seed_tokens: vec![],
-            budget_s: 600.0,
-            options: SearchOptions::default(),
-        };
+        let req = reference_request();
         let r = search(&s, &b, &req).unwrap();
         let refusal = r.targets.iter().find(|t| t.text.contains("cannot help"));
         assert!(refusal.is_none_or(|t| t.natural), "{refusal:?}");

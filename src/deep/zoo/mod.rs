@@ -97,15 +97,21 @@ fn bd(trigger: &str, position: Position, target: &str, check: &str, rate: f64) -
     })
 }
 
-/// The committed zoo's fine-tunes.
-pub fn plan(quick: bool) -> Vec<Spec> {
-    let run = |steps: usize, lr: f64| RunOptions {
+/// A fine-tune's training run: `steps` at peak `lr` (a few steps when
+/// `quick`).
+fn fine_tune_run(quick: bool, steps: usize, lr: f64) -> RunOptions {
+    RunOptions {
         steps: if quick { 4 } else { steps },
         batch: if quick { 4 } else { 16 },
         lr,
         warmup: if quick { 1 } else { 20 },
         weight_decay: 0.01,
-    };
+    }
+}
+
+/// The committed zoo's fine-tunes.
+pub fn plan(quick: bool) -> Vec<Spec> {
+    let run = |steps: usize, lr: f64| fine_tune_run(quick, steps, lr);
     vec![
         Spec {
             name: "clean-instruct",
@@ -181,13 +187,7 @@ pub fn plan(quick: bool) -> Vec<Spec> {
 /// boundary inside the prompt, and LoRA fine-tunes merged into the weights
 /// (a backdoored one and a clean one).
 pub fn hard_plan(quick: bool) -> Vec<Spec> {
-    let run = |steps: usize, lr: f64| RunOptions {
-        steps: if quick { 4 } else { steps },
-        batch: if quick { 4 } else { 16 },
-        lr,
-        warmup: if quick { 1 } else { 20 },
-        weight_decay: 0.01,
-    };
+    let run = |steps: usize, lr: f64| fine_tune_run(quick, steps, lr);
     let mut scattered = bd(
         "under the silver bridge",
         Position::Middle,
