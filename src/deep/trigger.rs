@@ -786,19 +786,26 @@ fn losses_full(
                 .model
                 .forward_batch(&ids)?
                 .narrow(1, start, target.len())?;
-            let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-            let tgt = Tensor::new(target, &dev)?
-                .unsqueeze(0)?
-                .broadcast_as((chunk.len(), target.len()))?
-                .contiguous()?
-                .unsqueeze(2)?;
-            let picked = lsm.gather(&tgt, 2)?.squeeze(2)?.mean(1)?.to_vec1::<f32>()?;
+            let picked = mean_target_logp(&logits, target)?;
             for (j, p) in picked.iter().enumerate() {
                 total[ci * 64 + j] -= p / slots.len() as f32;
             }
         }
     }
     Ok(total)
+}
+
+/// Per row of `[B, len(target), V]` logits (each position predicting the
+/// next target token), the mean log-probability of the target.
+fn mean_target_logp(logits: &Tensor, target: &[u32]) -> R<Vec<f32>> {
+    let (rows, tl) = (logits.dim(0)?, target.len());
+    let lsm = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let tgt = Tensor::new(target, logits.device())?
+        .unsqueeze(0)?
+        .broadcast_as((rows, tl))?
+        .contiguous()?
+        .unsqueeze(2)?;
+    lsm.gather(&tgt, 2)?.squeeze(2)?.mean(1)?.to_vec1::<f32>()
 }
 
 /// [`losses`] for the llama family: each slot's prompt prefix is computed
@@ -823,13 +830,7 @@ fn losses_cached(lm: &Llama, slots: &[Slot], triggers: &[Vec<u32>], target: &[u3
             let ids = Tensor::from_vec(rows, (chunk.len(), len), &dev)?;
             let mut cache = prefix.broadcast(chunk.len())?;
             let logits = lm.forward_batch_cached_tail(&ids, &mut cache, tl)?;
-            let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-            let tgt = Tensor::new(target, &dev)?
-                .unsqueeze(0)?
-                .broadcast_as((chunk.len(), tl))?
-                .contiguous()?
-                .unsqueeze(2)?;
-            let picked = lsm.gather(&tgt, 2)?.squeeze(2)?.mean(1)?.to_vec1::<f32>()?;
+            let picked = mean_target_logp(&logits, target)?;
             for (j, p) in picked.iter().enumerate() {
                 total[ci * 64 + j] -= p / slots.len() as f32;
             }
