@@ -42,12 +42,18 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts `exe __worker` with an empty environment, sends the policy and
+    /// Starts `exe __worker` with an empty environment (but for its thread
+    /// count), sends the policy and
     /// waits for the isolation report. `wall` bounds the worker's whole life.
     pub fn start(exe: &Path, policy: Policy, wall: Duration) -> Result<Worker, HarnessError> {
+        // candle asks for its thread count before every parallel op, and
+        // without RAYON_NUM_THREADS that count is read from /proc/cpuinfo
+        // each time (a sixth of a small model's search time): fix it once
+        let threads = candle_core::utils::get_num_threads().max(1);
         let mut child = Command::new(exe)
             .arg("__worker")
             .env_clear()
+            .env("RAYON_NUM_THREADS", threads.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

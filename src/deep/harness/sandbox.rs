@@ -11,7 +11,8 @@
 //! 4. a seccomp filter: no sockets other than Unix ones, no ptrace, mount,
 //!    namespace changes, BPF, kernel keyrings, module loading or io_uring.
 //!
-//! The parent starts the worker with an empty environment. Each primitive
+//! The parent starts the worker with an empty environment (but for
+//! RAYON_NUM_THREADS). Each primitive
 //! reports whether it was applied and, if not, why; the report goes into the
 //! deep-scan report, and `--require-sandbox` refuses to go on without all of
 //! them.
