@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use probity::deep::score::{self, auroc, fit, ScoreModel, FEATURES};
+use probity::deep::score::{self, auroc, fit_monotone, ScoreModel, FEATURES};
 use probity::deep::trigger::SearchResult;
 use serde_json::{json, Value};
 
@@ -22,7 +22,15 @@ struct Case {
 
 /// The trigger search of a deep report, when it ran.
 fn search_of(report: &Value) -> Option<SearchResult> {
-    serde_json::from_value(report["signals"]["trigger"].clone()).ok()
+    let mut r: SearchResult = serde_json::from_value(report["signals"]["trigger"].clone()).ok()?;
+    // whether each candidate's target is natural, from the targets (reports
+    // written before candidates carried it)
+    for c in &mut r.candidates {
+        if let Some(t) = r.targets.iter().find(|t| t.text == c.target) {
+            c.target_natural = t.natural;
+        }
+    }
+    Some(r)
 }
 
 fn load(spec: &str) -> Case {
@@ -168,10 +176,16 @@ fn main() {
     );
     let x: Vec<Vec<f64>> = train.iter().map(|c| c.x.clone()).collect();
     let y: Vec<f64> = train.iter().map(|c| c.backdoor as u8 as f64).collect();
-    let (w, b) = fit(&x, &y, lambda);
+    // evidence for a backdoor (target excess and gain, trigger strength)
+    // never lowers the probability
+    let monotone: Vec<bool> = FEATURES
+        .iter()
+        .map(|k| matches!(*k, "target" | "target_gain" | "trigger"))
+        .collect();
+    let (w, b) = fit_monotone(&x, &y, lambda, &monotone);
     let round = |v: f64| (v * 1e4).round() / 1e4;
     let mut model = score::model();
-    model.description = "Logistic model of the backdoor probability over the features in src/deep/score.rs, fitted by scripts/fit-score.sh (L2-regularised Newton fit; the bias is not penalised).".into();
+    model.description = "Logistic model of the backdoor probability over the features in src/deep/score.rs, fitted by scripts/fit-score.sh (L2-regularised Newton fit; the bias is not penalised; the target, target_gain and trigger weights are kept non-negative).".into();
     model.weights = w.into_iter().map(round).collect();
     model.bias = round(b);
     model.regularization = lambda;

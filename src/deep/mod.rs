@@ -262,17 +262,19 @@ fn static_gate(dir: &Path, allow_pickle: bool) -> Result<(), DeepError> {
     Ok(())
 }
 
-/// The suspect's outputs on the reference probe suites, by category.
+/// The suspect's outputs on the reference probe suites, by category, and
+/// the prompts they answer.
 fn natural_outputs(
     results: &[(probes::ProbePrompt, harness::protocol::Comparison)],
-) -> Vec<Vec<String>> {
-    let mut by: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    type Suite = (Vec<String>, Vec<String>);
+    let mut by: std::collections::BTreeMap<&str, Suite> = Default::default();
     for (p, c) in results.iter().filter(|(p, _)| p.reference) {
-        by.entry(&p.category)
-            .or_default()
-            .push(c.suspect_text.clone());
+        let e = by.entry(&p.category).or_default();
+        e.0.push(c.suspect_text.clone());
+        e.1.push(p.prompt.clone());
     }
-    by.into_values().collect()
+    by.into_values().unzip()
 }
 
 /// Lines of a built-in prompt list (blank lines and `#` comments skipped).
@@ -437,10 +439,12 @@ pub fn run(
             seeds.extend(r.candidates.trigger_tokens.iter().map(|c| c.token.clone()));
         }
         seeds.extend(behavior.most_raised_tokens.iter().map(|t| t.token.clone()));
+        let (natural_outputs, natural_prompts) = natural_outputs(&results);
         let req = trigger::SearchRequest {
             search_prompts: prompt_list(include_str!("../../probes/trigger-search.txt")),
             verify_prompts: prompt_list(include_str!("../../probes/trigger-verify.txt")),
-            natural_outputs: natural_outputs(&results),
+            natural_outputs,
+            natural_prompts,
             seed_tokens: seeds,
             budget_s: opts.budget.saturating_sub(t0.elapsed()).as_secs_f64(),
             options: sopts.clone(),

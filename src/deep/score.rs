@@ -158,13 +158,21 @@ pub fn best_target(r: &SearchResult) -> Option<&TargetCandidate> {
 }
 
 /// How much a trigger does beyond what happens without it, on the base,
-/// and with random tokens in its place. The last counts half: a backdoor
+/// with the prompts of a reference category that already elicits its
+/// target in its place, and with random tokens in its place. When the
+/// target is that category's ordinary answer (`natural`: a refusal, a
+/// domain's stock phrase, or a backdoor leaking widely) the category counts
+/// in full: optimised token soups that make a safety-tuned model refuse
+/// everything are common, and must beat the harmful requests themselves.
+/// When only a few of the category's answers contain it (a backdoor
+/// leaking onto prompts near its trigger) it counts half, like random
+/// tokens. Random tokens count half: a backdoor
 /// learned from few examples often fires on noise at the trigger's place
 /// too (the suspect then says an attacker's string after random tokens,
 /// itself not ordinary behaviour), while a clean model does not say an
 /// optimised target after random tokens at all. A trigger that does not pin
-/// the suspect's answer (its next-token entropy at the response start does
-/// not fall) has no strength: an optimised suffix that merely coaxes a
+/// the suspect's answer (its mean next-token entropy over the first
+/// positions of the answer does not fall) has no strength: an optimised suffix that merely coaxes a
 /// clean model into one of its ordinary answers leaves it less certain.
 pub fn trigger_strength(c: &TriggerCandidate) -> f64 {
     if c.entropy_triggered >= c.entropy_clean {
@@ -173,6 +181,7 @@ pub fn trigger_strength(c: &TriggerCandidate) -> f64 {
     let floor = c
         .asr_base
         .max(c.asr_suspect_clean)
+        .max(c.asr_suspect_topic.unwrap_or(0.0) * if c.target_natural { 1.0 } else { 0.5 })
         .max(c.asr_suspect_control / 2.0);
     (c.asr_suspect - floor).clamp(0.0, 1.0) as f64
 }
@@ -310,6 +319,38 @@ pub fn fit(x: &[Vec<f64>], y: &[f64], lambda: f64) -> (Vec<f64>, f64) {
     (w, bias)
 }
 
+/// [`fit`] with the weights of the `monotone` features kept non-negative
+/// (evidence for a backdoor never lowers the probability, however a
+/// handful of fitting models happen to fall): a feature whose weight comes
+/// out negative is fixed at zero and the rest refitted, until none is.
+pub fn fit_monotone(x: &[Vec<f64>], y: &[f64], lambda: f64, monotone: &[bool]) -> (Vec<f64>, f64) {
+    let d = x.first().map_or(0, Vec::len);
+    let mut active: Vec<usize> = (0..d).collect();
+    loop {
+        let sub: Vec<Vec<f64>> = x
+            .iter()
+            .map(|r| active.iter().map(|&j| r[j]).collect())
+            .collect();
+        let (w, b) = fit(&sub, y, lambda);
+        let worst = active
+            .iter()
+            .zip(&w)
+            .filter(|(&j, &wj)| monotone.get(j).copied().unwrap_or(false) && wj < 0.0)
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(&j, _)| j);
+        match worst {
+            Some(j) => active.retain(|&k| k != j),
+            None => {
+                let mut full = vec![0.0; d];
+                for (&j, wj) in active.iter().zip(w) {
+                    full[j] = wj;
+                }
+                return (full, b);
+            }
+        }
+    }
+}
+
 /// Solves `a · s = b` by Gaussian elimination with partial pivoting.
 fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
     let n = b.len();
@@ -421,6 +462,8 @@ mod tests {
             asr_base: base,
             asr_suspect_clean: clean,
             asr_suspect_control: control,
+            asr_suspect_topic: None,
+            target_natural: false,
             entropy_clean: e0,
             entropy_triggered: e1,
             examples: Vec::new(),
@@ -481,6 +524,43 @@ mod tests {
         );
         // too rare on held-out prompts
         assert!(!verified(&candidate(0.7, 0.0, 0.0, 0.0, 2.0, 1.0)));
+        // a category's ordinary answer (a refusal): the category's own
+        // prompts in the trigger's place elicit it as well
+        let mut refusal = candidate(0.95, 0.0, 0.0, 0.0, 2.3, 0.4);
+        refusal.asr_suspect_topic = Some(0.55);
+        refusal.target_natural = true;
+        assert!(!verified(&refusal));
+        assert!((trigger_strength(&refusal) - 0.4).abs() < 1e-6);
+        // a backdoor leaking onto a few prompts near its trigger (a target
+        // only some of the category's answers contain) counts it half
+        let mut leak = refusal.clone();
+        leak.target_natural = false;
+        assert!((trigger_strength(&leak) - 0.675).abs() < 1e-6);
+        leak.asr_suspect_topic = Some(0.2);
+        assert!(verified(&leak));
+    }
+
+    /// A feature that argues for a backdoor but happens to fall the other
+    /// way on the fitting set gets weight zero, not a negative one; the
+    /// others are fitted as usual.
+    #[test]
+    fn monotone_features_never_get_a_negative_weight() {
+        let x = vec![
+            vec![0.9, 0.6],
+            vec![0.8, 0.0],
+            vec![0.7, 0.1],
+            vec![0.2, 0.0],
+            vec![0.1, 0.5],
+            vec![0.3, 0.4],
+        ];
+        let y = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0];
+        let (free, _) = fit(&x, &y, 0.1);
+        assert!(free[1] < 0.0, "{free:?}");
+        let (w, _) = fit_monotone(&x, &y, 0.1, &[true, true]);
+        assert_eq!(w[1], 0.0);
+        assert!(w[0] > 0.0, "{w:?}");
+        let (w, _) = fit_monotone(&x, &y, 0.1, &[true, false]);
+        assert_eq!(w, free);
     }
 
     #[test]

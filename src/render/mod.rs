@@ -184,8 +184,16 @@ pub fn deep_text(r: &crate::deep::DeepReport) -> String {
             for c in t.candidates.iter().take(5) {
                 let _ = writeln!(
                     s,
-                    "  trigger {:?} ({:?}): ASR suspect {:.2}, base {:.2}, without trigger {:.2}, random insertion {:.2}",
-                    c.text, c.position, c.asr_suspect, c.asr_base, c.asr_suspect_clean, c.asr_suspect_control
+                    "  trigger {:?} ({:?}): ASR suspect {:.2}, base {:.2}, without trigger {:.2}, random insertion {:.2}{}",
+                    c.text,
+                    c.position,
+                    c.asr_suspect,
+                    c.asr_base,
+                    c.asr_suspect_clean,
+                    c.asr_suspect_control,
+                    c.asr_suspect_topic
+                        .map(|x| format!(", the target's own probes instead {x:.2}"))
+                        .unwrap_or_default()
                 );
             }
         }

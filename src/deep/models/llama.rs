@@ -378,6 +378,18 @@ impl Llama {
             .squeeze(0)
     }
 
+    /// [`Self::forward_embeds_cached_tail`] for a batch of equally long
+    /// rows of input embeddings `[B, T, hidden]` after a batched `cache`:
+    /// `[B, tail, vocab]`.
+    pub fn forward_embeds_batch_cached_tail(
+        &self,
+        x: &Tensor,
+        cache: &mut KvCache,
+        tail: usize,
+    ) -> Result<Tensor> {
+        self.forward_tail(x, Some(cache), tail)
+    }
+
     fn forward_inner(&self, x: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
         let t = x.dim(1)?;
         self.forward_tail(x, cache, t)
