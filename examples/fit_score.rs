@@ -102,7 +102,7 @@ fn evaluate(model: &ScoreModel, cases: &[Case]) -> Value {
         // the reported trigger as this build would pick it
         let trig = search
             .as_ref()
-            .and_then(score::best_trigger)
+            .and_then(score::reported_trigger)
             .is_some_and(|t| t.asr_suspect >= 0.8 && t.asr_base <= 0.1);
         let found = c.report["target"]["text"]
             .as_str()

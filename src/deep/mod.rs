@@ -125,7 +125,9 @@ pub struct TargetReport {
 }
 
 /// A trigger is reported when it works on at least this share of held-out
-/// prompts beyond what happens without it and on the base.
+/// prompts beyond what happens without it and on the base (and its target
+/// is not the suspect's ordinary answer to a reference suite: those stay
+/// under `signals.trigger`).
 pub const TRIGGER_REPORT_STRENGTH: f64 = 0.5;
 
 /// The spectral stage inside a deep report: its layers, candidates and
@@ -482,9 +484,7 @@ pub fn run(
     let score = model
         .score(&score::features(Some(&behavior), spectral_report, found))
         .with_search(found);
-    let reported = found
-        .and_then(score::best_trigger)
-        .filter(|c| score::trigger_strength(c) >= TRIGGER_REPORT_STRENGTH);
+    let reported = found.and_then(score::reported_trigger);
     let trigger_report = reported.map(|c| TriggerReport {
         text: c.text.clone(),
         tokens: c.tokens.clone(),

@@ -166,7 +166,12 @@ pub fn deep_text(r: &crate::deep::DeepReport) -> String {
             for tg in t.targets.iter().take(5) {
                 let _ = writeln!(
                     s,
-                    "  target {:?}: suspect {:.2}, base {:.2}, gain {:.1}{}",
+                    "  target {}{:?}: suspect {:.2}, base {:.2}, gain {:.1}{}",
+                    if tg.lead.is_empty() {
+                        String::new()
+                    } else {
+                        format!("(after {:?}) ", tg.lead)
+                    },
                     tg.text,
                     tg.suspect_confidence,
                     tg.base_confidence,
