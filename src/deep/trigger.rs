@@ -576,7 +576,11 @@ fn lead_in(
             continue;
         };
         let l = s.encode(&o[..=end]);
-        if !l.is_empty() && l.len() <= 8 && !ids.starts_with(&l) && !leads.contains(&l) {
+        // token ids past the model's vocabulary (a tokenizer's added
+        // tokens) cannot be scored
+        let scorable = l.iter().all(|&u| (u as usize) < first_lp.len());
+        if scorable && !l.is_empty() && l.len() <= 8 && !ids.starts_with(&l) && !leads.contains(&l)
+        {
             leads.push(l);
         }
         if leads.len() >= LEAD_INS {
