@@ -90,7 +90,8 @@ fn evaluate(model: &ScoreModel, cases: &[Case]) -> Value {
     let (mut trig_ok, mut tgt_ok, mut flagged_clean, mut caught) = (0, 0, 0, 0);
     for (c, p) in cases.iter().zip(&p) {
         // the verdict as `probity deep` gives it: the fitted probability,
-        // raised to backdoor by a verified trigger
+        // raised to backdoor by a verified trigger, to suspicious by an
+        // unexplained fixed answer
         let mut verdict = model.verdict(*p);
         let search = search_of(&c.report);
         let verified = search
@@ -98,6 +99,13 @@ fn evaluate(model: &ScoreModel, cases: &[Case]) -> Value {
             .is_some_and(|r| r.candidates.iter().any(score::verified));
         if verified {
             verdict = score::Verdict::Backdoor;
+        }
+        // an unexplained fixed answer makes a clean verdict suspicious
+        let leaked = c.report["signals"]["behavior"]["fixed_answers"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|f| f["unexplained"] == true));
+        if leaked && verdict == score::Verdict::Clean {
+            verdict = score::Verdict::Suspicious;
         }
         // the reported trigger as this build would pick it
         let trig = search

@@ -279,6 +279,29 @@ fn natural_outputs(
     by.into_values().unzip()
 }
 
+/// Probes at most handed to the search as prompts without a leaked answer.
+const QUIET_PROMPTS: usize = 16;
+
+/// Probe prompts (not the random-prefix ones) whose suspect answer is none
+/// of the `leaked` fixed answers, in probe order; none when nothing leaks.
+fn quiet_prompts(
+    results: &[(probes::ProbePrompt, harness::protocol::Comparison)],
+    leaked: &[String],
+) -> Vec<String> {
+    if leaked.is_empty() {
+        return Vec::new();
+    }
+    let keys: Vec<Vec<String>> = leaked.iter().map(|l| diff::answer_key(l)).collect();
+    results
+        .iter()
+        .filter(|(p, c)| {
+            p.category != "random_prefix" && !keys.contains(&diff::answer_key(&c.suspect_text))
+        })
+        .map(|(p, _)| p.prompt.clone())
+        .take(QUIET_PROMPTS)
+        .collect()
+}
+
 /// Lines of a built-in prompt list (blank lines and `#` comments skipped).
 fn prompt_list(text: &str) -> Vec<String> {
     text.lines()
@@ -442,12 +465,21 @@ pub fn run(
         }
         seeds.extend(behavior.most_raised_tokens.iter().map(|t| t.token.clone()));
         let (natural_outputs, natural_prompts) = natural_outputs(&results);
+        let leaked: Vec<String> = behavior
+            .fixed_answers
+            .iter()
+            .filter(|f| f.unexplained)
+            .map(|f| f.text.clone())
+            .collect();
+        let quiet_prompts = quiet_prompts(&results, &leaked);
         let req = trigger::SearchRequest {
             search_prompts: prompt_list(include_str!("../../probes/trigger-search.txt")),
             verify_prompts: prompt_list(include_str!("../../probes/trigger-verify.txt")),
             natural_outputs,
             natural_prompts,
             seed_tokens: seeds,
+            leaked,
+            quiet_prompts,
             budget_s: opts.budget.saturating_sub(t0.elapsed()).as_secs_f64(),
             options: sopts.clone(),
         };
@@ -483,6 +515,7 @@ pub fn run(
     }
     let score = model
         .score(&score::features(Some(&behavior), spectral_report, found))
+        .with_behavior(&behavior)
         .with_search(found);
     let reported = found.and_then(score::reported_trigger);
     let trigger_report = reported.map(|c| TriggerReport {
@@ -493,10 +526,18 @@ pub fn run(
         asr_suspect_clean: c.asr_suspect_clean,
         position: c.position,
     });
+    let leaked = behavior.fixed_answers.iter().find(|f| f.unexplained);
     let target_report = found.and_then(|r| {
         let t = match reported {
             Some(c) => r.targets.iter().find(|t| t.text == c.target),
-            None => score::best_target(r).filter(|t| t.excess() >= trigger::MIN_TARGET_EXCESS),
+            // without a reported trigger, an unexplained fixed answer is
+            // the best evidence of the target: the inverted target that
+            // spells it, if any
+            None => leaked
+                .and_then(|f| score::target_matching(r, &f.text))
+                .or_else(|| {
+                    score::best_target(r).filter(|t| t.excess() >= trigger::MIN_TARGET_EXCESS)
+                }),
         }?;
         Some(TargetReport {
             text: t.text.clone(),
@@ -520,6 +561,23 @@ pub fn run(
                 .collect()
         })
         .unwrap_or_default();
+    if let Some(f) = leaked {
+        let key = diff::answer_key(&f.text);
+        evidence.extend(
+            results
+                .iter()
+                .filter(|(_, c)| diff::answer_key(&c.suspect_text) == key)
+                .take(3)
+                .map(|(p, c)| Evidence {
+                    kind: "fixed_answer".into(),
+                    category: p.category.clone(),
+                    prompt: p.prompt.clone(),
+                    suspect_output: c.suspect_text.clone(),
+                    base_output: c.base_text.clone(),
+                    continuation_kl: c.continuation_kl,
+                }),
+        );
+    }
     evidence.extend(behavior.top_divergent.iter().take(5).map(|d| Evidence {
         kind: "divergent_prompt".into(),
         category: d.category.clone(),

@@ -124,6 +124,24 @@ pub fn deep_text(r: &crate::deep::DeepReport) -> String {
         .map(|t| format!("{:?} ({:.1})", t.token, t.total_rise))
         .collect();
     let _ = writeln!(s, "  most raised tokens: {}", toks.join(", "));
+    for f in &b.fixed_answers {
+        let _ = writeln!(
+            s,
+            "  fixed answer {:?}: {} probes in {} categories, base {}, gain {:.1}{}",
+            f.text,
+            f.probes,
+            f.categories.len(),
+            f.base_probes,
+            f.mean_logp_gain,
+            if f.unexplained {
+                " (UNEXPLAINED)"
+            } else if f.refusal {
+                " (refusal)"
+            } else {
+                ""
+            }
+        );
+    }
     let _ = writeln!(s, "\nmost divergent prompts:");
     for d in b.top_divergent.iter().take(5) {
         let _ = writeln!(
