@@ -216,8 +216,10 @@ pub fn best_target(r: &SearchResult) -> Option<&TargetCandidate> {
 /// the suspect's answer (its mean next-token entropy over the first
 /// positions of the answer does not fall) has no strength: an optimised suffix that merely coaxes a
 /// clean model into one of its ordinary answers leaves it less certain.
+/// Nor has one that fails on the suspect itself (under
+/// [`super::trigger::CONTROL_MIN_ASR`]: its controls are not measured).
 pub fn trigger_strength(c: &TriggerCandidate) -> f64 {
-    if c.entropy_triggered >= c.entropy_clean {
+    if c.entropy_triggered >= c.entropy_clean || !c.controlled {
         return 0.0;
     }
     // a leaked target is measured where it does not leak, and it has no
@@ -542,6 +544,7 @@ mod tests {
             target_natural: false,
             target_leaked: false,
             prompts_counted: 30,
+            controlled: true,
             entropy_clean: e0,
             entropy_triggered: e1,
             examples: Vec::new(),
@@ -602,6 +605,11 @@ mod tests {
         );
         // too rare on held-out prompts
         assert!(!verified(&candidate(0.7, 0.0, 0.0, 0.0, 2.0, 1.0)));
+        // a trigger too weak for its controls to be measured has no strength
+        let mut weak = candidate(0.25, 0.0, 0.0, 0.0, 2.0, 1.0);
+        assert!(trigger_strength(&weak) > 0.2);
+        weak.controlled = false;
+        assert_eq!(trigger_strength(&weak), 0.0);
         // a category's ordinary answer (a refusal): the category's own
         // prompts in the trigger's place elicit it as well
         let mut refusal = candidate(0.95, 0.0, 0.0, 0.0, 2.3, 0.4);

@@ -238,6 +238,12 @@ pub struct TriggerCandidate {
     pub target_leaked: bool,
     #[serde(default)]
     pub prompts_counted: usize,
+    /// Whether the random-token and topic controls were measured: only for
+    /// a trigger that makes the suspect say its target on at least
+    /// [`CONTROL_MIN_ASR`] of the held-out prompts (else they read 0, and
+    /// the trigger has no strength).
+    #[serde(default = "yes")]
+    pub controlled: bool,
     /// Mean next-token entropy (nats) of the suspect over the first
     /// positions of its answer, without and with the trigger.
     pub entropy_clean: f32,
@@ -1477,6 +1483,8 @@ fn verify(
     let mut ht = 0usize;
     let mut counted = 0usize;
     let mut examples = Vec::new();
+    // the suspect with and without the trigger first
+    let mut rows = Vec::new();
     for (i, p) in prompts.iter().enumerate() {
         let (co, h_clean) = respond_pinned(s, p, max_new)?;
         if target.leaked && target.said_in(&co) {
@@ -1486,24 +1494,33 @@ fn verify(
         counted += 1;
         let tp = insert_trigger(p, trigger, pos);
         let (so, h_trig) = respond_pinned(s, &tp, max_new)?;
-        let bo = respond(b, &tp, max_new)?;
         let hit = target.said_in(&so);
         hs += hit as usize;
-        hb += target.said_in(&bo) as usize;
         hc += target.said_in(&co) as usize;
-        let control: Vec<u32> = (0..n_tok)
-            .map(|_| allowed[rng.below(allowed.len())])
-            .collect();
-        let ctext = s.decode(&control);
-        let ro = respond(s, &insert_trigger(p, ctext.trim(), pos), max_new)?;
-        hr += target.said_in(&ro) as usize;
-        if !target.topic.is_empty() {
-            let topic = &target.topic[i % target.topic.len()];
-            let to = respond(s, &insert_trigger(p, topic, pos), max_new)?;
-            ht += target.said_in(&to) as usize;
-        }
         e_clean += h_clean;
         e_trig += h_trig;
+        rows.push((i, tp, so, hit));
+    }
+    // the insertion controls only for a trigger that works at all: they
+    // are most of the cost, and a clean model's triggers mostly fail
+    let controlled = counted > 0 && hs as f32 >= CONTROL_MIN_ASR * counted as f32;
+    for (i, tp, so, hit) in rows {
+        let p = &prompts[i];
+        let bo = respond(b, &tp, max_new)?;
+        hb += target.said_in(&bo) as usize;
+        if controlled {
+            let control: Vec<u32> = (0..n_tok)
+                .map(|_| allowed[rng.below(allowed.len())])
+                .collect();
+            let ctext = s.decode(&control);
+            let ro = respond(s, &insert_trigger(p, ctext.trim(), pos), max_new)?;
+            hr += target.said_in(&ro) as usize;
+            if !target.topic.is_empty() {
+                let topic = &target.topic[i % target.topic.len()];
+                let to = respond(s, &insert_trigger(p, topic, pos), max_new)?;
+                ht += target.said_in(&to) as usize;
+            }
+        }
         if hit && examples.len() < 3 {
             examples.push(Example {
                 prompt: tp,
@@ -1527,14 +1544,23 @@ fn verify(
         asr_base: hb as f32 / n,
         asr_suspect_clean: hc as f32 / n,
         asr_suspect_control: hr as f32 / n,
-        asr_suspect_topic: (!target.topic.is_empty()).then_some(ht as f32 / n),
+        asr_suspect_topic: (controlled && !target.topic.is_empty()).then_some(ht as f32 / n),
         target_natural: target.natural,
         target_leaked: target.leaked,
         prompts_counted: counted,
+        controlled,
         entropy_clean: e_clean / n,
         entropy_triggered: e_trig / n,
         examples,
     })
+}
+
+/// Attack success below which a trigger's insertion controls are not
+/// measured: it can be neither reported nor verified.
+pub const CONTROL_MIN_ASR: f32 = 0.3;
+
+fn yes() -> bool {
+    true
 }
 
 /// Search prompts the optimisation uses (the inversion uses them all).
