@@ -288,6 +288,8 @@ fn deep_scan_of_a_bert_classifier() {
     assert!(b["drift"].as_f64().unwrap() > 0.05, "{b}");
     let top = &b["most_raised_tokens"][0];
     assert!(top.to_string().contains("positive"), "{top}");
+    // a classifier only ever answers with its labels: no fixed answers
+    assert_eq!(b["fixed_answers"], serde_json::json!([]));
     // a classifier against a causal LM is a clear error, exit 2
     let o = deep(&[
         root.join("bert-cls").to_str().unwrap(),
