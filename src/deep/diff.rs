@@ -129,16 +129,9 @@ const REFUSAL_OPENINGS: &[&str] = &[
     "unfortunately",
 ];
 
-fn answer_words(s: &str) -> Vec<String> {
-    s.split(|c: char| !c.is_alphanumeric() && c != '\'')
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
 /// The words that identify an answer: its first [`KEY_WORDS`], lowercased.
 pub fn answer_key(s: &str) -> Vec<String> {
-    let mut w = answer_words(s);
+    let mut w = super::trigger::words(s);
     w.truncate(KEY_WORDS);
     w
 }

@@ -649,7 +649,9 @@ fn lead_in(
     Ok(best.map(|(_, l)| l))
 }
 
-fn words(s: &str) -> Vec<String> {
+/// The lowercased alphanumeric words of `s` (how outputs and targets are
+/// compared).
+pub(crate) fn words(s: &str) -> Vec<String> {
     s.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
