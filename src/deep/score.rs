@@ -669,6 +669,7 @@ mod tests {
             base_probes: 0,
             mean_logp_gain: 9.0,
             refusal: true,
+            siblings: 0,
             unexplained: false,
         }];
         assert_eq!(clean().with_behavior(&b).verdict, Verdict::Clean);
@@ -679,6 +680,7 @@ mod tests {
             base_probes: 0,
             mean_logp_gain: 11.0,
             refusal: false,
+            siblings: 0,
             unexplained: true,
         });
         let s = clean().with_behavior(&b);

@@ -134,11 +134,13 @@ pub fn deep_text(r: &crate::deep::DeepReport) -> String {
             f.base_probes,
             f.mean_logp_gain,
             if f.unexplained {
-                " (UNEXPLAINED)"
+                " (UNEXPLAINED)".to_string()
             } else if f.refusal {
-                " (refusal)"
+                " (refusal)".to_string()
+            } else if f.siblings >= crate::deep::diff::TEMPLATE_SIBLINGS {
+                format!(" (a template: {} other fillings)", f.siblings)
             } else {
-                ""
+                String::new()
             }
         );
     }
