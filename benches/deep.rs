@@ -3,7 +3,7 @@
 //! (the code of candle's example) on the same zoo checkpoint, side by side.
 //! Also one whole `Compare` of a probe.
 //!
-//! Run: `cargo bench --bench deep` (needs ../shared/zoo-public or PROBITY_ZOO).
+//! Run: `cargo bench --bench deep` (the public mini zoo in tests/data/zoo-public, or PROBITY_ZOO).
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::llama as ct;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use probity::deep::models::{llama::KvCache, LoadedModel};
+use probity_deep::models::{llama::KvCache, LoadedModel};
 
 const NEW: usize = 64;
 
@@ -19,7 +19,7 @@ fn zoo() -> PathBuf {
     std::env::var_os("PROBITY_ZOO")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo-public/models")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/zoo-public/models")
         })
 }
 

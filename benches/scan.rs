@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use probity::scan::Ctx;
+use probity_scan::Ctx;
 
 /// Writes a stored zip in torch.save layout: `archive/data.pkl` (an
 /// OrderedDict of `_rebuild_tensor_v2` entries) and `n` storage records.
@@ -147,7 +147,7 @@ fn checkpoint(c: &mut Criterion) {
     write_checkpoint(&path, mb);
     let size = std::fs::metadata(&path).unwrap().len();
     // the scan must see a clean checkpoint
-    let r = probity::scan::scan_file(&path, "ckpt.pt".into(), &Ctx::default());
+    let r = probity_scan::scan_file(&path, "ckpt.pt".into(), &Ctx::default());
     assert!(
         r.findings.is_empty() && r.error.is_none(),
         "{:?}",
@@ -160,17 +160,17 @@ fn checkpoint(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(size));
     g.bench_function("read_whole_file", |b| b.iter(|| read_all(&path)));
     g.bench_function("scan_default", |b| {
-        b.iter(|| probity::scan::scan_file(&path, "c".into(), &Ctx::default()))
+        b.iter(|| probity_scan::scan_file(&path, "c".into(), &Ctx::default()))
     });
     g.bench_function("sha256_only", |b| {
-        b.iter(|| probity::scan::sha256_file(&mut std::fs::File::open(&path).unwrap()).unwrap())
+        b.iter(|| probity_scan::sha256_file(&mut std::fs::File::open(&path).unwrap()).unwrap())
     });
     let hashing = Ctx {
         hash: true,
         ..Default::default()
     };
     g.bench_function("scan_with_hash", |b| {
-        b.iter(|| probity::scan::scan_file(&path, "c".into(), &hashing))
+        b.iter(|| probity_scan::scan_file(&path, "c".into(), &hashing))
     });
     g.finish();
 }
@@ -183,7 +183,7 @@ fn pickle_machine(c: &mut Criterion) {
     g.bench_with_input(BenchmarkId::new("state_dict", pkl.len()), &pkl, |b, p| {
         b.iter(|| {
             let mut out = Vec::new();
-            probity::scan::pickle::scan_streams(
+            probity_scan::pickle::scan_streams(
                 &mut std::io::Cursor::new(p),
                 0,
                 "",
@@ -202,7 +202,7 @@ fn fixtures(c: &mut Criterion) {
     let mut g = c.benchmark_group("fixtures");
     g.sample_size(10);
     g.bench_function("benign_dir", |b| {
-        b.iter(|| probity::scan_paths(std::slice::from_ref(&dir), &Ctx::default()).len())
+        b.iter(|| probity_scan::scan_paths(std::slice::from_ref(&dir), &Ctx::default()).len())
     });
     g.finish();
 }

@@ -8,8 +8,8 @@
 //!     cargo bench --bench spectral
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use probity::deep::spectral::gpu::{Gpu, GpuProducts, Moments, RawDtype};
-use probity::deep::spectral::linalg::{truncated_svd, CpuProducts, Products};
+use probity_deep::spectral::gpu::{Gpu, GpuProducts, Moments, RawDtype};
+use probity_deep::spectral::linalg::{truncated_svd, CpuProducts, Products};
 
 fn matrix(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;

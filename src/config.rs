@@ -34,8 +34,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::finding::Severity;
-use crate::scan::pickle::machine::is_dotted_name;
+use probity_report::Severity;
+use probity_scan::pickle::machine::is_dotted_name;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +75,7 @@ pub struct Override {
 /// Defaults of `probity deep`; command-line flags win.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "deep"), allow(dead_code))]
 pub struct Deep {
     pub fail_on: Option<String>,
     pub require_sandbox: Option<bool>,
@@ -138,7 +139,7 @@ impl Config {
                             "allow[{i}].module: '{m}' is not a module name"
                         )));
                     }
-                    if crate::scan::pickle::callables::module_is_denied(m) {
+                    if probity_scan::pickle::callables::module_is_denied(m) {
                         return Err(invalid(format!(
                             "allow[{i}].module: '{m}' holds dangerous callables and cannot be allowed as a whole"
                         )));
@@ -169,7 +170,7 @@ impl Config {
                 })?;
             }
             for r in &o.ignore {
-                if crate::rules::find(r).is_none() {
+                if probity_scan::catalogue::find(r).is_none() {
                     return Err(invalid(format!(
                         "override[{i}].ignore: unknown rule ID '{r}' (see `probity rules`)"
                     )));
@@ -201,7 +202,7 @@ impl Config {
             ));
         }
         for (i, ig) in cfg.ignore.iter().enumerate() {
-            if crate::rules::find(&ig.rule).is_none() {
+            if probity_scan::catalogue::find(&ig.rule).is_none() {
                 return Err(invalid(format!(
                     "ignore[{i}].rule: unknown rule ID '{}' (see `probity rules`)",
                     ig.rule

@@ -1,16 +1,21 @@
 //! The `probity` command line: a thin shell over the library.
 
+mod config;
+#[cfg(feature = "deep")]
+mod deep_cmd;
+mod remote;
+mod render;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use probity::config::Config;
-use probity::deep::harness::sandbox::DeviceKind;
-use probity::finding::{Report, Severity};
-use probity::render;
-use probity::scan::Ctx;
+use crate::config::Config;
+use probity_report::{Report, Severity};
+
+use probity_scan::Ctx;
 
 #[derive(Parser)]
 #[command(
@@ -18,7 +23,7 @@ use probity::scan::Ctx;
     version,
     about = "Tells an ML team whether a model is safe to ship.",
     long_about = "Probity screens model files before deployment.\n\n\
-`probity scan` reads pickle, PyTorch, NumPy, joblib and archive files byte by byte — it never loads or executes them — and reports findings with stable rule IDs and severities. Exit codes gate CI: 0 clean, 1 findings at or above --fail-on, 2 an input could not be scanned or a usage error.",
+`probity scan` reads every common model format byte by byte — it never loads or executes them — and reports findings with stable rule IDs and severities. Exit codes gate CI: 0 clean, 1 findings at or above --fail-on, 2 an input could not be scanned or a usage error.",
     after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity rules"
 )]
 struct Cli {
@@ -71,7 +76,7 @@ enum RulesFormat {
 enum Command {
     /// Statically scan model files and directories (never loads or executes them).
     #[command(
-        after_help = "Exit codes: 0 = no finding at or above the gate; 1 = findings at or above the gate; 2 = an input could not be scanned (missing path, permission, I/O error) or a usage error.\n\nFormats are detected from content, not extensions: pickle, PyTorch (zip, legacy, TorchScript), NumPy .npy/.npz, joblib, zip/tar/7z and compressed streams, safetensors (header and metadata; tensor bytes are never read), GGUF (header, metadata, chat templates), Keras model configs (.keras archives), Python remote code and auto_map, JSON/YAML configs and standalone Jinja templates (chat templates judged for template injection). Other files are listed as not analysed (SCN001). Directories are walked recursively; symbolic links are followed only to regular files inside the scanned tree.\n\nExamples:\n  probity scan ./my-model\n  probity scan models/ --format json --output report.json\n  probity scan models/ --format sarif --output probity.sarif   (GitHub code scanning)\n  probity rules                                               (what each rule ID means)"
+        after_help = scan_after_help()
     )]
     Scan {
         /// Files or directories to scan; Hugging Face repositories: hf://ORG/NAME[@REVISION] or https://huggingface.co/ORG/NAME[/tree/REVISION] (fetched into the Hugging Face cache first; HF_ENDPOINT, HF_TOKEN, HF_HOME and HF_HUB_CACHE are honoured); MLflow models and runs: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH (resolved through MLFLOW_TRACKING_URI, with MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD; artifacts cached under PROBITY_CACHE_DIR or ~/.cache/probity).
@@ -109,87 +114,20 @@ enum Command {
         color: ColorChoice,
     },
     /// Deep scan: compare a fine-tune with its base model, side by side, in a restricted worker.
+    #[cfg(feature = "deep")]
     #[command(
         after_help = "SUSPECT and BASE are local model folders in Hugging Face layout (config.json, model.safetensors or shards with model.safetensors.index.json, tokenizer.json, tokenizer_config.json). Both pass the static scan first; a folder with critical findings is refused (exit 1). Models are loaded only inside a worker process without network access, with read-only access to the two folders, resource limits and an empty environment; the report states which restrictions were applied.\n\nStages: behavioural diff on the probe suites; weight spectral analysis of ΔW; target inversion (sequences the suspect produces with abnormal confidence compared with the base) and a gradient-guided trigger search for them at the start, middle and end of ordinary prompts, each trigger verified on held-out prompts on both models. The signals are fused into a calibrated backdoor probability (`score`) and a verdict: backdoor, suspicious or clean (thresholds in the report); a verified trigger (attack success ≥ 0.8 on held-out prompts, at least 0.7 above the base, the suspect without it and random tokens in its place) makes the verdict backdoor. For a narrow fine-tune, add a probe suite of its own task marked `reference = true` (probes/README.md) so that its stock answer is not taken for a backdoor target.\n\nExit codes: 0 = clean (or below --fail-on); 1 = verdict at or above --fail-on, or refused by the static scan; 2 = error (bad folder, unsupported model, worker failure, incomplete sandbox with --require-sandbox)."
     )]
-    Deep {
-        /// The fine-tuned model to examine: a folder, or hf://ORG/NAME[@REVISION] / https://huggingface.co/ORG/NAME (fetched into the Hugging Face cache first).
-        #[arg(value_name = "SUSPECT")]
-        suspect: PathBuf,
-        /// The base model it was fine-tuned from: a folder or a Hugging Face URI, as for SUSPECT.
-        #[arg(long, value_name = "BASE")]
-        base: PathBuf,
-        /// Use only the local cache for Hugging Face URIs; never download.
-        #[arg(long)]
-        offline: bool,
-        /// Device for inference; cuda and metal need a build with the cargo feature of the same name (`--features cuda`), and on cuda the worker runs without an address-space limit (reported).
-        #[arg(long, value_enum, default_value = "cpu")]
-        device: DeviceChoice,
-        /// Extra probe suites: every *.toml in DIR (see probes/README.md).
-        #[arg(long, value_name = "DIR")]
-        probes: Vec<PathBuf>,
-        /// Report format.
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
-        /// Write the report to FILE instead of standard output.
-        #[arg(long, short, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Time budget in seconds for the probes and the trigger search together: probes past it are skipped and counted, and the search stops and reports what it covered. Default: 300, or `deep.budget` from the config.
-        #[arg(long, value_name = "SECONDS")]
-        budget: Option<u64>,
-        /// Exit 1 when the verdict is at or above this level. Default: suspicious, or `deep.fail_on` from the config.
-        #[arg(long, value_enum)]
-        fail_on: Option<FailOn>,
-        /// Policy file: its [deep] table sets defaults for --fail-on, --budget, --require-sandbox and the verdict thresholds (default: probity.toml in the current directory).
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Skip target inversion and trigger search (the report says so, and the score lacks those signals).
-        #[arg(long)]
-        no_trigger_search: bool,
-        /// Optimisation steps per (target, insertion point) in the trigger search.
-        #[arg(long, default_value = "24", value_name = "N")]
-        search_steps: usize,
-        /// Refuse to run unless every sandbox primitive is applied (exit 2 otherwise). Also set by `deep.require_sandbox = true` in the config.
-        #[arg(long)]
-        require_sandbox: bool,
-        /// Longest continuation generated per probe, in tokens.
-        #[arg(long, default_value = "24")]
-        max_new_tokens: usize,
-        /// Where the weight spectral analysis runs (see `probity spectral --help`).
-        #[arg(long, value_enum, default_value = "auto")]
-        spectral_device: SpectralDeviceChoice,
-        /// A folder with only PyTorch pickle weights (pytorch_model.bin) is refused unless this is given; with it, such weights are read as data inside the worker (never unpickled: only a state dict's dicts, tuples, numbers and storage references are understood) and only when the folder's static scan has no finding at warning level or above.
-        #[arg(long)]
-        allow_pickle_weights: bool,
-    },
+    Deep(deep_cmd::DeepArgs),
     /// Weight spectral analysis: where and how a fine-tune changed its base.
+    #[cfg(feature = "deep")]
     #[command(
         long_about = "Weight spectral analysis of ΔW = SUSPECT − BASE for every 2-D tensor present in both (read from the memory-mapped safetensors, one tensor at a time): relative size of the change, top singular values (randomized SVD), top-1 energy and stable rank (a backdoor tends to leave a concentrated, low-rank change), kurtosis, z-scores across the layers of one kind, and the embedding / output rows that changed far more than the rest, mapped to tokens (candidate trigger and target tokens).\n\nWithout --base (base-free mode, weaker evidence): the spectral shape of each weight matrix itself: σ1 against the Marchenko–Pastur bulk edge of a random matrix of its shape and variance, the singular values beyond that edge, the power-law exponent α of its eigenvalue tail (Hill estimator on the top 16), rows and columns with outlying norms, and z-scores across layers of one kind. No candidate tokens.\n\nOn a GPU (wgpu: Vulkan, Metal, DX12 or GL), ΔW is formed from the bf16 / f16 / f32 weights and reduced in WGSL compute shaders and the SVD's products run there; on the CPU, candle's matmul does the same work.",
         after_help = "Examples:\n  probity spectral ./fine-tune --base ./base\n  probity spectral ./fine-tune --base ./base --format json --plot layers.svg\n  probity spectral ./model            (base-free)\n\nExit codes: 0 = report written; 2 = error (missing or invalid folder or weights, unsupported plot format)."
     )]
-    Spectral {
-        /// The fine-tuned model folder (Hugging Face layout, safetensors).
-        suspect: PathBuf,
-        /// The base model folder it was fine-tuned from.
-        #[arg(long)]
-        base: Option<PathBuf>,
-        /// Report format.
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
-        /// Write the report to FILE instead of standard output.
-        #[arg(long, short, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Singular values computed per matrix.
-        #[arg(long, default_value = "8", value_parser = clap::value_parser!(u16).range(1..=64))]
-        top_k: u16,
-        /// Where the SVD runs: auto = a hardware GPU adapter through wgpu when there is one, else the CPU; gpu = any wgpu adapter (software ones included); cpu. A GPU that fails falls back to the CPU with a notice in the report.
-        #[arg(long, value_enum, default_value = "auto")]
-        spectral_device: SpectralDeviceChoice,
-        /// Also draw the per-layer statistics across depth (one line per kind of matrix) to FILE; the format follows the extension, .svg or .png.
-        #[arg(long, value_name = "FILE")]
-        plot: Option<PathBuf>,
-    },
+    Spectral(deep_cmd::SpectralArgs),
     /// Internal: the restricted deep-scan worker (started by probity itself).
+    #[cfg(feature = "deep")]
     #[command(name = "__worker", hide = true)]
     Worker,
     /// List the rule catalogue (IDs, severities and documentation).
@@ -198,42 +136,6 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: RulesFormat,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum SpectralDeviceChoice {
-    Auto,
-    Gpu,
-    Cpu,
-}
-
-impl SpectralDeviceChoice {
-    fn kind(self) -> probity::deep::spectral::SpectralDevice {
-        use probity::deep::spectral::SpectralDevice;
-        match self {
-            SpectralDeviceChoice::Auto => SpectralDevice::Auto,
-            SpectralDeviceChoice::Gpu => SpectralDevice::Gpu,
-            SpectralDeviceChoice::Cpu => SpectralDevice::Cpu,
-        }
-    }
-}
-
-/// The verdict at or above which `probity deep` exits 1.
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum FailOn {
-    /// Exit 1 on `suspicious` or `backdoor`.
-    Suspicious,
-    /// Exit 1 on `backdoor` only.
-    Backdoor,
-    /// Always exit 0 when a report was written.
-    Never,
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum DeviceChoice {
-    Cpu,
-    Cuda,
-    Metal,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -246,7 +148,7 @@ enum ColorChoice {
 /// The policy: the file given with --config, else `probity.toml` in the
 /// current directory (never one inside a scanned folder: a model's own files
 /// must not be able to weaken the policy that judges them), else defaults.
-fn load_config(config: Option<PathBuf>) -> Result<Config, probity::config::ConfigError> {
+fn load_config(config: Option<PathBuf>) -> Result<Config, crate::config::ConfigError> {
     match config.or_else(|| Some(PathBuf::from("probity.toml")).filter(|p| p.is_file())) {
         Some(p) => Config::load(&p),
         None => Ok(Config::default()),
@@ -258,216 +160,40 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Writes a report as JSON or text to `output` or standard output.
-fn emit<T: serde::Serialize>(
-    report: &T,
-    format: Format,
-    output: Option<&std::path::Path>,
-    text: fn(&T) -> String,
-) -> ExitCode {
-    let body = match format {
-        Format::Json => {
-            let mut s = serde_json::to_string_pretty(report).unwrap_or_default();
-            s.push('\n');
-            s
-        }
-        Format::Text => text(report),
-    };
-    match output {
-        Some(p) => {
-            if let Err(e) = std::fs::write(p, body.as_bytes()) {
-                return fail(format!("cannot write {}: {e}", p.display()));
-            }
-        }
-        None => print!("{body}"),
+/// The help after `probity scan --help`'s options: exit codes, the formats
+/// read (from the scanner's registry, so the list cannot go stale) and
+/// examples.
+fn scan_after_help() -> String {
+    let mut s = String::from("Exit codes: 0 = no finding at or above the gate; 1 = findings at or above the gate; 2 = an input could not be scanned (missing path, permission, I/O error) or a usage error.\n\nFormats are detected from content, never from extensions alone, at any depth inside archives:\n");
+    for line in probity_scan::registry::summaries() {
+        s.push_str("  - ");
+        s.push_str(line);
+        s.push('\n');
     }
-    ExitCode::SUCCESS
-}
-
-/// Mesa's Vulkan driver prints warnings when `XDG_RUNTIME_DIR` is unset,
-/// and the spectral stage asks wgpu for an adapter: give this process a
-/// private runtime folder (ours, mode 0700) when it has none. Runs first,
-/// while the process is single-threaded.
-fn private_runtime_dir() {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
-        return;
-    }
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
-    let dir = std::env::temp_dir().join(format!("probity-runtime-{uid}"));
-    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
-    // only a real folder of ours that nobody else can use
-    match std::fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0 => {
-            std::env::set_var("XDG_RUNTIME_DIR", &dir);
-        }
-        _ => {}
-    }
+    s.push_str("Other files are listed as not analysed (SCN001). Directories are walked recursively; symbolic links are followed only to regular files inside the scanned tree.\n\nExamples:\n  probity scan ./my-model\n  probity scan models/ --format json --output report.json\n  probity scan models/ --format sarif --output probity.sarif   (GitHub code scanning)\n  probity rules                                               (what each rule ID means)");
+    s
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Spectral { .. } | Command::Deep { .. }) {
-        private_runtime_dir();
+    #[cfg(feature = "deep")]
+    if matches!(cli.command, Command::Spectral(_) | Command::Deep(_)) {
+        deep_cmd::private_runtime_dir();
     }
     match cli.command {
-        Command::Worker => ExitCode::from(probity::deep::harness::worker::main() as u8),
-        Command::Deep {
-            suspect,
-            base,
-            offline,
-            config,
-            device,
-            probes,
-            format,
-            output,
-            budget,
-            require_sandbox,
-            max_new_tokens,
-            spectral_device,
-            allow_pickle_weights,
-            fail_on,
-            no_trigger_search,
-            search_steps,
-        } => {
-            let device = match device {
-                DeviceChoice::Cpu => DeviceKind::Cpu,
-                DeviceChoice::Cuda => DeviceKind::Cuda,
-                DeviceChoice::Metal => DeviceKind::Metal,
-            };
-            if let Err(e) = probity::deep::harness::worker::device_built(device) {
-                return fail(e);
-            }
-            let cfg = match load_config(config) {
-                Ok(c) => c,
-                Err(e) => return fail(e),
-            };
-            let budget = budget.or(cfg.deep.budget).unwrap_or(300);
-            let require_sandbox = require_sandbox || cfg.deep.require_sandbox == Some(true);
-            let fail_on = fail_on.unwrap_or(match cfg.deep.fail_on.as_deref() {
-                Some("backdoor") => FailOn::Backdoor,
-                Some("never") => FailOn::Never,
-                _ => FailOn::Suspicious,
-            });
-            let thresholds =
-                (cfg.deep.suspicious.is_some() || cfg.deep.backdoor.is_some()).then(|| {
-                    let d = probity::deep::score::model().thresholds;
-                    probity::deep::score::Thresholds {
-                        suspicious: cfg.deep.suspicious.unwrap_or(d.suspicious),
-                        backdoor: cfg.deep.backdoor.unwrap_or(d.backdoor),
-                    }
-                });
-            let mut folders = Vec::new();
-            for input in [&suspect, &base] {
-                match probity::remote::model_folder(input, offline) {
-                    Ok((dir, note)) => {
-                        if let Some(n) = note {
-                            eprintln!("probity: {n}");
-                        }
-                        folders.push(dir);
-                    }
-                    Err(e) => return fail(e),
-                }
-            }
-            let base = folders.pop().unwrap_or(base);
-            let suspect = folders.pop().unwrap_or(suspect);
-            let exe = match std::env::current_exe() {
-                Ok(e) => e,
-                Err(e) => {
-                    return fail(format!(
-                        "cannot locate the probity binary to start the worker: {e}"
-                    ))
-                }
-            };
-            let opts = probity::deep::DeepOptions {
-                suspect,
-                base,
-                probes,
-                budget: std::time::Duration::from_secs(budget),
-                require_sandbox,
-                max_new_tokens,
-                device,
-                spectral_device: spectral_device.kind(),
-                allow_pickle_weights,
-                thresholds,
-                search: (!no_trigger_search).then(|| probity::deep::trigger::SearchOptions {
-                    steps: search_steps,
-                    ..Default::default()
-                }),
-            };
-            let bar = indicatif::ProgressBar::with_draw_target(
-                None,
-                indicatif::ProgressDrawTarget::stderr(),
-            );
-            if !std::io::stderr().is_terminal() {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-            }
-            let report = match probity::deep::run(&exe, &opts, &|i, n| {
-                bar.set_length(n as u64);
-                bar.set_position(i as u64);
-            }) {
-                Ok(r) => r,
-                Err(e) => {
-                    bar.finish_and_clear();
-                    eprintln!("probity: {e}");
-                    return ExitCode::from(e.exit_code() as u8);
-                }
-            };
-            bar.finish_and_clear();
-            let written = emit(&report, format, output.as_deref(), render::deep_text);
-            if written != ExitCode::SUCCESS {
-                return written;
-            }
-            use probity::deep::score::Verdict;
-            let fails = match fail_on {
-                FailOn::Suspicious => report.verdict >= Verdict::Suspicious,
-                FailOn::Backdoor => report.verdict >= Verdict::Backdoor,
-                FailOn::Never => false,
-            };
-            if fails {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Command::Spectral {
-            suspect,
-            base,
-            format,
-            output,
-            top_k,
-            spectral_device,
-            plot,
-        } => {
-            if let Some(p) = &plot {
-                if let Err(e) = probity::deep::spectral::plot::check_path(p) {
-                    return fail(e);
-                }
-            }
-            let opts = probity::deep::spectral::SpectralOptions {
-                device: spectral_device.kind(),
-                top_k: top_k as usize,
-                ..Default::default()
-            };
-            let report = match probity::deep::spectral::analyse(&suspect, base.as_deref(), &opts) {
-                Ok(r) => r,
-                Err(e) => return fail(e),
-            };
-            if let Some(p) = &plot {
-                if let Err(e) = probity::deep::spectral::plot::plot(&report, p) {
-                    return fail(e);
-                }
-            }
-            emit(&report, format, output.as_deref(), render::spectral_text)
-        }
+        #[cfg(feature = "deep")]
+        Command::Worker => ExitCode::from(probity_deep::harness::worker::main() as u8),
+        #[cfg(feature = "deep")]
+        Command::Deep(args) => deep_cmd::deep(args),
+        #[cfg(feature = "deep")]
+        Command::Spectral(args) => deep_cmd::spectral(args),
         Command::Rules { format } => {
             let s = match format {
-                RulesFormat::Text => probity::rules::text(),
-                RulesFormat::Markdown => probity::rules::markdown(),
+                RulesFormat::Text => probity_scan::catalogue::text(),
+                RulesFormat::Markdown => probity_scan::catalogue::markdown(),
                 RulesFormat::Json => {
-                    let mut s =
-                        serde_json::to_string_pretty(&probity::rules::all()).unwrap_or_default();
+                    let mut s = serde_json::to_string_pretty(&probity_scan::catalogue::all())
+                        .unwrap_or_default();
                     s.push('\n');
                     s
                 }
@@ -517,14 +243,14 @@ fn main() -> ExitCode {
                     .build_global();
             }
             let (paths, remote_targets, notes) =
-                match probity::remote::resolve(&paths, offline, std::io::stderr().is_terminal()) {
+                match crate::remote::resolve(&paths, offline, std::io::stderr().is_terminal()) {
                     Ok(r) => r,
                     Err(e) => return fail(e),
                 };
             for n in &notes {
                 eprintln!("probity: {n}");
             }
-            let mut walk = probity::scan::walk::collect(&paths);
+            let mut walk = probity_scan::walk::collect(&paths);
             walk.targets.extend(remote_targets);
             let bar = indicatif::ProgressBar::with_draw_target(
                 Some(walk.targets.len() as u64),
@@ -539,7 +265,7 @@ fn main() -> ExitCode {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let mut files = probity::scan_walk(walk, &ctx, &|_| bar.inc(1));
+            let mut files = probity_scan::scan_walk(walk, &ctx, &|_| bar.inc(1));
             bar.finish_and_clear();
             // per-path overrides: rules silenced for matching paths only
             let overrides = cfg.path_overrides();

@@ -596,7 +596,7 @@ fn sarif_output_is_valid_and_complete() {
     assert_eq!(j["version"], "2.1.0");
     let run = &j["runs"][0];
     let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), probity::rules::all().len());
+    assert_eq!(rules.len(), probity_scan::catalogue::all().len());
     let ids: Vec<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
     let results = run["results"].as_array().unwrap();
     assert!(results.len() >= 2);

@@ -1,5 +1,5 @@
 //! The public labelled corpus (samples from picklescan's and ModelAudit's test
-//! suites, in ../shared/corpus/public): every file of a format Probity reads
+//! suites, vendored in tests/data/corpus): every file of a format Probity reads
 //! (the pickle family, chat templates in JSON, YAML and standalone files,
 //! configs, safetensors, Keras HDF5, TensorFlow SavedModel) is scanned;
 //! malicious ones must be flagged at their expected severity or higher, benign
@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use probity::finding::Severity;
-use probity::scan::Ctx;
+use probity_report::Severity;
+use probity_scan::Ctx;
 
 const PICKLE_FAMILY: &[&str] = &[
     "pickle",
@@ -39,9 +39,7 @@ const PICKLE_FAMILY: &[&str] = &[
 fn corpus_dir() -> PathBuf {
     std::env::var_os("PROBITY_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/public")
-        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus"))
 }
 
 #[test]
@@ -64,7 +62,7 @@ fn public_corpus_scanned_formats() {
             continue;
         }
         let path = dir.join(rel);
-        let report = probity::scan::scan_file(&path, rel.clone(), &Ctx::default());
+        let report = probity_scan::scan_file(&path, rel.clone(), &Ctx::default());
         checked += 1;
         let max = report.max_severity();
         let expect = label["expect"].as_str().unwrap_or("clean");

@@ -1,5 +1,5 @@
 //! The deep-scan model code on real Hugging Face checkpoints (the public mini
-//! zoo in ../shared/zoo-public, saved by transformers 5 in bf16):
+//! zoo vendored in tests/data/zoo-public, saved by transformers 5 in bf16):
 //! - every zoo model loads through the public loader, as a downloaded Hub model;
 //! - Probity's differentiable llama forward gives the same logits as
 //!   candle-transformers' llama on the same weights;
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
-use probity::deep::models::LoadedModel;
+use probity_deep::models::LoadedModel;
 
 #[test]
 fn every_zoo_model_loads_and_renders_its_chat_template() {
@@ -139,7 +139,7 @@ fn cached_generation_matches_full_recomputation() {
     }
     // logits of an incremental step equal the full forward at that position
     let ids = m.encode(&m.render("What is 4 plus 1?"));
-    let mut cache = probity::deep::models::llama::KvCache::default();
+    let mut cache = probity_deep::models::llama::KvCache::default();
     m.model
         .forward_cached(&ids[..ids.len() - 1], &mut cache)
         .unwrap();
@@ -231,7 +231,7 @@ fn matches_transformers_reference_logits() {
             .collect();
         assert_eq!(argmax, want, "{}: argmax at every position", dir.display());
         // greedy generation without EOS stop, through the key/value cache
-        let mut cache = probity::deep::models::llama::KvCache::default();
+        let mut cache = probity_deep::models::llama::KvCache::default();
         let mut l = m.model.forward_cached(&ids, &mut cache).unwrap();
         let mut out = Vec::new();
         for _ in 0..10 {
@@ -264,7 +264,7 @@ fn matches_transformers_reference_logits() {
 /// the WordPiece tokenizer (with [CLS]/[SEP]) and the same class logits.
 #[test]
 fn bert_classifier_matches_transformers() {
-    use probity::deep::models::Arch;
+    use probity_deep::models::Arch;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models");
     for name in ["bert-cls", "bert-cls-tuned"] {
         let dir = root.join(name);

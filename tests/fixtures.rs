@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use probity::finding::Severity;
-use probity::scan::Ctx;
+use probity_report::Severity;
+use probity_scan::Ctx;
 
 #[test]
 fn fixture_manifest() {
@@ -29,7 +29,7 @@ fn check_manifest(sub: &str, min_benign: usize, min_malicious: usize) {
     let mut failures = Vec::new();
     let (mut benign, mut malicious) = (0, 0);
     for (rel, m) in &manifest {
-        let report = probity::scan::scan_file(&dir.join(rel), rel.clone(), &Ctx::default());
+        let report = probity_scan::scan_file(&dir.join(rel), rel.clone(), &Ctx::default());
         let max = report.max_severity();
         let expect = m["expect"].as_str().unwrap_or("clean");
         let ok = report.error.is_none()
@@ -79,7 +79,7 @@ fn joblib_files_parse_completely() {
         if !entry.file_type().is_file() || !name.contains("joblib") {
             continue;
         }
-        let r = probity::scan::scan_file(entry.path(), name.clone(), &Ctx::default());
+        let r = probity_scan::scan_file(entry.path(), name.clone(), &Ctx::default());
         assert!(
             r.findings
                 .iter()

@@ -3,8 +3,8 @@
 //! real model families must stay clean; each way a safetensors header can
 //! lie must be flagged; metadata carrying code is flagged.
 
-use probity::finding::Severity;
-use probity::scan::Ctx;
+use probity_report::Severity;
+use probity_scan::Ctx;
 
 mod common;
 use common::{rules, scan_bytes};
@@ -250,7 +250,7 @@ fn real_model_folders_scan_clean() {
             "tokenizer.json",
         ] {
             let p = root.join("fixtures/zoo").join(m).join(f);
-            let r = probity::scan::scan_file(&p, f.into(), &Ctx::default());
+            let r = probity_scan::scan_file(&p, f.into(), &Ctx::default());
             assert!(r.error.is_none(), "{m}/{f}: {:?}", r.error);
             assert!(r.findings.is_empty(), "{m}/{f}: {:?}", r.findings);
             assert_ne!(r.format, "unknown", "{m}/{f}");
@@ -594,7 +594,7 @@ fn remote_code_is_parsed_and_judged() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // ordinary modeling code: torch, transformers, os.path, reading its own files
     let benign = root.join("fixtures/remote_code/modeling_benign.py");
-    let r = probity::scan::scan_file(&benign, "modeling_benign.py".into(), &Ctx::default());
+    let r = probity_scan::scan_file(&benign, "modeling_benign.py".into(), &Ctx::default());
     assert_eq!(r.format, "python");
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     let cases: &[(&str, &[&str])] = &[
@@ -862,14 +862,14 @@ fn shard_index_against_its_shards() {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/formats");
     let ctx = Ctx::default();
     let idx = "model.safetensors.index.json";
-    let ok = probity::scan::scan_file(
+    let ok = probity_scan::scan_file(
         &base.join("benign/safetensors/sharded").join(idx),
         idx.into(),
         &ctx,
     );
     assert_eq!(ok.format, "shard-index");
     assert!(ok.findings.is_empty(), "{:?}", ok.findings);
-    let wrong = probity::scan::scan_file(
+    let wrong = probity_scan::scan_file(
         &base
             .join("malicious/safetensors/sharded_wrong_shard")
             .join(idx),

@@ -4,16 +4,16 @@
 
 use std::io::{Cursor, Write};
 
-use probity::finding::Severity;
-use probity::limits;
-use probity::scan::Ctx;
+use probity_report::Severity;
+use probity_scan::limits;
+use probity_scan::Ctx;
 
 mod common;
 use common::{rules, scan_bytes};
 
 fn pickle_findings(bytes: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
-    probity::scan::pickle::scan_streams(
+    probity_scan::pickle::scan_streams(
         &mut Cursor::new(bytes),
         0,
         "",

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use probity::finding::Severity;
-use probity::scan::Ctx;
+use probity_report::Severity;
+use probity_scan::Ctx;
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -26,7 +26,7 @@ fn inputs() -> Vec<PathBuf> {
     let mut v = Vec::new();
     let roots = [
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/public"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus"),
     ];
     for root in roots {
         for e in walkdir::WalkDir::new(&root)
@@ -43,10 +43,10 @@ fn inputs() -> Vec<PathBuf> {
     v
 }
 
-fn scan(dir: &Path, bytes: &[u8]) -> probity::finding::FileReport {
+fn scan(dir: &Path, bytes: &[u8]) -> probity_report::FileReport {
     let p = dir.join("mutant");
     std::fs::write(&p, bytes).unwrap();
-    probity::scan::scan_file(&p, "mutant".into(), &Ctx::default())
+    probity_scan::scan_file(&p, "mutant".into(), &Ctx::default())
 }
 
 #[test]

@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use probity::deep::harness::protocol::{Probe, Request, Response};
-use probity::deep::harness::sandbox::Policy;
-use probity::deep::harness::{HarnessError, Worker};
+use probity_deep::harness::protocol::{Probe, Request, Response};
+use probity_deep::harness::sandbox::Policy;
+use probity_deep::harness::{HarnessError, Worker};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -45,7 +45,7 @@ fn policy(s: &Setup) -> Policy {
         memory_bytes: 512 << 20,
         cpu_seconds: 2,
         max_file_bytes: 16 << 20,
-        device: probity::deep::harness::sandbox::DeviceKind::Cpu,
+        device: probity_deep::harness::sandbox::DeviceKind::Cpu,
     }
 }
 

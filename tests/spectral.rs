@@ -212,8 +212,8 @@ fn bad_inputs_are_exit_2_with_one_line() {
 /// The wgpu adapter, or `None` when the machine has none and
 /// `PROBITY_ALLOW_NO_GPU` says that is fine (CI installs lavapipe, so there
 /// the shaders always run).
-fn gpu_or_skip() -> Option<probity::deep::spectral::gpu::Gpu> {
-    match probity::deep::spectral::gpu::Gpu::new() {
+fn gpu_or_skip() -> Option<probity_deep::spectral::gpu::Gpu> {
+    match probity_deep::spectral::gpu::Gpu::new() {
         Ok(g) => Some(g),
         Err(e) if std::env::var_os("PROBITY_ALLOW_NO_GPU").is_some() => {
             eprintln!("skipping the GPU check: {e}");
@@ -346,8 +346,8 @@ fn no_adapter_falls_back_to_the_cpu_with_a_notice() {
 }
 
 /// Little-endian bytes of `xs` in a safetensors dtype.
-fn raw_bytes(xs: &[f32], dtype: probity::deep::spectral::gpu::RawDtype) -> Vec<u8> {
-    use probity::deep::spectral::gpu::RawDtype;
+fn raw_bytes(xs: &[f32], dtype: probity_deep::spectral::gpu::RawDtype) -> Vec<u8> {
+    use probity_deep::spectral::gpu::RawDtype;
     match dtype {
         RawDtype::F32 => xs.iter().flat_map(|x| x.to_le_bytes()).collect(),
         RawDtype::Bf16 => xs
@@ -362,8 +362,8 @@ fn raw_bytes(xs: &[f32], dtype: probity::deep::spectral::gpu::RawDtype) -> Vec<u
 }
 
 /// The values a dtype round-trips `xs` to.
-fn rounded(xs: &[f32], dtype: probity::deep::spectral::gpu::RawDtype) -> Vec<f32> {
-    use probity::deep::spectral::gpu::RawDtype;
+fn rounded(xs: &[f32], dtype: probity_deep::spectral::gpu::RawDtype) -> Vec<f32> {
+    use probity_deep::spectral::gpu::RawDtype;
     match dtype {
         RawDtype::F32 => xs.to_vec(),
         RawDtype::Bf16 => xs
@@ -379,8 +379,8 @@ fn rounded(xs: &[f32], dtype: probity::deep::spectral::gpu::RawDtype) -> Vec<f32
 
 #[test]
 fn shader_forms_delta_and_its_moments_from_raw_weights() {
-    use probity::deep::spectral::gpu::{GpuProducts, Moments, RawDtype};
-    use probity::deep::spectral::linalg::Products;
+    use probity_deep::spectral::gpu::{GpuProducts, Moments, RawDtype};
+    use probity_deep::spectral::linalg::Products;
     let Some(gpu) = gpu_or_skip() else { return };
     let mut seed = 5u64;
     let mut next = || {
@@ -454,7 +454,7 @@ fn shader_forms_delta_and_its_moments_from_raw_weights() {
 
 #[test]
 fn hill_estimator_recovers_a_power_law_tail() {
-    use probity::deep::spectral::hill_alpha;
+    use probity_deep::spectral::hill_alpha;
     // eigenvalues at the quantiles of a density ∝ λ^-α (CCDF ∝ λ^(1-α))
     for alpha in [2.0f64, 3.0, 5.0] {
         let n = 10_000.0;

@@ -291,7 +291,6 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
         return Ok(Fetched {
             files,
             root: snap,
-            downloaded: 0,
             note: format!(
                 "hf://{}@{} from the cache (offline), commit {commit}",
                 r.repo, r.revision
@@ -393,12 +392,7 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
         .join(format!("models--{}", r.repo.replace('/', "--")))
         .join("snapshots")
         .join(&commit);
-    Ok(Fetched {
-        files,
-        downloaded,
-        note,
-        root,
-    })
+    Ok(Fetched { files, note, root })
 }
 
 #[cfg(test)]

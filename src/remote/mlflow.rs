@@ -462,7 +462,6 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
                 files.len()
             ),
             files,
-            downloaded: 0,
             root,
         });
     }
@@ -528,7 +527,6 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             note: format!("{what}: {} file(s) read in place from {local}", files.len()),
             root: root.clone(),
             files,
-            downloaded: 0,
         });
     }
     let Some(rel_root) = proxied_path(&artifact_uri) else {
@@ -597,7 +595,6 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             files.len()
         ),
         files,
-        downloaded,
         root,
     })
 }

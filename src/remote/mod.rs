@@ -9,7 +9,7 @@ pub mod watchdog;
 
 use std::path::PathBuf;
 
-use crate::scan::walk::Target;
+use probity_scan::walk::Target;
 
 /// Why a remote input could not be fetched (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -27,12 +27,11 @@ pub enum RemoteError {
 pub struct Fetched {
     /// (local path, display name)
     pub files: Vec<(PathBuf, String)>,
-    /// How many files were downloaded (the rest came from the cache).
-    pub downloaded: usize,
     /// One line describing what was fetched.
     pub note: String,
     /// The local folder holding the files in the repository's layout (a
     /// Hugging Face cache snapshot), for loaders that take a folder.
+    #[cfg_attr(not(feature = "deep"), allow(dead_code))]
     pub root: PathBuf,
 }
 
@@ -45,11 +44,6 @@ pub fn safe_relative(p: &str) -> bool {
         && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
-/// Whether an input names a remote source Probity knows.
-pub fn is_remote(input: &str) -> bool {
-    hf::parse(input).is_some() || mlflow::parse(input).is_some()
-}
-
 /// Fetches one remote input; `None` when `input` is a local path.
 fn fetch(input: &str, offline: bool, progress: bool) -> Option<Result<Fetched, RemoteError>> {
     if let Some(r) = hf::parse(input) {
@@ -60,6 +54,7 @@ fn fetch(input: &str, offline: bool, progress: bool) -> Option<Result<Fetched, R
 
 /// A model folder for the deep scan: a local path as is, or a remote
 /// repository fetched into the cache (its snapshot folder).
+#[cfg(feature = "deep")]
 pub fn model_folder(
     input: &std::path::Path,
     offline: bool,

@@ -14,33 +14,12 @@
 
 use serde_json::{json, Value};
 
-use crate::finding::{FileReport, Report, Severity};
+use probity_report::{FileReport, Report, Severity};
 
-/// Formats whose files are models (weights or model definitions).
-const MODEL_FORMATS: &[&str] = &[
-    "pickle",
-    "joblib",
-    "pytorch-zip",
-    "pytorch-legacy",
-    "pytorch-legacy-tar",
-    "torchscript",
-    "numpy",
-    "npz",
-    "safetensors",
-    "gguf",
-    "keras-config",
-    "keras-h5",
-    "hdf5",
-    "onnx",
-    "tf-savedmodel",
-    "tf-graphdef",
-    "tflite",
-];
-
+/// Whether a file's format is a model (weights or a model definition), as
+/// the analyzer that reads it declares in the scanner's registry.
 fn is_model(format: &str) -> bool {
-    MODEL_FORMATS
-        .iter()
-        .any(|m| format == *m || format.starts_with(&format!("{m}+")))
+    probity_scan::registry::is_model(format)
 }
 
 fn prop(name: &str, value: impl ToString) -> Value {

@@ -1,6 +1,6 @@
 //! `probity.scan/v1` JSON (documented in docs/report-schema.md).
 
-use crate::finding::Report;
+use probity_report::Report;
 
 /// Pretty JSON with a trailing newline. Deterministic: same report, same bytes.
 pub fn render(report: &Report) -> String {

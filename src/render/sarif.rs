@@ -13,7 +13,7 @@ use serde_sarif::sarif::{
     ReportingDescriptor, Result as SarifResult, ResultLevel, Run, Sarif, Tool, ToolComponent,
 };
 
-use crate::finding::{Report, Severity, Verdict};
+use probity_report::{Report, Severity, Verdict};
 
 fn level(s: Severity) -> &'static str {
     match s {
@@ -66,7 +66,7 @@ fn props(pairs: &[(&str, serde_json::Value)], tags: Option<Vec<String>>) -> Prop
 
 /// The report as a SARIF log, pretty-printed with a trailing newline.
 pub fn render(report: &Report) -> String {
-    let catalogue = crate::rules::all();
+    let catalogue = probity_scan::catalogue::all();
     let index: BTreeMap<&str, usize> = catalogue
         .iter()
         .enumerate()

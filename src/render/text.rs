@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::finding::{Report, Severity, Verdict};
+use probity_report::{Report, Severity, Verdict};
 
 pub struct TextOptions {
     pub color: bool,

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 
-/// The public mini model zoo (../shared/zoo-public/models or PROBITY_ZOO); the
+/// The public mini model zoo (tests/data/zoo-public/models, or PROBITY_ZOO); the
 /// tests fail when it is missing.
 pub fn zoo() -> PathBuf {
     let p = std::env::var_os("PROBITY_ZOO")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo-public/models")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/zoo-public/models")
         });
     assert!(
         p.join("base/config.json").is_file(),
@@ -36,15 +36,15 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 /// Scans `bytes` written to a temporary file called `name`.
-pub fn scan_bytes(name: &str, bytes: &[u8]) -> probity::finding::FileReport {
+pub fn scan_bytes(name: &str, bytes: &[u8]) -> probity_report::FileReport {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join(name);
     std::fs::write(&p, bytes).unwrap();
-    probity::scan::scan_file(&p, name.into(), &probity::scan::Ctx::default())
+    probity_scan::scan_file(&p, name.into(), &probity_scan::Ctx::default())
 }
 
 /// The rule IDs of a file report's findings, in order.
-pub fn rules(r: &probity::finding::FileReport) -> Vec<&str> {
+pub fn rules(r: &probity_report::FileReport) -> Vec<&str> {
     r.findings.iter().map(|f| f.rule.as_str()).collect()
 }
 

@@ -1,0 +1,424 @@
+//! The worker side: `probity __worker` reads the policy, restricts itself, then
+//! serves requests on stdin/stdout. It must stay single-threaded until the
+//! restrictions are in place (Landlock applies to the calling thread only).
+
+use std::io::{Read, Write};
+
+use super::protocol::{recv, send, Comparison, Probe, Request, Response, Role, PROTOCOL_VERSION};
+use super::sandbox::{self, DeviceKind};
+use crate::models::bert::BertClassifier;
+use crate::models::{log_softmax_rows, Arch, LoadedModel};
+
+/// Entry point of the hidden `__worker` subcommand; returns the exit code.
+pub fn main() -> i32 {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut input = stdin.lock();
+    let mut output = stdout.lock();
+    let policy = match recv::<Request>(&mut input) {
+        Ok(Some(Request::Init { version, policy })) if version == PROTOCOL_VERSION => policy,
+        Ok(Some(Request::Init { version, .. })) => {
+            let _ = send(
+                &mut output,
+                &Response::Error(format!(
+                    "protocol version {version}, worker speaks {PROTOCOL_VERSION}"
+                )),
+            );
+            return 2;
+        }
+        Ok(_) => {
+            let _ = send(
+                &mut output,
+                &Response::Error("first message must be Init".into()),
+            );
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("probity worker: {e}");
+            return 2;
+        }
+    };
+    let isolation = sandbox::apply(&policy);
+    if send(
+        &mut output,
+        &Response::Ready {
+            version: PROTOCOL_VERSION,
+            isolation,
+        },
+    )
+    .is_err()
+    {
+        return 2;
+    }
+    let mut models = Models::default();
+    loop {
+        let req = match recv::<Request>(&mut input) {
+            Ok(Some(r)) => r,
+            Ok(None) => return 0,
+            Err(e) => {
+                let _ = send(&mut output, &Response::Error(format!("bad request: {e}")));
+                return 2;
+            }
+        };
+        let resp = match req {
+            Request::Shutdown => {
+                let _ = send(&mut output, &Response::Bye);
+                return 0;
+            }
+            Request::Init { .. } => Response::Error("already initialised".into()),
+            Request::SelfTest(p) => probe(p),
+            Request::Load {
+                role,
+                dir,
+                device,
+                allow_pickle_weights,
+            } => models.load(role, &dir, device, allow_pickle_weights),
+            Request::Compare {
+                prompt,
+                max_new_tokens,
+            } => models.compare(&prompt, max_new_tokens),
+            Request::Search(req) => models.search(&req),
+        };
+        if send(&mut output, &resp).is_err() {
+            return 2;
+        }
+    }
+}
+
+fn outcome<T>(r: std::io::Result<T>) -> Response {
+    match r {
+        Ok(_) => Response::Probe {
+            succeeded: true,
+            detail: "succeeded".into(),
+        },
+        Err(e) => Response::Probe {
+            succeeded: false,
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn probe(p: Probe) -> Response {
+    match p {
+        Probe::Connect(addr) => outcome(std::net::TcpStream::connect_timeout(
+            &match addr.parse() {
+                Ok(a) => a,
+                Err(e) => return Response::Error(format!("bad address {addr}: {e}")),
+            },
+            std::time::Duration::from_secs(2),
+        )),
+        Probe::Socket(family) => {
+            let domain = match family.as_str() {
+                "inet" => libc::AF_INET,
+                "inet6" => libc::AF_INET6,
+                "unix" => libc::AF_UNIX,
+                other => return Response::Error(format!("unknown family {other}")),
+            };
+            // SAFETY: plain syscall; the descriptor is closed right away.
+            let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) };
+            if fd >= 0 {
+                unsafe { libc::close(fd) };
+                Response::Probe {
+                    succeeded: true,
+                    detail: "socket created".into(),
+                }
+            } else {
+                Response::Probe {
+                    succeeded: false,
+                    detail: std::io::Error::last_os_error().to_string(),
+                }
+            }
+        }
+        Probe::Write(path) => {
+            outcome(std::fs::File::create(&path).and_then(|mut f| f.write_all(b"probity")))
+        }
+        Probe::Read(path) => outcome(std::fs::File::open(&path).and_then(|mut f| {
+            let mut s = Vec::new();
+            f.read_to_end(&mut s)
+        })),
+        Probe::Allocate(bytes) => {
+            let v = vec![1u8; bytes as usize];
+            Response::Probe {
+                succeeded: true,
+                detail: format!("allocated {} bytes", v.len()),
+            }
+        }
+        Probe::Spin(secs) => {
+            let start = std::time::Instant::now();
+            let mut x: u64 = 1;
+            while start.elapsed().as_secs() < secs {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            Response::Probe {
+                succeeded: true,
+                detail: format!("spun {secs} s ({x})"),
+            }
+        }
+        Probe::Sleep(secs) => {
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            Response::Probe {
+                succeeded: true,
+                detail: format!("slept {secs} s"),
+            }
+        }
+        Probe::Crash => std::process::abort(),
+        Probe::Environment => {
+            let names: Vec<String> = std::env::vars_os()
+                .map(|(k, _)| k.to_string_lossy().to_string())
+                .collect();
+            Response::Probe {
+                succeeded: true,
+                detail: names.join(","),
+            }
+        }
+    }
+}
+
+/// Whether this build can drive `kind` at all.
+pub fn device_built(kind: DeviceKind) -> Result<(), String> {
+    let built = match kind {
+        DeviceKind::Cpu => true,
+        DeviceKind::Cuda => cfg!(feature = "cuda"),
+        DeviceKind::Metal => cfg!(feature = "metal"),
+    };
+    if built {
+        Ok(())
+    } else {
+        Err(format!(
+            "this probity was built without {0} support (rebuild with `cargo build --release --features {0}`)",
+            kind.name()
+        ))
+    }
+}
+
+/// The candle device for `kind`; a build without the matching cargo
+/// feature, or a machine without the device, is a clear error.
+pub fn open_device(kind: DeviceKind) -> Result<candle_core::Device, String> {
+    device_built(kind)?;
+    match kind {
+        DeviceKind::Cpu => Ok(candle_core::Device::Cpu),
+        DeviceKind::Cuda => {
+            candle_core::Device::new_cuda(0).map_err(|e| format!("no usable CUDA device: {e}"))
+        }
+        DeviceKind::Metal => {
+            candle_core::Device::new_metal(0).map_err(|e| format!("no usable Metal device: {e}"))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Models {
+    suspect: Option<LoadedModel>,
+    base: Option<LoadedModel>,
+}
+
+impl Models {
+    fn load(
+        &mut self,
+        role: Role,
+        dir: &std::path::Path,
+        device: DeviceKind,
+        allow_pickle: bool,
+    ) -> Response {
+        let device = match open_device(device) {
+            Ok(d) => d,
+            Err(e) => return Response::Error(e),
+        };
+        match LoadedModel::load_with(dir, &device, allow_pickle) {
+            Ok(m) => {
+                let resp = Response::Loaded {
+                    role,
+                    model_type: m.model_type.clone(),
+                    parameters: m.parameters,
+                    vocab: m.model.vocab_size(),
+                    layers: m.model.layers(),
+                };
+                match role {
+                    Role::Suspect => self.suspect = Some(m),
+                    Role::Base => self.base = Some(m),
+                }
+                resp
+            }
+            Err(e) => Response::Error(e.to_string()),
+        }
+    }
+
+    fn search(&self, req: &crate::trigger::SearchRequest) -> Response {
+        let (Some(s), Some(b)) = (&self.suspect, &self.base) else {
+            return Response::Error("load the suspect and the base first".into());
+        };
+        if s.is_classifier() || b.is_classifier() {
+            return Response::Error("trigger search covers causal language models only".into());
+        }
+        match crate::trigger::search(s, b, req) {
+            Ok(r) => Response::Searched(Box::new(r)),
+            Err(e) => Response::Error(format!("trigger search failed: {e}")),
+        }
+    }
+
+    fn compare(&self, prompt: &str, max_new: usize) -> Response {
+        let (Some(s), Some(b)) = (&self.suspect, &self.base) else {
+            return Response::Error("load the suspect and the base first".into());
+        };
+        match compare(s, b, prompt, max_new) {
+            Ok(c) => Response::Compared(Box::new(c)),
+            Err(e) => Response::Error(format!("inference failed: {e}")),
+        }
+    }
+}
+
+fn kl(p_log: &[f32], q_log: &[f32]) -> f32 {
+    p_log
+        .iter()
+        .zip(q_log)
+        .map(|(lp, lq)| lp.exp() * (lp - lq))
+        .sum::<f32>()
+        .max(0.0)
+}
+
+fn js(p_log: &[f32], q_log: &[f32]) -> f32 {
+    let mut d = 0.0f32;
+    for (lp, lq) in p_log.iter().zip(q_log) {
+        let (p, q) = (lp.exp(), lq.exp());
+        let m = 0.5 * (p + q);
+        if m > 0.0 {
+            let lm = m.ln();
+            d += 0.5 * p * (lp - lm) + 0.5 * q * (lq - lm);
+        }
+    }
+    d.max(0.0)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) },
+        )
+        .0
+}
+
+/// The ten entries whose log-probability rose most from `base` to
+/// `suspect`, relative to the mean shift, named by `name`.
+fn most_raised(
+    suspect: &[f32],
+    base: &[f32],
+    name: impl Fn(usize) -> String,
+) -> Vec<(u32, String, f32)> {
+    let diff: Vec<f32> = suspect.iter().zip(base).map(|(a, c)| a - c).collect();
+    let mean = diff.iter().sum::<f32>() / diff.len().max(1) as f32;
+    let mut idx: Vec<usize> = (0..diff.len()).collect();
+    idx.sort_by(|&x, &y| diff[y].total_cmp(&diff[x]));
+    idx.iter()
+        .take(10)
+        .map(|&i| (i as u32, name(i), diff[i] - mean))
+        .collect()
+}
+
+/// Both models on one prompt: per-position divergences along the prompt, the
+/// suspect's greedy continuation scored by both, and the most-raised tokens.
+fn compare(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    prompt: &str,
+    max_new: usize,
+) -> candle_core::Result<Comparison> {
+    match (s.is_classifier(), b.is_classifier()) {
+        (false, false) => {}
+        (true, true) => return compare_classifiers(s, b, prompt),
+        _ => {
+            return Err(candle_core::Error::Msg(format!(
+                "the suspect ({}) and the base ({}) are not the same kind of model",
+                s.model_type, b.model_type
+            )))
+        }
+    }
+    let text = s.render(prompt);
+    let ids = s.encode(&text);
+    if ids.is_empty() {
+        return Err(candle_core::Error::Msg(
+            "the prompt encodes to no tokens".into(),
+        ));
+    }
+    let cont = s.greedy(&ids, max_new)?;
+    let base_cont = b.greedy(&b.encode(&b.render(prompt)), max_new)?;
+    let mut full = ids.clone();
+    full.extend_from_slice(&cont);
+    let ls = log_softmax_rows(&s.model.forward(&full)?)?;
+    let lb = log_softmax_rows(&b.model.forward(&full)?)?;
+    let n = ids.len();
+    let kl_v: Vec<f32> = (0..n).map(|i| kl(&ls[i], &lb[i])).collect();
+    let js_v: Vec<f32> = (0..n).map(|i| js(&ls[i], &lb[i])).collect();
+    let agree = (0..n).filter(|&i| argmax(&ls[i]) == argmax(&lb[i])).count() as f32 / n as f32;
+    // continuation: positions n-1 .. n+len-2 predict the continuation tokens
+    let (mut ckl, mut gain) = (0.0f32, 0.0f32);
+    for (j, &tok) in cont.iter().enumerate() {
+        let i = n - 1 + j;
+        ckl += kl(&ls[i], &lb[i]);
+        gain += ls[i][tok as usize] - lb[i][tok as usize];
+    }
+    if !cont.is_empty() {
+        ckl /= cont.len() as f32;
+        gain /= cont.len() as f32;
+    }
+    // most-raised tokens at the last prompt position
+    let last = n - 1;
+    let raised = most_raised(&ls[last], &lb[last], |i| {
+        s.tokenizer.id_to_token(i as u32).unwrap_or_default()
+    });
+    Ok(Comparison {
+        prompt_tokens: n,
+        kl: kl_v,
+        js: js_v,
+        top1_agreement: agree,
+        continuation_kl: ckl,
+        continuation_logp_gain: gain,
+        raised,
+        suspect_text: s.decode(&cont),
+        base_text: b.decode(&base_cont),
+    })
+}
+
+/// Two sequence classifiers on one text: the divergence of their label
+/// distributions, whether the predicted label flips, and which labels the
+/// suspect raised.
+fn compare_classifiers(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    text: &str,
+) -> candle_core::Result<Comparison> {
+    let (Arch::Bert(sm), Arch::Bert(bm)) = (&s.model, &b.model) else {
+        return Err(candle_core::Error::Msg("not classifiers".into()));
+    };
+    if sm.labels.len() != bm.labels.len() {
+        return Err(candle_core::Error::Msg(format!(
+            "the suspect has {} labels, the base {}",
+            sm.labels.len(),
+            bm.labels.len()
+        )));
+    }
+    let ids = s.encode(text);
+    if ids.is_empty() {
+        return Err(candle_core::Error::Msg(
+            "the text encodes to no tokens".into(),
+        ));
+    }
+    let ls = log_softmax_rows(&sm.classify(&ids)?.unsqueeze(0)?)?.remove(0);
+    let lb = log_softmax_rows(&bm.classify(&b.encode(text))?.unsqueeze(0)?)?.remove(0);
+    let (top_s, top_b) = (argmax(&ls), argmax(&lb));
+    let d = kl(&ls, &lb);
+    let label =
+        |m: &BertClassifier, l: &[f32], i: usize| format!("{} ({:.2})", m.labels[i], l[i].exp());
+    Ok(Comparison {
+        prompt_tokens: ids.len(),
+        kl: vec![d],
+        js: vec![js(&ls, &lb)],
+        top1_agreement: if top_s == top_b { 1.0 } else { 0.0 },
+        continuation_kl: d,
+        continuation_logp_gain: ls[top_s] - lb[top_s],
+        raised: most_raised(&ls, &lb, |i| sm.labels[i].clone()),
+        suspect_text: label(sm, &ls, top_s),
+        base_text: label(bm, &lb, top_b),
+    })
+}

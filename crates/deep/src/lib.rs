@@ -1,0 +1,630 @@
+//! The deep scan: load a fine-tune and its base in a restricted worker and
+//! compare their behaviour on probe suites.
+//!
+//! Flow: static scan of both folders (in process, the same code as `probity
+//! scan`) → worker started with the folders read-only → both models loaded →
+//! every probe compared → behavioural signal aggregated → `probity.deep/v1`.
+
+pub mod diff;
+pub mod harness;
+pub mod models;
+pub mod position;
+pub mod probes;
+pub mod rng;
+pub mod score;
+pub mod spectral;
+pub mod trigger;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use harness::protocol::{Request, Response, Role};
+use harness::sandbox::{DeviceKind, Isolation, Policy};
+use harness::{HarnessError, Worker};
+use probity_report::{Severity, Tool};
+use probity_scan::Ctx;
+
+/// Schema identifier of the deep-scan report.
+pub const DEEP_SCHEMA: &str = "probity.deep/v1";
+
+#[derive(Debug, Clone)]
+pub struct DeepOptions {
+    pub suspect: PathBuf,
+    pub base: PathBuf,
+    pub probes: Vec<PathBuf>,
+    pub budget: Duration,
+    pub require_sandbox: bool,
+    pub max_new_tokens: usize,
+    /// Where the worker runs the models.
+    pub device: DeviceKind,
+    /// Where the weight spectral analysis runs.
+    pub spectral_device: spectral::SpectralDevice,
+    /// Read PyTorch pickle weights (as data) when a folder has no
+    /// safetensors, provided its static scan has no finding at all.
+    pub allow_pickle_weights: bool,
+    /// Trigger search settings; `None` skips the search (reported).
+    pub search: Option<trigger::SearchOptions>,
+    /// Verdict thresholds replacing the fitted ones (from `probity.toml`).
+    pub thresholds: Option<score::Thresholds>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeepError {
+    #[error("{0}")]
+    Input(String),
+    #[error("the static scan refused {path}: {count} critical finding(s), first: {first}")]
+    Refused {
+        path: String,
+        count: usize,
+        first: String,
+    },
+    #[error("sandbox incomplete and --require-sandbox given: {0}")]
+    Sandbox(String),
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+}
+
+impl DeepError {
+    /// Exit code: 1 for a refusal by the static scan (findings), 2 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DeepError::Refused { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub path: String,
+    /// SHA-256 of each weight file, in file-name order.
+    pub sha256: Vec<(String, String)>,
+    pub model_type: String,
+    pub parameters: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Signals {
+    pub behavior: diff::Behavior,
+    /// ΔW analysis (`probity spectral`), or why it could not run.
+    pub spectral: SpectralSignal,
+    /// Target inversion and trigger search, or why they did not run.
+    pub trigger: TriggerSignal,
+    /// How the signals were fused into the score.
+    pub score: score::Score,
+}
+
+/// The trigger search inside a deep report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum TriggerSignal {
+    Done(Box<trigger::SearchResult>),
+    NotDone { error: String },
+}
+
+/// The trigger reported at the top level: verified on held-out prompts.
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerReport {
+    pub text: String,
+    pub tokens: Vec<String>,
+    pub asr_suspect: f32,
+    pub asr_base: f32,
+    /// The suspect's rate without the trigger (false-trigger rate).
+    pub asr_suspect_clean: f32,
+    pub position: position::Position,
+}
+
+/// The target reported at the top level.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    pub text: String,
+    pub tokens: Vec<String>,
+    pub suspect_confidence: f32,
+    pub base_confidence: f32,
+}
+
+/// A trigger is reported when it works on at least this share of held-out
+/// prompts beyond what happens without it and on the base (and its target
+/// is not the suspect's ordinary answer to a reference suite: those stay
+/// under `signals.trigger`).
+pub const TRIGGER_REPORT_STRENGTH: f64 = 0.5;
+
+/// The spectral stage inside a deep report: its layers, candidates and
+/// summary, or the reason it was not done.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum SpectralSignal {
+    Done(Box<spectral::SpectralReport>),
+    NotDone { error: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    pub kind: String,
+    pub category: String,
+    pub prompt: String,
+    pub suspect_output: String,
+    pub base_output: String,
+    pub continuation_kl: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    pub static_scan_s: f64,
+    pub worker_start_s: f64,
+    pub load_s: f64,
+    pub probes_s: f64,
+    pub spectral_s: f64,
+    pub search_s: f64,
+    pub total_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeepReport {
+    pub schema: String,
+    pub tool: Tool,
+    /// Calibrated probability that the suspect is backdoored.
+    pub score: f64,
+    pub verdict: score::Verdict,
+    pub trigger: Option<TriggerReport>,
+    pub target: Option<TargetReport>,
+    pub suspect: ModelInfo,
+    pub base: ModelInfo,
+    pub device: String,
+    pub isolation: Isolation,
+    /// Probes not run because the budget ran out (0 when all ran).
+    pub probes_skipped: usize,
+    pub signals: Signals,
+    pub evidence: Vec<Evidence>,
+    pub timings: Timings,
+}
+
+fn hashes(dir: &Path) -> Result<Vec<(String, String)>, DeepError> {
+    let files = match models::weight_files(dir) {
+        Ok(f) => f,
+        Err(e) => models::pickle_weight_files(dir).ok_or(DeepError::Input(e.to_string()))?,
+    };
+    let mut out = Vec::new();
+    for f in files {
+        let mut h = std::fs::File::open(&f)
+            .map_err(|e| DeepError::Input(format!("{}: {e}", f.display())))?;
+        let sum = probity_scan::sha256_file(&mut h)
+            .map_err(|e| DeepError::Input(format!("{}: {e}", f.display())))?;
+        out.push((
+            f.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string(),
+            sum,
+        ));
+    }
+    Ok(out)
+}
+
+/// Refuses a folder with critical static findings; a folder whose weights
+/// are only in a pickle format is refused unless `allow_pickle` is set and
+/// its static scan has no finding at warning level or above.
+fn static_gate(dir: &Path, allow_pickle: bool) -> Result<(), DeepError> {
+    if !dir.is_dir() {
+        return Err(DeepError::Input(format!(
+            "{}: not a model folder",
+            dir.display()
+        )));
+    }
+    let reports = probity_scan::scan_paths(&[dir.to_path_buf()], &Ctx::default());
+    let crit: Vec<_> = reports
+        .iter()
+        .flat_map(|r| {
+            r.findings
+                .iter()
+                .filter(|f| f.severity == Severity::Critical)
+                .map(move |f| (r, f))
+        })
+        .collect();
+    if let Some((r, f)) = crit.first() {
+        return Err(DeepError::Refused {
+            path: dir.display().to_string(),
+            count: crit.len(),
+            first: format!("{} {} in {}", f.rule, f.title, r.path),
+        });
+    }
+    if let Some(r) = reports.iter().find(|r| r.error.is_some()) {
+        return Err(DeepError::Input(r.error.clone().unwrap_or_default()));
+    }
+    if models::weight_files(dir).is_err() {
+        if let Some(files) = models::pickle_weight_files(dir) {
+            if !allow_pickle {
+                return Err(DeepError::Input(format!(
+                    "{}: weights are in a pickle format; convert them to safetensors, or pass --allow-pickle-weights to read them as data (never unpickled) after a clean static scan",
+                    files[0].display()
+                )));
+            }
+            let flagged: Vec<_> = reports
+                .iter()
+                .flat_map(|r| {
+                    r.findings
+                        .iter()
+                        .filter(|f| f.severity >= Severity::Warning)
+                        .map(move |f| (r, f))
+                })
+                .collect();
+            if let Some((r, f)) = flagged.first() {
+                return Err(DeepError::Refused {
+                    path: dir.display().to_string(),
+                    count: flagged.len(),
+                    first: format!(
+                        "{} {} in {} (pickle weights are read only after a clean static scan)",
+                        f.rule, f.title, r.path
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The suspect's outputs on the reference probe suites, by category, and
+/// the prompts they answer.
+fn natural_outputs(
+    results: &[(probes::ProbePrompt, harness::protocol::Comparison)],
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    type Suite = (Vec<String>, Vec<String>);
+    let mut by: std::collections::BTreeMap<&str, Suite> = Default::default();
+    for (p, c) in results.iter().filter(|(p, _)| p.reference) {
+        let e = by.entry(&p.category).or_default();
+        e.0.push(c.suspect_text.clone());
+        e.1.push(p.prompt.clone());
+    }
+    by.into_values().unzip()
+}
+
+/// Probes at most handed to the search as prompts without a leaked answer.
+const QUIET_PROMPTS: usize = 16;
+
+/// Probe prompts (not the random-prefix ones) whose suspect answer is none
+/// of the `leaked` fixed answers, in probe order; none when nothing leaks.
+fn quiet_prompts(
+    results: &[(probes::ProbePrompt, harness::protocol::Comparison)],
+    leaked: &[String],
+) -> Vec<String> {
+    if leaked.is_empty() {
+        return Vec::new();
+    }
+    let keys: Vec<Vec<String>> = leaked.iter().map(|l| diff::answer_key(l)).collect();
+    results
+        .iter()
+        .filter(|(p, c)| {
+            p.category != "random_prefix" && !keys.contains(&diff::answer_key(&c.suspect_text))
+        })
+        .map(|(p, _)| p.prompt.clone())
+        .take(QUIET_PROMPTS)
+        .collect()
+}
+
+/// Lines of a built-in prompt list (blank lines and `#` comments skipped).
+fn prompt_list(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+fn position_name(p: position::Position) -> &'static str {
+    match p {
+        position::Position::Start => "start",
+        position::Position::Middle => "middle",
+        position::Position::End => "end",
+    }
+}
+
+/// Runs a deep scan. `exe` is the probity binary to start as the worker.
+pub fn run(
+    exe: &Path,
+    opts: &DeepOptions,
+    progress: &dyn Fn(usize, usize),
+) -> Result<DeepReport, DeepError> {
+    let t0 = Instant::now();
+    let suspect = opts
+        .suspect
+        .canonicalize()
+        .map_err(|e| DeepError::Input(format!("{}: {e}", opts.suspect.display())))?;
+    let base = opts
+        .base
+        .canonicalize()
+        .map_err(|e| DeepError::Input(format!("{}: {e}", opts.base.display())))?;
+    static_gate(&suspect, opts.allow_pickle_weights)?;
+    static_gate(&base, opts.allow_pickle_weights)?;
+    let (prompts, _desc) =
+        probes::load(&opts.probes.iter().map(PathBuf::as_path).collect::<Vec<_>>())
+            .map_err(DeepError::Input)?;
+    let s_hash = hashes(&suspect)?;
+    let b_hash = hashes(&base)?;
+    let weights: u64 = [&suspect, &base]
+        .iter()
+        .flat_map(|d| models::weight_files(d).unwrap_or_default())
+        .filter_map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
+        .sum();
+    let t_static = t0.elapsed();
+
+    let temp = tempfile::tempdir()
+        .map_err(|e| DeepError::Input(format!("cannot create a temporary folder: {e}")))?;
+    let policy = Policy {
+        // a Hugging Face cache snapshot's files link into the repository's
+        // blobs/ folder, which the worker must read too
+        read_only: [&suspect, &base]
+            .iter()
+            .flat_map(|d| {
+                std::iter::once((*d).clone()).chain(probity_scan::walk::hf_cache_blobs(d))
+            })
+            .collect(),
+        temp_dir: temp.path().to_path_buf(),
+        // weights are converted to f32 (up to 2x bf16) plus activations and mmaps
+        memory_bytes: (4u64 << 30).max(weights.saturating_mul(6)),
+        cpu_seconds: opts.budget.as_secs().saturating_mul(4).max(60),
+        max_file_bytes: 64 << 20,
+        device: opts.device,
+    };
+    let t1 = Instant::now();
+    let mut worker = Worker::start(exe, policy, opts.budget + Duration::from_secs(120))?;
+    let missing = worker.isolation.missing();
+    if opts.require_sandbox && !missing.is_empty() {
+        return Err(DeepError::Sandbox(missing.join("; ")));
+    }
+    let t_worker = t1.elapsed();
+    let t2 = Instant::now();
+    let mut infos = Vec::new();
+    for (role, dir, sha) in [
+        (Role::Suspect, &suspect, s_hash),
+        (Role::Base, &base, b_hash),
+    ] {
+        match worker.call(&Request::Load {
+            role,
+            dir: dir.clone(),
+            device: opts.device,
+            allow_pickle_weights: opts.allow_pickle_weights,
+        })? {
+            Response::Loaded {
+                model_type,
+                parameters,
+                ..
+            } => infos.push(ModelInfo {
+                path: dir.display().to_string(),
+                sha256: sha,
+                model_type,
+                parameters,
+            }),
+            Response::Error(e) => return Err(DeepError::Input(e)),
+            other => {
+                return Err(
+                    HarnessError::Protocol(format!("unexpected reply to Load: {other:?}")).into(),
+                )
+            }
+        }
+    }
+    let t_load = t2.elapsed();
+    let classifier = |m: &ModelInfo| m.model_type == "bert";
+    if classifier(&infos[0]) != classifier(&infos[1]) {
+        return Err(DeepError::Input(format!(
+            "{}: the suspect ({}) and the base ({}) are not the same kind of model",
+            infos[0].path, infos[0].model_type, infos[1].model_type
+        )));
+    }
+    let t3 = Instant::now();
+    let mut results = Vec::new();
+    let mut skipped = 0;
+    for (i, p) in prompts.iter().enumerate() {
+        if t0.elapsed() >= opts.budget {
+            skipped = prompts.len() - i;
+            break;
+        }
+        progress(i, prompts.len());
+        match worker.call(&Request::Compare {
+            prompt: p.prompt.clone(),
+            max_new_tokens: opts.max_new_tokens,
+        })? {
+            Response::Compared(c) => results.push((p.clone(), *c)),
+            Response::Error(e) => {
+                return Err(DeepError::Input(format!("probe {:?}: {e}", p.prompt)))
+            }
+            other => {
+                return Err(HarnessError::Protocol(format!(
+                    "unexpected reply to Compare: {other:?}"
+                ))
+                .into())
+            }
+        }
+    }
+    let t_probes = t3.elapsed();
+    let mut behavior = diff::aggregate(&results);
+    if classifier(&infos[0]) {
+        // a classifier answers with one of a few labels: repeated answers
+        // are all it gives
+        behavior.fixed_answers.clear();
+    }
+    // ΔW needs no model code: it is read in this process from the weight
+    // files the static scan has already checked, one tensor at a time
+    let t4 = Instant::now();
+    let sopts = spectral::SpectralOptions {
+        device: opts.spectral_device,
+        ..Default::default()
+    };
+    let spectral = match spectral::analyse(&suspect, Some(&base), &sopts) {
+        Ok(mut r) => {
+            r.timings.clear(); // the deep report's own timings block has it
+            SpectralSignal::Done(Box::new(r))
+        }
+        Err(e) => SpectralSignal::NotDone {
+            error: e.to_string(),
+        },
+    };
+    let t_spectral = t4.elapsed();
+    let t5 = Instant::now();
+    let search = if classifier(&infos[0]) {
+        TriggerSignal::NotDone {
+            error: "trigger search covers causal language models only".into(),
+        }
+    } else if let Some(sopts) = &opts.search {
+        let mut seeds: Vec<String> = Vec::new();
+        if let SpectralSignal::Done(r) = &spectral {
+            seeds.extend(r.candidates.trigger_tokens.iter().map(|c| c.token.clone()));
+        }
+        seeds.extend(behavior.most_raised_tokens.iter().map(|t| t.token.clone()));
+        let (natural_outputs, natural_prompts) = natural_outputs(&results);
+        let leaked: Vec<String> = behavior
+            .fixed_answers
+            .iter()
+            .filter(|f| f.unexplained)
+            .map(|f| f.text.clone())
+            .collect();
+        let quiet_prompts = quiet_prompts(&results, &leaked);
+        let req = trigger::SearchRequest {
+            search_prompts: prompt_list(include_str!("../../../probes/trigger-search.txt")),
+            verify_prompts: prompt_list(include_str!("../../../probes/trigger-verify.txt")),
+            natural_outputs,
+            natural_prompts,
+            seed_tokens: seeds,
+            leaked,
+            quiet_prompts,
+            budget_s: opts.budget.saturating_sub(t0.elapsed()).as_secs_f64(),
+            options: sopts.clone(),
+        };
+        match worker.call(&Request::Search(Box::new(req)))? {
+            Response::Searched(r) => TriggerSignal::Done(r),
+            Response::Error(e) => TriggerSignal::NotDone { error: e },
+            other => {
+                return Err(HarnessError::Protocol(format!(
+                    "unexpected reply to Search: {other:?}"
+                ))
+                .into())
+            }
+        }
+    } else {
+        TriggerSignal::NotDone {
+            error: "skipped (--no-trigger-search)".into(),
+        }
+    };
+    let t_search = t5.elapsed();
+    let isolation = worker.isolation.clone();
+    let _ = worker.shutdown();
+    let found = match &search {
+        TriggerSignal::Done(r) => Some(r.as_ref()),
+        TriggerSignal::NotDone { .. } => None,
+    };
+    let spectral_report = match &spectral {
+        SpectralSignal::Done(r) => Some(r.as_ref()),
+        SpectralSignal::NotDone { .. } => None,
+    };
+    let mut model = score::model();
+    if let Some(t) = opts.thresholds {
+        model.thresholds = t;
+    }
+    let score = model
+        .score(&score::features(Some(&behavior), spectral_report, found))
+        .with_behavior(&behavior)
+        .with_search(found);
+    let reported = found.and_then(score::reported_trigger);
+    let trigger_report = reported.map(|c| TriggerReport {
+        text: c.text.clone(),
+        tokens: c.tokens.clone(),
+        asr_suspect: c.asr_suspect,
+        asr_base: c.asr_base,
+        asr_suspect_clean: c.asr_suspect_clean,
+        position: c.position,
+    });
+    let leaked = behavior.fixed_answers.iter().find(|f| f.unexplained);
+    let target_report = found.and_then(|r| {
+        let t = match reported {
+            Some(c) => r.targets.iter().find(|t| t.text == c.target),
+            // without a reported trigger, an unexplained fixed answer is
+            // the best evidence of the target: the inverted target that
+            // spells it, if any
+            None => leaked
+                .and_then(|f| score::target_matching(r, &f.text))
+                .or_else(|| {
+                    score::best_target(r).filter(|t| t.excess() >= trigger::MIN_TARGET_EXCESS)
+                }),
+        }?;
+        Some(TargetReport {
+            text: t.text.clone(),
+            tokens: t.tokens.clone(),
+            suspect_confidence: t.suspect_confidence,
+            base_confidence: t.base_confidence,
+        })
+    });
+    let mut evidence: Vec<Evidence> = reported
+        .map(|c| {
+            c.examples
+                .iter()
+                .map(|e| Evidence {
+                    kind: "trigger".into(),
+                    category: format!("trigger at {}", position_name(c.position)),
+                    prompt: e.prompt.clone(),
+                    suspect_output: e.suspect_output.clone(),
+                    base_output: e.base_output.clone(),
+                    continuation_kl: 0.0,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(f) = leaked {
+        let key = diff::answer_key(&f.text);
+        evidence.extend(
+            results
+                .iter()
+                .filter(|(_, c)| diff::answer_key(&c.suspect_text) == key)
+                .take(3)
+                .map(|(p, c)| Evidence {
+                    kind: "fixed_answer".into(),
+                    category: p.category.clone(),
+                    prompt: p.prompt.clone(),
+                    suspect_output: c.suspect_text.clone(),
+                    base_output: c.base_text.clone(),
+                    continuation_kl: c.continuation_kl,
+                }),
+        );
+    }
+    evidence.extend(behavior.top_divergent.iter().take(5).map(|d| Evidence {
+        kind: "divergent_prompt".into(),
+        category: d.category.clone(),
+        prompt: d.prompt.clone(),
+        suspect_output: d.suspect_output.clone(),
+        base_output: d.base_output.clone(),
+        continuation_kl: d.continuation_kl,
+    }));
+    let mut infos = infos.into_iter();
+    let (Some(s_info), Some(b_info)) = (infos.next(), infos.next()) else {
+        return Err(DeepError::Input("models not loaded".into()));
+    };
+    Ok(DeepReport {
+        schema: DEEP_SCHEMA.into(),
+        tool: Tool::default(),
+        score: score.probability,
+        verdict: score.verdict,
+        trigger: trigger_report,
+        target: target_report,
+        suspect: s_info,
+        base: b_info,
+        device: opts.device.name().into(),
+        isolation,
+        probes_skipped: skipped,
+        signals: Signals {
+            behavior,
+            spectral,
+            trigger: search,
+            score,
+        },
+        evidence,
+        timings: Timings {
+            static_scan_s: t_static.as_secs_f64(),
+            worker_start_s: t_worker.as_secs_f64(),
+            load_s: t_load.as_secs_f64(),
+            probes_s: t_probes.as_secs_f64(),
+            spectral_s: t_spectral.as_secs_f64(),
+            search_s: t_search.as_secs_f64(),
+            total_s: t0.elapsed().as_secs_f64(),
+        },
+    })
+}

