@@ -1,5 +1,6 @@
 //! `probity deep` end to end on the public mini zoo: the report's schema and
 //! isolation block, the static-scan gate, and bad inputs.
+#![cfg(feature = "deep")]
 
 mod common;
 use common::{copy_dir, json_ok, schema_errors, zoo};

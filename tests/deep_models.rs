@@ -4,6 +4,7 @@
 //! - Probity's differentiable llama forward gives the same logits as
 //!   candle-transformers' llama on the same weights;
 //! - gradients reach the input embeddings (needed by trigger search).
+#![cfg(feature = "deep")]
 
 mod common;
 use common::{max_abs_diff, zoo};

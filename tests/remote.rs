@@ -398,6 +398,7 @@ fn hub_errors_are_one_line_and_leave_no_cache_entry() {
 /// `probity deep` takes Hugging Face URIs for both models: they are fetched,
 /// pass the static gate from the cache snapshot (links into blobs/), and load
 /// in the sandboxed worker, which may read the repository's blobs.
+#[cfg(feature = "deep")]
 #[test]
 fn deep_scan_of_hub_models() {
     let hub = Hub::start();

@@ -5,6 +5,7 @@
 //!
 //! Where the kernel lacks a primitive, the worker must say so in its isolation
 //! report; the restriction tests then check the report instead.
+#![cfg(feature = "deep")]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! `probity spectral`: ΔW statistics on the fixture zoo, a planted low-rank
 //! change and planted trigger/target rows that must be found, schema and
 //! determinism, bad inputs.
+#![cfg(feature = "deep")]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
