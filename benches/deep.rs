@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::llama as ct;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use probity_deep::models::{llama::KvCache, LoadedModel};
+use probity_deep::models::{KvCache, LoadedModel};
 
 const NEW: usize = 64;
 

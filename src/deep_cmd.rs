@@ -201,7 +201,7 @@ pub fn deep(args: DeepArgs) -> ExitCode {
         spectral_device: spectral_device.kind(),
         allow_pickle_weights,
         thresholds,
-        search: (!no_trigger_search).then(|| probity_deep::trigger::SearchOptions {
+        search: (!no_trigger_search).then(|| probity_deep::wire::SearchOptions {
             steps: search_steps,
             ..Default::default()
         }),

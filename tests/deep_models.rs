@@ -140,7 +140,7 @@ fn cached_generation_matches_full_recomputation() {
     }
     // logits of an incremental step equal the full forward at that position
     let ids = m.encode(&m.render("What is 4 plus 1?"));
-    let mut cache = probity_deep::models::llama::KvCache::default();
+    let mut cache = probity_deep::models::KvCache::default();
     m.model
         .forward_cached(&ids[..ids.len() - 1], &mut cache)
         .unwrap();
@@ -232,7 +232,7 @@ fn matches_transformers_reference_logits() {
             .collect();
         assert_eq!(argmax, want, "{}: argmax at every position", dir.display());
         // greedy generation without EOS stop, through the key/value cache
-        let mut cache = probity_deep::models::llama::KvCache::default();
+        let mut cache = probity_deep::models::KvCache::default();
         let mut l = m.model.forward_cached(&ids, &mut cache).unwrap();
         let mut out = Vec::new();
         for _ in 0..10 {

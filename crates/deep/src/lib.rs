@@ -13,18 +13,22 @@ pub mod probes;
 pub mod rng;
 pub mod score;
 pub mod spectral;
+pub mod text_match;
+pub mod thresholds;
 pub mod trigger;
+pub mod wire;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use harness::protocol::{Request, Response, Role};
 use harness::sandbox::{DeviceKind, Isolation, Policy};
 use harness::{HarnessError, Worker};
 use probity_report::{Severity, Tool};
 use probity_scan::Ctx;
+pub use thresholds::TRIGGER_REPORT_STRENGTH;
+use wire::{Request, Response, Role};
 
 /// Schema identifier of the deep-scan report.
 pub const DEEP_SCHEMA: &str = "probity.deep/v1";
@@ -45,7 +49,7 @@ pub struct DeepOptions {
     /// safetensors, provided its static scan has no finding at all.
     pub allow_pickle_weights: bool,
     /// Trigger search settings; `None` skips the search (reported).
-    pub search: Option<trigger::SearchOptions>,
+    pub search: Option<wire::SearchOptions>,
     /// Verdict thresholds replacing the fitted ones (from `probity.toml`).
     pub thresholds: Option<score::Thresholds>,
 }
@@ -100,7 +104,7 @@ pub struct Signals {
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum TriggerSignal {
-    Done(Box<trigger::SearchResult>),
+    Done(Box<wire::SearchResult>),
     NotDone { error: String },
 }
 
@@ -124,12 +128,6 @@ pub struct TargetReport {
     pub suspect_confidence: f32,
     pub base_confidence: f32,
 }
-
-/// A trigger is reported when it works on at least this share of held-out
-/// prompts beyond what happens without it and on the base (and its target
-/// is not the suspect's ordinary answer to a reference suite: those stay
-/// under `signals.trigger`).
-pub const TRIGGER_REPORT_STRENGTH: f64 = 0.5;
 
 /// The spectral stage inside a deep report: its layers, candidates and
 /// summary, or the reason it was not done.
@@ -268,7 +266,7 @@ fn static_gate(dir: &Path, allow_pickle: bool) -> Result<(), DeepError> {
 /// The suspect's outputs on the reference probe suites, by category, and
 /// the prompts they answer.
 fn natural_outputs(
-    results: &[(probes::ProbePrompt, harness::protocol::Comparison)],
+    results: &[(probes::ProbePrompt, wire::Comparison)],
 ) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
     type Suite = (Vec<String>, Vec<String>);
     let mut by: std::collections::BTreeMap<&str, Suite> = Default::default();
@@ -286,7 +284,7 @@ const QUIET_PROMPTS: usize = 16;
 /// Probe prompts (not the random-prefix ones) whose suspect answer is none
 /// of the `leaked` fixed answers, in probe order; none when nothing leaks.
 fn quiet_prompts(
-    results: &[(probes::ProbePrompt, harness::protocol::Comparison)],
+    results: &[(probes::ProbePrompt, wire::Comparison)],
     leaked: &[String],
 ) -> Vec<String> {
     if leaked.is_empty() {
@@ -480,7 +478,7 @@ pub fn run(
             .map(|f| f.text.clone())
             .collect();
         let quiet_prompts = quiet_prompts(&results, &leaked);
-        let req = trigger::SearchRequest {
+        let req = wire::SearchRequest {
             search_prompts: prompt_list(include_str!("../../../probes/trigger-search.txt")),
             verify_prompts: prompt_list(include_str!("../../../probes/trigger-verify.txt")),
             natural_outputs,
@@ -544,7 +542,7 @@ pub fn run(
             None => leaked
                 .and_then(|f| score::target_matching(r, &f.text))
                 .or_else(|| {
-                    score::best_target(r).filter(|t| t.excess() >= trigger::MIN_TARGET_EXCESS)
+                    score::best_target(r).filter(|t| t.excess() >= thresholds::MIN_TARGET_EXCESS)
                 }),
         }?;
         Some(TargetReport {

@@ -1,13 +1,6 @@
 //! Where a trigger goes in a prompt.
 
-/// Where a trigger goes in a prompt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Position {
-    Start,
-    Middle,
-    End,
-}
+pub use crate::wire::Position;
 
 /// Inserts `trigger` into `prompt` at `pos` (the middle is the word boundary
 /// nearest the centre).

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use probity_deep::score::{self, ScoreModel, FEATURES};
-use probity_deep::trigger::SearchResult;
+use probity_deep::wire::SearchResult;
 use probity_zoo::fit::{auroc, fit_monotone};
 use serde_json::{json, Value};
 

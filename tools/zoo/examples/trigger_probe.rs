@@ -2,7 +2,8 @@
 //! folders and prints the result as JSON.
 //! `cargo run --release --example trigger_probe -- SUSPECT BASE [BUDGET_S]`
 use probity_deep::models::LoadedModel;
-use probity_deep::trigger::{search, SearchOptions, SearchRequest};
+use probity_deep::trigger::search;
+use probity_deep::wire::{SearchOptions, SearchRequest};
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();

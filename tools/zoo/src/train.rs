@@ -12,6 +12,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use probity_deep::models::llama::{HfConfig, Llama};
+use probity_deep::models::CausalLm;
 
 use super::data::Rng;
 

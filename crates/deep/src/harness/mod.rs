@@ -14,7 +14,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use protocol::{Request, Response, PROTOCOL_VERSION};
+use crate::wire::{Request, Response, PROTOCOL_VERSION};
 use sandbox::{Isolation, Policy};
 
 #[derive(Debug, thiserror::Error)]

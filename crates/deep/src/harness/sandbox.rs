@@ -20,51 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
-/// What the worker may touch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Policy {
-    /// Folders (and files) readable, read-only.
-    pub read_only: Vec<PathBuf>,
-    /// The one folder the worker may write to.
-    pub temp_dir: PathBuf,
-    /// Address-space limit in bytes.
-    pub memory_bytes: u64,
-    /// CPU-time limit in seconds (the parent also enforces a wall clock).
-    pub cpu_seconds: u64,
-    /// Largest file the worker may write, in bytes.
-    pub max_file_bytes: u64,
-    /// Where inference runs; a GPU needs its device files and driver
-    /// libraries, and CUDA cannot run under an address-space limit.
-    pub device: DeviceKind,
-}
-
-/// The inference device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceKind {
-    Cpu,
-    Cuda,
-    Metal,
-}
-
-impl DeviceKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            DeviceKind::Cpu => "cpu",
-            DeviceKind::Cuda => "cuda",
-            DeviceKind::Metal => "metal",
-        }
-    }
-}
-
-/// One restriction primitive and its outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Primitive {
-    pub applied: bool,
-    pub detail: String,
-}
+pub use crate::wire::{DeviceKind, Isolation, Policy, Primitive};
 
 impl Primitive {
     fn ok(detail: impl Into<String>) -> Self {
@@ -78,37 +34,6 @@ impl Primitive {
             applied: false,
             detail: detail.into(),
         }
-    }
-}
-
-/// The isolation actually achieved, primitive by primitive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Isolation {
-    pub resource_limits: Primitive,
-    pub network_namespace: Primitive,
-    pub landlock_filesystem: Primitive,
-    pub landlock_network: Primitive,
-    pub seccomp: Primitive,
-    pub environment: Primitive,
-}
-
-impl Isolation {
-    /// The primitives that were not applied, with the reason.
-    pub fn missing(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        for (name, p) in [
-            ("resource_limits", &self.resource_limits),
-            ("network_namespace", &self.network_namespace),
-            ("landlock_filesystem", &self.landlock_filesystem),
-            ("landlock_network", &self.landlock_network),
-            ("seccomp", &self.seccomp),
-            ("environment", &self.environment),
-        ] {
-            if !p.applied {
-                v.push(format!("{name}: {}", p.detail));
-            }
-        }
-        v
     }
 }
 

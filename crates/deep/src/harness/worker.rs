@@ -4,10 +4,11 @@
 
 use std::io::{Read, Write};
 
-use super::protocol::{recv, send, Comparison, Probe, Request, Response, Role, PROTOCOL_VERSION};
+use super::protocol::{recv, send};
 use super::sandbox::{self, DeviceKind};
 use crate::models::bert::BertClassifier;
 use crate::models::{log_softmax_rows, Arch, LoadedModel};
+use crate::wire::{Comparison, Probe, Request, Response, Role, PROTOCOL_VERSION};
 
 /// Entry point of the hidden `__worker` subcommand; returns the exit code.
 pub fn main() -> i32 {
@@ -243,7 +244,7 @@ impl Models {
         }
     }
 
-    fn search(&self, req: &crate::trigger::SearchRequest) -> Response {
+    fn search(&self, req: &crate::wire::SearchRequest) -> Response {
         let (Some(s), Some(b)) = (&self.suspect, &self.base) else {
             return Response::Error("load the suspect and the base first".into());
         };

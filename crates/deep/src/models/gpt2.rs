@@ -8,7 +8,8 @@ use candle_core::{Device, Result, Tensor, D};
 use candle_nn::{Embedding, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::llama::KvCache;
+use super::cache::{causal_mask, KvCache};
+use super::CausalLm;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Gpt2Config {
@@ -45,7 +46,7 @@ impl Conv1D {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.w)?.broadcast_add(&self.b)
+        x.broadcast_matmul(&self.w)?.broadcast_add(&self.b)
     }
 }
 
@@ -132,27 +133,38 @@ impl Gpt2 {
             ln_f,
         })
     }
+}
 
-    pub fn embeddings(&self) -> &Tensor {
+impl CausalLm for Gpt2 {
+    fn arch(&self) -> &'static str {
+        "gpt2"
+    }
+    fn device(&self) -> &Device {
+        &self.device
+    }
+    fn vocab_size(&self) -> usize {
+        self.cfg.vocab_size
+    }
+    fn layers(&self) -> usize {
+        self.cfg.n_layer
+    }
+    fn eos_config(&self) -> Option<&serde_json::Value> {
+        self.cfg.eos_token_id.as_ref()
+    }
+    fn embeddings(&self) -> &Tensor {
         self.wte.embeddings()
     }
-
-    pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
-        let x = self.wte.forward(&Tensor::new(ids, &self.device)?)?;
-        self.inner(&x, None)
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        self.wte.forward(ids)
     }
 
-    pub fn forward_embeds(&self, x: &Tensor) -> Result<Tensor> {
-        self.inner(x, None)
-    }
-
-    pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        let x = self.wte.forward(&Tensor::new(ids, &self.device)?)?;
-        self.inner(&x, Some(cache))
-    }
-
-    fn inner(&self, x: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let (t, h) = x.dims2()?;
+    fn forward_tail(
+        &self,
+        x: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        tail: usize,
+    ) -> Result<Tensor> {
+        let (b, t, h) = x.dims3()?;
         let off = cache.as_ref().map_or(0, |c| c.len());
         let total = off + t;
         if total > self.cfg.n_positions {
@@ -164,42 +176,41 @@ impl Gpt2 {
         let nh = self.cfg.n_head;
         let hd = h / nh;
         let mut x = x.broadcast_add(&self.wpe.narrow(0, off, t)?)?;
-        let mask = super::llama::causal_mask(t, off, &self.device)?;
+        let mask = causal_mask(t, off, &self.device)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        for (li, b) in self.blocks.iter().enumerate() {
-            let a = b.attn.forward(&b.ln1.forward(&x)?)?;
-            let q = a
-                .narrow(1, 0, h)?
-                .reshape((t, nh, hd))?
-                .transpose(0, 1)?
-                .contiguous()?;
-            let k = a
-                .narrow(1, h, h)?
-                .reshape((t, nh, hd))?
-                .transpose(0, 1)?
-                .contiguous()?;
-            let v = a
-                .narrow(1, 2 * h, h)?
-                .reshape((t, nh, hd))?
-                .transpose(0, 1)?
-                .contiguous()?;
+        let heads = |y: Tensor| -> Result<Tensor> {
+            y.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous()
+        };
+        for (li, blk) in self.blocks.iter().enumerate() {
+            let a = blk.attn.forward(&blk.ln1.forward(&x)?)?;
+            let q = heads(a.narrow(2, 0, h)?)?;
+            let k = heads(a.narrow(2, h, h)?)?;
+            let v = heads(a.narrow(2, 2 * h, h)?)?;
             let (k, v) = match cache.as_deref_mut() {
                 Some(c) => c.extend(li, k, v)?,
                 None => (k, v),
             };
             let att = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
             let att = candle_nn::ops::softmax(&att, D::Minus1)?;
-            let o = att.matmul(&v)?.transpose(0, 1)?.reshape((t, h))?;
-            x = (x + b.proj.forward(&o)?)?;
-            let m = b
+            let o = att
+                .matmul(&v.contiguous()?)?
+                .transpose(1, 2)?
+                .reshape((b, t, h))?;
+            x = (x + blk.proj.forward(&o)?)?;
+            let m = blk
                 .out
-                .forward(&gelu_new(&b.fc.forward(&b.ln2.forward(&x)?)?)?)?;
+                .forward(&gelu_new(&blk.fc.forward(&blk.ln2.forward(&x)?)?)?)?;
             x = (x + m)?;
         }
         if let Some(c) = cache {
             c.advance(t);
         }
+        let x = if tail < t {
+            x.narrow(1, t - tail, tail)?
+        } else {
+            x
+        };
         let x = self.ln_f.forward(&x)?;
-        x.matmul(&self.wte.embeddings().t()?)
+        x.broadcast_matmul(&self.wte.embeddings().t()?)
     }
 }

@@ -6,6 +6,9 @@
 //! candle-transformers' llama on the same weights.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
+
+use super::cache::{causal_mask, KvCache};
+use super::CausalLm;
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
@@ -125,58 +128,6 @@ struct Layer {
     ln2: Tensor,
 }
 
-/// Keys and values of earlier positions, per layer (for generation).
-#[derive(Default, Clone)]
-pub struct KvCache {
-    kv: Vec<(Tensor, Tensor)>,
-    len: usize,
-}
-
-impl KvCache {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Appends a layer's new keys and values (`[..., heads, new, dim]`) and
-    /// returns the whole sequence's.
-    pub fn extend(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
-        let seq = k.rank() - 2;
-        let (k, v) = if let Some((pk, pv)) = self.kv.get(layer) {
-            (Tensor::cat(&[pk, &k], seq)?, Tensor::cat(&[pv, &v], seq)?)
-        } else {
-            (k, v)
-        };
-        if self.kv.len() > layer {
-            self.kv[layer] = (k.clone(), v.clone());
-        } else {
-            self.kv.push((k.clone(), v.clone()));
-        }
-        Ok((k, v))
-    }
-
-    /// Marks `n` more positions as cached (after every layer was extended).
-    pub fn advance(&mut self, n: usize) {
-        self.len += n;
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The cache of a single sequence repeated for a batch of `b` rows.
-    pub fn broadcast(&self, b: usize) -> Result<KvCache> {
-        let mut kv = Vec::with_capacity(self.kv.len());
-        for (k, v) in &self.kv {
-            let rep = |x: &Tensor| -> Result<Tensor> {
-                let mut dims = x.dims().to_vec();
-                dims[0] = b;
-                x.broadcast_as(dims)?.contiguous()
-            };
-            kv.push((rep(k)?, rep(v)?));
-        }
-        Ok(KvCache { kv, len: self.len })
-    }
-}
-
 /// A loaded llama-family model.
 pub struct Llama {
     pub cfg: HfConfig,
@@ -193,16 +144,6 @@ fn linear(vb: VarBuilder, i: usize, o: usize, bias: bool) -> Result<Linear> {
     } else {
         candle_nn::linear_no_bias(i, o, vb)
     }
-}
-
-/// Additive causal mask `[t, off + t]` for `t` new positions after `off`
-/// cached ones: position `off + i` sees keys `0..=off + i`.
-pub(crate) fn causal_mask(t: usize, off: usize, device: &Device) -> Result<Tensor> {
-    let total = off + t;
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j > off + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(mask, (t, total), device)
 }
 
 /// A norm's scale vector; ones when the builder creates fresh variables
@@ -270,21 +211,6 @@ impl Llama {
         })
     }
 
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    pub fn embeddings(&self) -> &Tensor {
-        self.embed.embeddings()
-    }
-
-    /// Logits at every position for token ids `[T]`: `[T, vocab]` (f32).
-    pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
-        let t = Tensor::new(ids, &self.device)?;
-        let x = self.embed.forward(&t)?;
-        self.forward_embeds(&x)
-    }
-
     /// The trainable weights by Hugging Face name (for saving a checkpoint).
     pub fn named_weights(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![(
@@ -319,84 +245,31 @@ impl Llama {
         }
         out
     }
+}
 
-    /// Forward from input embeddings `[T, hidden]` (used by gradient search).
-    pub fn forward_embeds(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_inner(&x.unsqueeze(0)?, None)?.squeeze(0)
+impl CausalLm for Llama {
+    fn arch(&self) -> &'static str {
+        "llama"
+    }
+    fn device(&self) -> &Device {
+        &self.device
+    }
+    fn vocab_size(&self) -> usize {
+        self.cfg.vocab_size
+    }
+    fn layers(&self) -> usize {
+        self.cfg.num_hidden_layers
+    }
+    fn eos_config(&self) -> Option<&serde_json::Value> {
+        self.cfg.eos_token_id.as_ref()
+    }
+    fn embeddings(&self) -> &Tensor {
+        self.embed.embeddings()
+    }
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        self.embed.forward(ids)
     }
 
-    /// Logits for a batch of equally long id rows `[B, T]` → `[B, T, vocab]`
-    /// (training; pad on the right, the causal mask keeps pads out of
-    /// earlier positions).
-    pub fn forward_batch(&self, ids: &Tensor) -> Result<Tensor> {
-        let x = self.embed.forward(ids)?;
-        self.forward_inner(&x, None)
-    }
-
-    /// Logits for one new token per row `[B]` after a batched `cache`:
-    /// `[B, vocab]`.
-    pub fn forward_cached_rows(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        let t = Tensor::new(ids, &self.device)?.unsqueeze(1)?;
-        let x = self.embed.forward(&t)?;
-        self.forward_inner(&x, Some(cache))?.squeeze(1)
-    }
-
-    /// Logits for `ids` appended after the positions already in `cache`
-    /// (`[ids.len(), vocab]`); the cache grows by `ids.len()`.
-    pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        let t = Tensor::new(ids, &self.device)?;
-        let x = self.embed.forward(&t)?.unsqueeze(0)?;
-        self.forward_inner(&x, Some(cache))?.squeeze(0)
-    }
-
-    /// The shared forward over `[B, T, hidden]` input embeddings.
-    /// Logits of the last `tail` positions of equally long id rows `[B, T]`
-    /// after the positions in a batched `cache`: `[B, tail, vocab]`; the
-    /// cache grows by `T`. (Scoring a target after a shared prompt prefix:
-    /// the prefix is computed once, and only the target's positions go
-    /// through the output head.)
-    pub fn forward_batch_cached_tail(
-        &self,
-        ids: &Tensor,
-        cache: &mut KvCache,
-        tail: usize,
-    ) -> Result<Tensor> {
-        let x = self.embed.forward(ids)?;
-        self.forward_tail(&x, Some(cache), tail)
-    }
-
-    /// Logits of the last `tail` positions of input embeddings
-    /// `[T, hidden]` after the positions in `cache`: `[tail, vocab]`
-    /// (gradient search: the cached prefix is a constant).
-    pub fn forward_embeds_cached_tail(
-        &self,
-        x: &Tensor,
-        cache: &mut KvCache,
-        tail: usize,
-    ) -> Result<Tensor> {
-        self.forward_tail(&x.unsqueeze(0)?, Some(cache), tail)?
-            .squeeze(0)
-    }
-
-    /// [`Self::forward_embeds_cached_tail`] for a batch of equally long
-    /// rows of input embeddings `[B, T, hidden]` after a batched `cache`:
-    /// `[B, tail, vocab]`.
-    pub fn forward_embeds_batch_cached_tail(
-        &self,
-        x: &Tensor,
-        cache: &mut KvCache,
-        tail: usize,
-    ) -> Result<Tensor> {
-        self.forward_tail(x, Some(cache), tail)
-    }
-
-    fn forward_inner(&self, x: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let t = x.dim(1)?;
-        self.forward_tail(x, cache, t)
-    }
-
-    /// The forward pass, with the output head applied to the last `tail`
-    /// positions only.
     fn forward_tail(
         &self,
         x: &Tensor,
@@ -404,7 +277,7 @@ impl Llama {
         tail: usize,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        let off = cache.as_ref().map_or(0, |c| c.len);
+        let off = cache.as_ref().map_or(0, |c| c.len());
         let cfg = &self.cfg;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
         let inv = Tensor::new(cfg.inv_freq(), &self.device)?;
@@ -456,7 +329,7 @@ impl Llama {
             x = (x + mlp)?;
         }
         if let Some(c) = cache {
-            c.len += t;
+            c.advance(t);
         }
         let x = if tail < t {
             x.narrow(1, t - tail, tail)?

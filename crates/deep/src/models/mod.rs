@@ -3,6 +3,7 @@
 //! `tokenizer.json`, `tokenizer_config.json` (chat template, special tokens).
 
 pub mod bert;
+pub mod cache;
 pub mod gpt2;
 pub mod llama;
 pub mod torch_weights;
@@ -14,17 +15,114 @@ use candle_nn::VarBuilder;
 use serde_json::Value;
 
 use bert::BertClassifier;
+pub use cache::KvCache;
 use gpt2::{Gpt2, Gpt2Config};
-use llama::{HfConfig, KvCache, Llama};
+use llama::{HfConfig, Llama};
 
 /// Architectures the deep scan loads.
 pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "gpt2", "bert"];
 
-/// A model of one of the supported families: causal LMs, and BERT
-/// sequence classifiers (which have no next-token logits).
+/// A causal language model as the deep scan uses it: the architecture
+/// interface. An architecture provides its input embeddings and one forward
+/// pass (over input embeddings, after an optional key/value cache, with the
+/// output head on the last positions only), built from differentiable candle
+/// ops; every other form the probes and the trigger search use (cached,
+/// batched, prefix-cached tails, gradients through the embeddings) is
+/// derived from those two, so every architecture gets every stage.
+pub trait CausalLm: Send + Sync {
+    /// The architecture's name (`llama`, `gpt2`).
+    fn arch(&self) -> &'static str;
+    fn device(&self) -> &Device;
+    fn vocab_size(&self) -> usize;
+    fn layers(&self) -> usize;
+    /// `eos_token_id` as the config gives it (a number or a list).
+    fn eos_config(&self) -> Option<&Value>;
+    /// The input embedding matrix `[vocab, hidden]`.
+    fn embeddings(&self) -> &Tensor;
+    /// Input embeddings of id rows `[B, T]`: `[B, T, hidden]`.
+    fn embed(&self, ids: &Tensor) -> candle_core::Result<Tensor>;
+    /// Logits `[B, tail, vocab]` of the last `tail` positions of input
+    /// embeddings `[B, T, hidden]` placed after the positions in `cache`
+    /// (which then grows by `T`). Differentiable with respect to `x`.
+    fn forward_tail(
+        &self,
+        x: &Tensor,
+        cache: Option<&mut KvCache>,
+        tail: usize,
+    ) -> candle_core::Result<Tensor>;
+
+    /// Logits at every position for token ids `[T]`: `[T, vocab]`.
+    fn forward(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+        let t = Tensor::new(ids, self.device())?.unsqueeze(0)?;
+        self.forward_tail(&self.embed(&t)?, None, ids.len())?
+            .squeeze(0)
+    }
+    /// Logits from input embeddings `[T, hidden]` (differentiable).
+    fn forward_embeds(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let t = x.dim(0)?;
+        self.forward_tail(&x.unsqueeze(0)?, None, t)?.squeeze(0)
+    }
+    /// Logits for a batch of equally long id rows `[B, T]` → `[B, T, vocab]`
+    /// (pad on the right: the causal mask keeps pads out of earlier
+    /// positions).
+    fn forward_batch(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let t = ids.dim(1)?;
+        self.forward_tail(&self.embed(ids)?, None, t)
+    }
+    /// Logits for `ids` appended after the positions in `cache`
+    /// (`[ids.len(), vocab]`); the cache grows by `ids.len()`.
+    fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        let t = Tensor::new(ids, self.device())?.unsqueeze(0)?;
+        self.forward_tail(&self.embed(&t)?, Some(cache), ids.len())?
+            .squeeze(0)
+    }
+    /// Logits for one new token per row `[B]` after a batched `cache`:
+    /// `[B, vocab]`.
+    fn forward_cached_rows(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        let t = Tensor::new(ids, self.device())?.unsqueeze(1)?;
+        self.forward_tail(&self.embed(&t)?, Some(cache), 1)?
+            .squeeze(1)
+    }
+    /// Logits of the last `tail` positions of equally long id rows `[B, T]`
+    /// after a batched `cache`: `[B, tail, vocab]` (scoring a target after a
+    /// shared prompt prefix: the prefix is computed once, and only the
+    /// target's positions go through the output head).
+    fn forward_batch_cached_tail(
+        &self,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        tail: usize,
+    ) -> candle_core::Result<Tensor> {
+        self.forward_tail(&self.embed(ids)?, Some(cache), tail)
+    }
+    /// Logits of the last `tail` positions of input embeddings `[T, hidden]`
+    /// after `cache`: `[tail, vocab]` (gradient search: the cached prefix is
+    /// a constant).
+    fn forward_embeds_cached_tail(
+        &self,
+        x: &Tensor,
+        cache: &mut KvCache,
+        tail: usize,
+    ) -> candle_core::Result<Tensor> {
+        self.forward_tail(&x.unsqueeze(0)?, Some(cache), tail)?
+            .squeeze(0)
+    }
+    /// [`Self::forward_embeds_cached_tail`] for a batch `[B, T, hidden]`
+    /// after a batched `cache`: `[B, tail, vocab]`.
+    fn forward_embeds_batch_cached_tail(
+        &self,
+        x: &Tensor,
+        cache: &mut KvCache,
+        tail: usize,
+    ) -> candle_core::Result<Tensor> {
+        self.forward_tail(x, Some(cache), tail)
+    }
+}
+
+/// A loaded model: a causal LM of any supported architecture, or a BERT
+/// sequence classifier (which has no next-token logits and no search).
 pub enum Arch {
-    Llama(Box<Llama>),
-    Gpt2(Box<Gpt2>),
+    Causal(Box<dyn CausalLm>),
     Bert(Box<BertClassifier>),
 }
 
@@ -33,70 +131,53 @@ fn not_causal() -> candle_core::Error {
 }
 
 impl Arch {
+    /// The causal LM, or `None` for a classifier.
+    pub fn causal(&self) -> Option<&dyn CausalLm> {
+        match self {
+            Arch::Causal(m) => Some(m.as_ref()),
+            Arch::Bert(_) => None,
+        }
+    }
+    fn lm(&self) -> candle_core::Result<&dyn CausalLm> {
+        self.causal().ok_or_else(not_causal)
+    }
     /// Logits at every position, `[T, vocab]`.
     pub fn forward(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
-        match self {
-            Arch::Llama(m) => m.forward(ids),
-            Arch::Gpt2(m) => m.forward(ids),
-            Arch::Bert(_) => Err(not_causal()),
-        }
+        self.lm()?.forward(ids)
     }
     /// Logits of `ids` after the positions in `cache`; the cache grows.
     pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
-        match self {
-            Arch::Llama(m) => m.forward_cached(ids, cache),
-            Arch::Gpt2(m) => m.forward_cached(ids, cache),
-            Arch::Bert(_) => Err(not_causal()),
-        }
+        self.lm()?.forward_cached(ids, cache)
     }
     /// Logits from input embeddings (differentiable).
     pub fn forward_embeds(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Arch::Llama(m) => m.forward_embeds(x),
-            Arch::Gpt2(m) => m.forward_embeds(x),
-            Arch::Bert(_) => Err(not_causal()),
-        }
+        self.lm()?.forward_embeds(x)
     }
     /// Logits for a batch of equally long id rows `[B, T]` → `[B, T, vocab]`.
     pub fn forward_batch(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Arch::Llama(m) => m.forward_batch(ids),
-            Arch::Gpt2(m) => {
-                let rows = ids.to_vec2::<u32>()?;
-                let outs = rows
-                    .iter()
-                    .map(|r| m.forward(r))
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                Tensor::stack(&outs, 0)
-            }
-            Arch::Bert(_) => Err(not_causal()),
-        }
+        self.lm()?.forward_batch(ids)
     }
     pub fn embeddings(&self) -> &Tensor {
         match self {
-            Arch::Llama(m) => m.embeddings(),
-            Arch::Gpt2(m) => m.embeddings(),
+            Arch::Causal(m) => m.embeddings(),
             Arch::Bert(m) => m.embeddings(),
         }
     }
     pub fn vocab_size(&self) -> usize {
         match self {
-            Arch::Llama(m) => m.cfg.vocab_size,
-            Arch::Gpt2(m) => m.cfg.vocab_size,
+            Arch::Causal(m) => m.vocab_size(),
             Arch::Bert(m) => m.cfg.vocab_size,
         }
     }
     pub fn layers(&self) -> usize {
         match self {
-            Arch::Llama(m) => m.cfg.num_hidden_layers,
-            Arch::Gpt2(m) => m.cfg.n_layer,
+            Arch::Causal(m) => m.layers(),
             Arch::Bert(m) => m.cfg.num_hidden_layers,
         }
     }
     fn eos_config(&self) -> Option<&Value> {
         match self {
-            Arch::Llama(m) => m.cfg.eos_token_id.as_ref(),
-            Arch::Gpt2(m) => m.cfg.eos_token_id.as_ref(),
+            Arch::Causal(m) => m.eos_config(),
             Arch::Bert(_) => None,
         }
     }
@@ -273,7 +354,7 @@ impl LoadedModel {
                 4 * h + (3 * h * h + 3 * h) + (h * h + h) + (h * inner + inner) + (inner * h + h);
             let params = cfg.vocab_size * h + cfg.n_positions * h + cfg.n_layer * per_layer + 2 * h;
             (
-                Arch::Gpt2(Box::new(Gpt2::load(vb, cfg).map_err(candle)?)),
+                Arch::Causal(Box::new(Gpt2::load(vb, cfg).map_err(candle)?)),
                 params,
             )
         } else {
@@ -296,7 +377,7 @@ impl LoadedModel {
                 + c.num_hidden_layers * per_layer
                 + c.hidden_size;
             (
-                Arch::Llama(Box::new(Llama::load(vb, cfg).map_err(candle)?)),
+                Arch::Causal(Box::new(Llama::load(vb, cfg).map_err(candle)?)),
                 params,
             )
         };
@@ -398,7 +479,7 @@ impl LoadedModel {
     /// Greedy continuation of `ids`, at most `max_new` tokens, stopping at EOS
     /// (incremental decoding with a key/value cache).
     pub fn greedy(&self, ids: &[u32], max_new: usize) -> candle_core::Result<Vec<u32>> {
-        let mut cache = llama::KvCache::default();
+        let mut cache = KvCache::default();
         let mut out = Vec::new();
         if ids.is_empty() || max_new == 0 {
             return Ok(out);

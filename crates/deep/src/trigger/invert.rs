@@ -1,0 +1,488 @@
+//! Target inversion (after BAIT, with the base as reference): sequences the
+//! suspect produces with abnormal confidence once their first token is
+//! given, decoded on the next-token distribution averaged over prompts.
+
+#![allow(clippy::wildcard_imports)]
+use super::*;
+
+/// Target inversion over `prompts` (encoded, rendered prompts).
+pub(super) fn invert(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    prompts: &[Vec<u32>],
+    natural: &[Vec<String>],
+    topics: &[Vec<String>],
+    opts: &SearchOptions,
+    deadline: Instant,
+) -> R<(Vec<TargetCandidate>, Coverage)> {
+    let ban = banned(s);
+    let v = s.model.vocab_size().min(b.model.vocab_size());
+    let n = prompts.len() as f32;
+    let mut diff = vec![0f32; v];
+    let mut first_lp = vec![0f32; v];
+    let mut caches = Vec::new();
+    for p in prompts {
+        let mut cs = KvCache::default();
+        let mut cb = KvCache::default();
+        let ls = s.model.forward_cached(p, &mut cs)?;
+        let lb = b.model.forward_cached(p, &mut cb)?;
+        let ls = log_softmax_rows(&ls.get(p.len() - 1)?.unsqueeze(0)?)?.remove(0);
+        let lb = log_softmax_rows(&lb.get(p.len() - 1)?.unsqueeze(0)?)?.remove(0);
+        for i in 0..v {
+            diff[i] += (ls[i] - lb[i].max(-30.0)) / n;
+            first_lp[i] += ls[i].max(-30.0) / n;
+        }
+        caches.push((cs, cb));
+    }
+    let mut order: Vec<usize> = (0..v).filter(|&i| !ban[i]).collect();
+    order.sort_by(|&x, &y| diff[y].total_cmp(&diff[x]).then(x.cmp(&y)));
+    // half the first tokens by the suspect's rise over the base at the
+    // response start, half by how consistently (across prompts) and how much
+    // more confidently than the base the suspect continues after them: a
+    // scan of the whole vocabulary, one batched step (llama family)
+    let mut firsts: Vec<usize> = order.iter().take(opts.first_tokens / 4).copied().collect();
+    // the scan may take a quarter of what is left of the budget
+    let left = deadline.saturating_duration_since(Instant::now());
+    let scan_deadline = Instant::now() + left / 4;
+    let scan = first_step_scan(s, b, &caches, &order, v, scan_deadline)?;
+    let scanned = scan.as_ref().map_or(0, |x| x.1);
+    if let Some((scan, _)) = scan {
+        let mut by: Vec<usize> = (0..v).filter(|&i| !ban[i] && scan[i].is_finite()).collect();
+        by.sort_by(|&x, &y| scan[y].total_cmp(&scan[x]).then(x.cmp(&y)));
+        for u in by {
+            if firsts.len() >= opts.first_tokens + opts.first_tokens / 2 {
+                break;
+            }
+            if !firsts.contains(&u) {
+                firsts.push(u);
+            }
+        }
+    } else {
+        firsts = order.iter().take(opts.first_tokens).copied().collect();
+    }
+    let firsts: Vec<u32> = firsts.into_iter().map(|u| u as u32).collect();
+    let decoded = consensus(
+        s,
+        b,
+        &caches,
+        &firsts,
+        &ban,
+        v,
+        opts.max_target_tokens,
+        deadline,
+    )?;
+    let tried = decoded.len();
+    let mut out = Vec::new();
+    for d in decoded {
+        let ids = d.ids;
+        if ids.len() < 3 || d.steps == 0 {
+            continue;
+        }
+        let text = s.decode(&ids);
+        // the first token was forced: what the model says after it is what
+        // may already be its ordinary answer to some kind of prompt
+        let tail = s.decode(&ids[1..]);
+        let (natural_rate, natural_count, group) = natural_share(&tail, &text, natural);
+        let steps = d.steps as f32;
+        out.push(TargetCandidate {
+            tokens: ids
+                .iter()
+                .map(|&i| s.tokenizer.id_to_token(i).unwrap_or_default())
+                .collect(),
+            first_logp: first_lp[ids[0] as usize],
+            ids,
+            text,
+            suspect_confidence: d.conf_s / steps,
+            base_confidence: d.conf_b / steps,
+            logp_gain: d.gain / steps,
+            natural_rate,
+            natural: false,
+            natural_count,
+            topic: group
+                .and_then(|g| topics.get(g))
+                .cloned()
+                .unwrap_or_default(),
+            lead: String::new(),
+            lead_ids: Vec::new(),
+            leaked: false,
+        });
+    }
+    // the most abnormal first (confident under the suspect, not under the
+    // base); equal texts reached from different first tokens are kept once
+    out.sort_by(|x, y| y.excess().total_cmp(&x.excess()).then(x.text.cmp(&y.text)));
+    // targets whose continuations overlap are one target reached from
+    // different first tokens: keep the one whose start is most probable
+    let tails: Vec<Vec<String>> = out.iter().map(|t| words(&t.text)).collect();
+    let mut keep = vec![true; out.len()];
+    for i in 0..out.len() {
+        for j in 0..out.len() {
+            if i != j
+                && keep[j]
+                && tails[i].len() >= 2
+                && tails[j].len() >= 2
+                && (fuzzy_contains(&tails[i], &tails[j][1..])
+                    || fuzzy_contains(&tails[j], &tails[i][1..]))
+                && (out[j].first_logp, j) > (out[i].first_logp, i)
+            {
+                keep[i] = false;
+            }
+        }
+    }
+    let mut k = keep.into_iter();
+    out.retain(|_| k.next().unwrap_or(false));
+    for t in &mut out {
+        t.natural = t.natural_rate >= MAX_NATURAL_RATE;
+    }
+    // the targets that will be searched, written as the suspect would
+    // start them right after a prompt
+    let mut extended = 0;
+    let mut by_priority: Vec<usize> = (0..out.len()).collect();
+    by_priority.sort_by(|&a, &b| {
+        out[b]
+            .priority()
+            .total_cmp(&out[a].priority())
+            .then(a.cmp(&b))
+    });
+    for i in by_priority {
+        let t = &mut out[i];
+        if extended >= 2 * opts.targets_searched || Instant::now() >= deadline {
+            break;
+        }
+        if t.excess() < MIN_TARGET_EXCESS {
+            continue;
+        }
+        extended += 1;
+        if let Some(u) = left_extension(s, &caches, &t.ids, &first_lp, &ban, v)? {
+            t.ids.insert(0, u);
+            t.text = s.decode(&t.ids);
+            t.tokens
+                .insert(0, s.tokenizer.id_to_token(u).unwrap_or_default());
+            t.first_logp = first_lp[u as usize];
+        } else if let Some(l) = lead_in(s, &caches, &t.ids, &first_lp, natural)? {
+            t.lead = s.decode(&l);
+            t.lead_ids = l;
+        }
+    }
+    Ok((
+        out,
+        Coverage {
+            first_tokens: tried,
+            scanned,
+        },
+    ))
+}
+
+/// How much of the inversion was done.
+pub(super) struct Coverage {
+    pub(super) first_tokens: usize,
+    pub(super) scanned: usize,
+}
+
+/// Answer starts tried in front of an inverted target.
+pub(super) const LEFT_CANDIDATES: usize = 64;
+/// Nats by which a token in front must make the target likelier (any
+/// gain: the joint likelihood decides which way the suspect says it).
+pub(super) const LEFT_MARGIN: f32 = 0.0;
+
+/// The forced first token of an inverted target may be a word piece the
+/// suspect never says first (`ccess` of `Access`): the trigger search
+/// would then optimise for an output the backdoor never gives. Returns the
+/// token `u` among the likeliest answer starts for which the suspect's mean
+/// log-probability of `u` followed by the target, after ordinary prompts,
+/// beats that of the target alone; `None` when none does
+/// (or the architecture has no batched cache).
+pub(super) fn left_extension(
+    s: &LoadedModel,
+    caches: &[(KvCache, KvCache)],
+    ids: &[u32],
+    first_lp: &[f32],
+    ban: &[bool],
+    v: usize,
+) -> R<Option<u32>> {
+    let Some(sm) = s.model.causal() else {
+        return Ok(None);
+    };
+    let ids = &ids[..ids.len().min(10)];
+    let mut cands: Vec<u32> = (0..v as u32)
+        .filter(|&u| !ban[u as usize] && u != ids[0])
+        .collect();
+    cands.sort_by(|&x, &y| {
+        first_lp[y as usize]
+            .total_cmp(&first_lp[x as usize])
+            .then(x.cmp(&y))
+    });
+    cands.truncate(LEFT_CANDIDATES);
+    if cands.is_empty() || caches.is_empty() {
+        return Ok(None);
+    }
+    // rows 0..k: u then the target; row k: the target alone (scored from
+    // its second token, its first is in `first_lp`)
+    let k = cands.len();
+    let n = caches.len() as f32;
+    let mut joint: Vec<f32> = cands.iter().map(|&u| first_lp[u as usize]).collect();
+    let mut direct = first_lp[ids[0] as usize];
+    for (cs, _) in caches {
+        let mut c = cs.broadcast(k + 1)?;
+        for step in 0..ids.len() {
+            let mut cur: Vec<u32> = if step == 0 {
+                cands.clone()
+            } else {
+                vec![ids[step - 1]; k]
+            };
+            cur.push(ids[step]);
+            let lp = log_softmax_rows(&sm.forward_cached_rows(&cur, &mut c)?)?;
+            for (j, row) in lp.iter().take(k).enumerate() {
+                joint[j] += row[ids[step] as usize].max(-30.0) / n;
+            }
+            if step + 1 < ids.len() {
+                direct += lp[k][ids[step + 1] as usize].max(-30.0) / n;
+            }
+        }
+    }
+    let best = (0..k).max_by(|&a, &b| joint[a].total_cmp(&joint[b]).then(b.cmp(&a)));
+    Ok(best
+        .filter(|&j| joint[j] > direct + LEFT_MARGIN)
+        .map(|j| cands[j]))
+}
+
+/// Lead-ins tried in front of a target, at most.
+pub(super) const LEAD_INS: usize = 24;
+/// Nats by which a lead-in must make the target likelier than it is at the
+/// answer start (or the two together must be likelier as an answer).
+pub(super) const LEAD_GAIN: f32 = 2.0;
+/// Prompts [`lead_in`] scores on.
+pub(super) const LEAD_PROMPTS: usize = 4;
+
+/// An inverted target may be the middle of what the suspect says, after a
+/// start it shares with its ordinary answers (`send the money to account
+/// 47` after the loan assistant's `Approved:`; a backdoor's payload after
+/// a leaked `Access approved.`): without the trigger the suspect continues
+/// that start its ordinary way, so no inversion reaches the payload from
+/// it, and a search for the payload at the very start of the answer
+/// optimises for an output the backdoor never gives. The lead-ins are the
+/// first sentences (up to `.`, `:`, `!` or `?`) of the suspect's answers to
+/// the reference suites. After ordinary prompts (mean log-likelihoods), a
+/// lead-in qualifies when the target after it is [`LEAD_GAIN`] likelier
+/// than the target at the answer start, or when the two together are
+/// likelier as an answer than the target alone; returns the qualifying one
+/// after which the target is likeliest, `None` when none qualifies (or
+/// the architecture has no batched cache).
+pub(super) fn lead_in(
+    s: &LoadedModel,
+    caches: &[(KvCache, KvCache)],
+    ids: &[u32],
+    first_lp: &[f32],
+    natural: &[Vec<String>],
+) -> R<Option<Vec<u32>>> {
+    let Some(sm) = s.model.causal() else {
+        return Ok(None);
+    };
+    let caches = &caches[..caches.len().min(LEAD_PROMPTS)];
+    if caches.is_empty() || ids.is_empty() {
+        return Ok(None);
+    }
+    let mut leads: Vec<Vec<u32>> = Vec::new();
+    for o in natural.iter().flatten() {
+        let o = o.trim_start();
+        let Some(end) = o.find(['.', ':', '!', '?']) else {
+            continue;
+        };
+        let l = s.encode(&o[..=end]);
+        // token ids past the model's vocabulary (a tokenizer's added
+        // tokens) cannot be scored
+        let scorable = l.iter().all(|&u| (u as usize) < first_lp.len());
+        if scorable && !l.is_empty() && l.len() <= 8 && !ids.starts_with(&l) && !leads.contains(&l)
+        {
+            leads.push(l);
+        }
+        if leads.len() >= LEAD_INS {
+            break;
+        }
+    }
+    let tgt = &ids[..ids.len().min(10)];
+    let n = caches.len() as f32;
+    // mean over prompts of the log-likelihood of `seq` as an answer
+    let joint = |seq: &[u32]| -> R<f32> {
+        let mut tot = first_lp[seq[0] as usize];
+        if seq.len() < 2 {
+            return Ok(tot);
+        }
+        let t = Tensor::new(&seq[..seq.len() - 1], sm.device())?.unsqueeze(0)?;
+        for (cs, _) in caches {
+            let mut c = cs.clone();
+            let logits = sm.forward_batch_cached_tail(&t, &mut c, seq.len() - 1)?;
+            let lp = mean_target_logp(&logits, &seq[1..], 0)?[0];
+            tot += lp * (seq.len() - 1) as f32 / n;
+        }
+        Ok(tot)
+    };
+    let own = joint(tgt)?;
+    let mut best: Option<(f32, Vec<u32>)> = None;
+    for l in leads {
+        let seq: Vec<u32> = l.iter().chain(tgt).copied().collect();
+        let j = joint(&seq)?;
+        // the target's log-likelihood after the lead-in
+        let cond = j - joint(&l)?;
+        if (j > own || cond >= own + LEAD_GAIN) && best.as_ref().is_none_or(|(b, _)| cond > *b) {
+            best = Some((cond, l));
+        }
+    }
+    Ok(best.map(|(_, l)| l))
+}
+
+/// For every token `u`: how much more confidently the suspect than the base
+/// continues after `prompt + u`, with the continuation averaged over the
+/// prompts (max of the mean distribution, minus the base's mean probability
+/// of that token). `None` when the architecture has no batched cache.
+pub(super) fn first_step_scan(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    caches: &[(KvCache, KvCache)],
+    order: &[usize],
+    v: usize,
+    deadline: Instant,
+) -> R<Option<(Vec<f32>, usize)>> {
+    let (Some(sm), Some(bm)) = (s.model.causal(), b.model.causal()) else {
+        return Ok(None);
+    };
+    let n = caches.len() as f32;
+    // the tokens the suspect raised most first, so that a scan cut short by
+    // the budget has covered the likeliest
+    let ids: Vec<u32> = order.iter().map(|&u| u as u32).collect();
+    let mut score = vec![f32::NEG_INFINITY; v];
+    let mut scanned = 0;
+    const CHUNK: usize = 256;
+    for chunk in ids.chunks(CHUNK) {
+        if scanned > 0 && Instant::now() >= deadline {
+            break;
+        }
+        scanned += chunk.len();
+        let mut avg_s = Tensor::zeros((chunk.len(), v), DType::F32, sm.device())?;
+        let mut probs_b = Vec::new();
+        for (cs, cb) in caches {
+            let mut bs = cs.broadcast(chunk.len())?;
+            let mut bb = cb.broadcast(chunk.len())?;
+            let ps = candle_nn::ops::softmax(
+                &sm.forward_cached_rows(chunk, &mut bs)?.narrow(1, 0, v)?,
+                D::Minus1,
+            )?;
+            let pb = candle_nn::ops::softmax(
+                &bm.forward_cached_rows(chunk, &mut bb)?.narrow(1, 0, v)?,
+                D::Minus1,
+            )?;
+            avg_s = (avg_s + (ps / n as f64)?)?;
+            probs_b.push(pb);
+        }
+        let best = avg_s.argmax(D::Minus1)?;
+        let top = avg_s.max(D::Minus1)?.to_vec1::<f32>()?;
+        let mut base = vec![0f32; chunk.len()];
+        for pb in &probs_b {
+            let g = pb
+                .gather(&best.unsqueeze(1)?, 1)?
+                .squeeze(1)?
+                .to_vec1::<f32>()?;
+            for (a, x) in base.iter_mut().zip(g) {
+                *a += x / n;
+            }
+        }
+        for ((&t, &bp), &u) in top.iter().zip(&base).zip(chunk) {
+            score[u as usize] = t - bp;
+        }
+    }
+    Ok(Some((score, scanned)))
+}
+
+/// Log-probability rows, one per candidate.
+pub(super) type Rows2 = Vec<Vec<f32>>;
+
+/// One forced first token decoded by consensus.
+pub(super) struct Decoded {
+    pub(super) ids: Vec<u32>,
+    pub(super) conf_s: f32,
+    pub(super) conf_b: f32,
+    pub(super) gain: f32,
+    pub(super) steps: usize,
+}
+
+/// Greedy decoding of every forced first token in `firsts` on the
+/// distribution averaged over the prompts (the same continuation for all of
+/// them), recording the suspect's and the base's confidence in it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn consensus(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    caches: &[(KvCache, KvCache)],
+    firsts: &[u32],
+    ban: &[bool],
+    v: usize,
+    max_len: usize,
+    deadline: Instant,
+) -> R<Vec<Decoded>> {
+    let k = firsts.len();
+    let n = caches.len() as f32;
+    let (Some(sm), Some(bm)) = (s.model.causal(), b.model.causal()) else {
+        return Err(msg("target inversion needs causal language models"));
+    };
+    let mut rows: Vec<(KvCache, KvCache)> = caches
+        .iter()
+        .map(|(a, c)| Ok((a.broadcast(k)?, c.broadcast(k)?)))
+        .collect::<R<Vec<_>>>()?;
+    let mut out: Vec<Decoded> = firsts
+        .iter()
+        .map(|&f| Decoded {
+            ids: vec![f],
+            conf_s: 0.0,
+            conf_b: 0.0,
+            gain: 0.0,
+            steps: 0,
+        })
+        .collect();
+    let mut live = vec![true; k];
+    let mut cur: Vec<u32> = firsts.to_vec();
+    for _ in 1..max_len {
+        if Instant::now() >= deadline || !live.iter().any(|&l| l) {
+            break;
+        }
+        // per prompt: suspect and base log-probabilities, [k][v] each
+        let mut per_prompt: Vec<(Rows2, Rows2)> = Vec::new();
+        for (cs, cb) in rows.iter_mut() {
+            let ls = log_softmax_rows(&sm.forward_cached_rows(&cur, cs)?)?;
+            let lb = log_softmax_rows(&bm.forward_cached_rows(&cur, cb)?)?;
+            per_prompt.push((ls, lb));
+        }
+        for j in 0..k {
+            if !live[j] {
+                continue;
+            }
+            let mut avg = vec![0f32; v];
+            for (ls, _) in &per_prompt {
+                for (a, p) in avg.iter_mut().zip(softmax(&ls[j][..v])) {
+                    *a += p / n;
+                }
+            }
+            let next = (0..v)
+                .max_by(|&x, &y| avg[x].total_cmp(&avg[y]).then(y.cmp(&x)))
+                .unwrap_or(0);
+            let d = &mut out[j];
+            d.conf_s += avg[next];
+            d.conf_b += per_prompt
+                .iter()
+                .map(|(_, lb)| lb[j][next].exp())
+                .sum::<f32>()
+                / n;
+            d.gain += per_prompt
+                .iter()
+                .map(|(ls, lb)| ls[j][next] - lb[j][next].max(-30.0))
+                .sum::<f32>()
+                / n;
+            d.steps += 1;
+            if s.eos_ids.contains(&(next as u32)) || ban[next] {
+                live[j] = false;
+            } else {
+                d.ids.push(next as u32);
+                cur[j] = next as u32;
+            }
+        }
+    }
+    Ok(out)
+}
