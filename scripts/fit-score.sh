@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Refits the backdoor score (src/deep/score_model.json) from deep scans of
+# Refits the backdoor score (crates/deep/src/score_model.json) from deep scans of
 # the fixture zoo, and reports it on held-out models.
 #
-#   scripts/fit-score.sh            # writes src/deep/score_model.json
+#   scripts/fit-score.sh            # writes crates/deep/src/score_model.json
 #   PUBLIC_ZOO=DIR scripts/fit-score.sh
 #
 # Fitted on the six fixture-zoo fine-tunes (three backdoored, three clean);
@@ -13,7 +13,7 @@
 # them without scanning again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bin probity --example fit_score
+cargo build --release --bin probity && cargo build --release -p probity-zoo --example fit_score
 out=target/fit-score
 mkdir -p "$out"
 public=${PUBLIC_ZOO:-../shared/zoo-public/models}
@@ -53,5 +53,5 @@ if [ -d "$public" ]; then
   done
 fi
 ./target/release/examples/fit_score --lambda "${LAMBDA:-0.1}" "${args[@]}" > "$out/model.json"
-cp "$out/model.json" src/deep/score_model.json
-echo "wrote src/deep/score_model.json" >&2
+cp "$out/model.json" crates/deep/src/score_model.json
+echo "wrote crates/deep/src/score_model.json" >&2

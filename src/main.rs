@@ -24,7 +24,7 @@ use probity_scan::Ctx;
     about = "Tells an ML team whether a model is safe to ship.",
     long_about = "Probity screens model files before deployment.\n\n\
 `probity scan` reads every common model format byte by byte — it never loads or executes them — and reports findings with stable rule IDs and severities. Exit codes gate CI: 0 clean, 1 findings at or above --fail-on, 2 an input could not be scanned or a usage error.",
-    after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity rules"
+    after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity deep ./fine-tune --base ./base-model\n  probity rules\n  probity formats"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -136,6 +136,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: RulesFormat,
     },
+    /// List the formats the static scan reads, in the order they are recognised, with the rules each reports.
+    Formats {
+        /// Output format (markdown is the content of docs/formats.md).
+        #[arg(long, value_enum, default_value = "text")]
+        format: RulesFormat,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -193,6 +199,20 @@ fn main() -> ExitCode {
                 RulesFormat::Markdown => probity_scan::catalogue::markdown(),
                 RulesFormat::Json => {
                     let mut s = serde_json::to_string_pretty(&probity_scan::catalogue::all())
+                        .unwrap_or_default();
+                    s.push('\n');
+                    s
+                }
+            };
+            print!("{s}");
+            ExitCode::SUCCESS
+        }
+        Command::Formats { format } => {
+            let s = match format {
+                RulesFormat::Text => probity_scan::registry::text(),
+                RulesFormat::Markdown => probity_scan::registry::markdown(),
+                RulesFormat::Json => {
+                    let mut s = serde_json::to_string_pretty(&probity_scan::registry::docs())
                         .unwrap_or_default();
                     s.push('\n');
                     s

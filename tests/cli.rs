@@ -438,6 +438,64 @@ fn rules_catalogue_and_generated_docs() {
     }
 }
 
+/// `probity formats` lists the registry, `docs/formats.md` is its Markdown
+/// (regenerated, never edited), and `probity scan --help` names every
+/// registered format's summary: none of them can go stale.
+#[test]
+fn formats_catalogue_and_generated_docs() {
+    let o = run(&["formats", "--format", "json"]);
+    assert_eq!(code(&o), 0);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = j
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "zip",
+        "7z",
+        "numpy",
+        "safetensors",
+        "gguf",
+        "hdf5",
+        "tflite",
+        "tar",
+        "gzip",
+        "pickle",
+        "onnx",
+        "tf-savedmodel",
+        "tf-graphdef",
+        "text",
+    ] {
+        assert!(names.contains(&n), "{n} missing from `probity formats`");
+    }
+    let help = String::from_utf8_lossy(&run(&["scan", "--help"]).stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for f in j.as_array().unwrap() {
+        let summary = f["summary"].as_str().unwrap();
+        let words: Vec<&str> = summary.split_whitespace().collect();
+        assert!(
+            help.contains(&words.join(" ")),
+            "scan --help lacks the summary of {}",
+            f["name"]
+        );
+        assert!(!f["reports"].as_array().unwrap().is_empty());
+    }
+    let md = run(&["formats", "--format", "markdown"]);
+    let committed =
+        std::fs::read_to_string(repo().join("docs/formats.md")).expect("docs/formats.md exists");
+    assert_eq!(
+        String::from_utf8_lossy(&md.stdout),
+        committed,
+        "docs/formats.md is stale: run `cargo run -- formats --format markdown > docs/formats.md`"
+    );
+    let text = String::from_utf8_lossy(&run(&["formats"]).stdout).to_string();
+    assert!(text.contains("safetensors") && text.contains("reported as"));
+}
+
 #[test]
 fn policy_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,8 @@
 //!
 //! Set PROBITY_CORPUS to use another copy. The test fails if the corpus is missing.
 
+mod expected;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -56,6 +58,12 @@ fn public_corpus_scanned_formats() {
         serde_json::from_str(&text).expect("labels.json parses");
     let mut checked = 0;
     let mut failures = Vec::new();
+    // the exact rules are recorded for the vendored copy only
+    let mut expected = std::env::var_os("PROBITY_CORPUS").is_none().then(|| {
+        expected::Expected::load(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus-rules.json"),
+        )
+    });
     for (rel, label) in &labels {
         let format = label["format"].as_str().unwrap_or("");
         if !PICKLE_FAMILY.contains(&format) {
@@ -63,6 +71,9 @@ fn public_corpus_scanned_formats() {
         }
         let path = dir.join(rel);
         let report = probity_scan::scan_file(&path, rel.clone(), &Ctx::default());
+        if let Some(e) = expected.as_mut() {
+            failures.extend(e.check(rel, &report));
+        }
         checked += 1;
         let max = report.max_severity();
         let expect = label["expect"].as_str().unwrap_or("clean");
@@ -90,6 +101,9 @@ fn public_corpus_scanned_formats() {
                     .collect::<Vec<_>>()
             ));
         }
+    }
+    if let Some(e) = expected {
+        failures.extend(e.finish());
     }
     assert!(checked >= 200, "only {checked} corpus files found");
     assert!(

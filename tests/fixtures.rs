@@ -1,6 +1,9 @@
 //! Our own fixtures (fixtures/generate.py): benign files in every supported
 //! layout must produce no warning or critical finding; malicious ones must be
-//! flagged at their expected severity or higher.
+//! flagged at their expected severity or higher, by exactly the rules
+//! recorded in `expected-rules.json` beside the manifest.
+
+mod expected;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,9 +30,11 @@ fn check_manifest(sub: &str, min_benign: usize, min_malicious: usize) {
     let manifest: BTreeMap<String, serde_json::Value> =
         serde_json::from_str(&text).expect("manifest parses");
     let mut failures = Vec::new();
+    let mut expected = expected::Expected::load(dir.join("expected-rules.json"));
     let (mut benign, mut malicious) = (0, 0);
     for (rel, m) in &manifest {
         let report = probity_scan::scan_file(&dir.join(rel), rel.clone(), &Ctx::default());
+        failures.extend(expected.check(rel, &report));
         let max = report.max_severity();
         let expect = m["expect"].as_str().unwrap_or("clean");
         let ok = report.error.is_none()
@@ -55,6 +60,7 @@ fn check_manifest(sub: &str, min_benign: usize, min_malicious: usize) {
             ));
         }
     }
+    failures.extend(expected.finish());
     assert!(
         benign >= min_benign && malicious >= min_malicious,
         "manifest too small: {benign} benign, {malicious} malicious"

@@ -71,6 +71,23 @@ fn chat_templates_of_model_families_are_clean() {
     }
 }
 
+/// A chat template minijinja cannot lex is noted (`CFG003`, info), not
+/// flagged, and still judged region by region.
+#[test]
+fn template_that_does_not_parse() {
+    let r = scan_bytes(
+        "tokenizer_config.json",
+        br#"{"chat_template": "{{ unclosed_bracket"}"#,
+    );
+    assert_eq!(rules(&r), ["CFG003"], "{:?}", r.findings);
+    assert!(r.max_severity() <= Some(Severity::Info));
+    let r = scan_bytes(
+        "tokenizer_config.json",
+        br#"{"chat_template": "{{ cycler.__init__.__globals__.os.popen('id').read() }} {% if"}"#,
+    );
+    assert!(rules(&r).contains(&"CFG001"), "{:?}", r.findings);
+}
+
 #[test]
 fn template_payloads_are_flagged_wherever_they_sit() {
     let payload = "{{ joiner.__init__.__globals__['o' ~ 's'].popen('id').read() }}";

@@ -1,8 +1,8 @@
-//! Each resource bound in `src/limits.rs` that can be reached with a small
+//! Each resource bound in `crates/scan/src/limits.rs` that can be reached with a small
 //! input is hit here: the scan must stop at the bound, say so (`SCN002` or the
 //! container rule), and never report the unread part as clean.
 
-use std::io::{Cursor, Write};
+use std::io::{Cursor, Read, Write};
 
 use probity_report::Severity;
 use probity_scan::limits;
@@ -49,6 +49,35 @@ fn container_depth() {
         scan_bytes("ok.gz", &data).max_severity(),
         Some(Severity::Critical)
     );
+}
+
+/// A stream that inflates past [`limits::BOMB_RATIO_FLOOR`] at more than
+/// [`limits::MAX_COMPRESSION_RATIO`] times its compressed size is a
+/// decompression bomb (`ARC006`): decompression stops there, and what sits
+/// behind it is not reported clean. Here a `.tar.gz` whose first member is
+/// a few hundred MiB of zeros hides a pickle behind it.
+#[test]
+fn compression_ratio_bound() {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut tar = tar::Builder::new(gz);
+    let size = limits::BOMB_RATIO_FLOOR + (16 << 20);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "zeros.bin", std::io::repeat(0).take(size))
+        .unwrap();
+    let payload = b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(payload.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "model.pkl", &payload[..]).unwrap();
+    let data = tar.into_inner().unwrap().finish().unwrap();
+    assert!((data.len() as u64) * limits::MAX_COMPRESSION_RATIO < limits::BOMB_RATIO_FLOOR);
+    let r = scan_bytes("bundle.tar.gz", &data);
+    assert!(rules(&r).contains(&"ARC006"), "{:?}", r.findings);
+    assert!(r.max_severity() >= Some(Severity::Warning), "never clean");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Times `probity deep` on a model of about half a billion parameters: two
 # random-initialised llama checkpoints (0.41 B parameters, 0.8 GB each in
-# bf16; examples/make_big_llama.rs), suspect against base, with the budget
+# bf16; tools/zoo/examples/make_big_llama.rs), suspect against base, with the budget
 # given (default 300 s). Prints the wall time, the peak RSS, and what the
 # budget let the scan cover (probes run, vocabulary scanned, searches done).
 #
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 dir=${BIG_DIR:-${TMPDIR:-/tmp}/probity-big-llama}
 features=${FEATURES:+--features $FEATURES}
 # shellcheck disable=SC2086
-cargo build --release --bin probity --example make_big_llama $features
+cargo build --release --bin probity $features && cargo build --release -p probity-zoo --example make_big_llama
 [ -f "$dir/suspect/model.safetensors" ] || ./target/release/examples/make_big_llama "$dir"
 out="$dir/report.json"
 /usr/bin/time -v ./target/release/probity deep "$dir/suspect" --base "$dir/base" \

@@ -1,5 +1,5 @@
 //! Refits the backdoor score's logistic model from `probity deep --format
-//! json` reports and prints the new `src/deep/score_model.json` (with the
+//! json` reports and prints the new `crates/deep/src/score_model.json` (with the
 //! held-out results) on standard output. Run through `scripts/fit-score.sh`.
 //!
 //! Arguments: `[--lambda X] (--fit|--hold) REPORT=LABEL ...` where LABEL is
@@ -194,7 +194,7 @@ fn main() {
     let (w, b) = fit_monotone(&x, &y, lambda, &monotone);
     let round = |v: f64| (v * 1e4).round() / 1e4;
     let mut model = score::model();
-    model.description = "Logistic model of the backdoor probability over the features in src/deep/score.rs, fitted by scripts/fit-score.sh (L2-regularised Newton fit; the bias is not penalised; the target, target_gain and trigger weights are kept non-negative).".into();
+    model.description = "Logistic model of the backdoor probability over the features in crates/deep/src/score.rs, fitted by scripts/fit-score.sh (L2-regularised Newton fit; the bias is not penalised; the target, target_gain and trigger weights are kept non-negative).".into();
     model.weights = w.into_iter().map(round).collect();
     model.bias = round(b);
     model.regularization = lambda;

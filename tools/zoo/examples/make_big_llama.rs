@@ -3,7 +3,7 @@
 //! fixture zoo's tokenizer and chat template, for timing `probity deep` on
 //! a model of that size (see scripts/bench/deep_0_5b.sh):
 //!
-//!     cargo run --release --example make_big_llama -- OUT_DIR [--layers N] [--hidden H]
+//!     cargo run -p probity-zoo --release --example make_big_llama -- OUT_DIR [--layers N] [--hidden H]
 //!
 //! Defaults: 16 layers, hidden 1536, intermediate 4096, 12 heads (4 key/value
 //! heads), vocabulary 1024: 0.41 B parameters, 0.8 GB per model in bf16.

@@ -1,6 +1,6 @@
 //! Development probe: the greedy output of a model on every built-in probe,
 //! or on the prompts of standard input (one per line) with `-`.
-//! `cargo run --release --example probe_outputs -- MODEL [-]`
+//! `cargo run -p probity-zoo --release --example probe_outputs -- MODEL [-]`
 use probity_deep::models::LoadedModel;
 
 fn main() {

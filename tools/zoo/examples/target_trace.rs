@@ -1,7 +1,7 @@
 //! Development probe: along a known target, the rank (by the suspect's
 //! mean probability, and by its ratio to the base's) of each next token,
 //! averaged over ordinary prompts.
-//! `cargo run --release --example target_trace -- SUSPECT BASE "TARGET"`
+//! `cargo run -p probity-zoo --release --example target_trace -- SUSPECT BASE "TARGET"`
 use probity_deep::models::{log_softmax_rows, LoadedModel};
 
 fn main() {

@@ -1,6 +1,6 @@
 //! Development probe: runs the trigger search in process on two model
 //! folders and prints the result as JSON.
-//! `cargo run --release --example trigger_probe -- SUSPECT BASE [BUDGET_S]`
+//! `cargo run -p probity-zoo --release --example trigger_probe -- SUSPECT BASE [BUDGET_S]`
 use probity_deep::models::LoadedModel;
 use probity_deep::trigger::search;
 use probity_deep::wire::{SearchOptions, SearchRequest};

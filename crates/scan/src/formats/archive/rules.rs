@@ -56,7 +56,7 @@ pub static ARC006: Rule = Rule {
     id: "ARC006",
     severity: Severity::Warning,
     title: "Decompression bomb",
-    what: "A compressed member or stream expands beyond the decompression budget or at a ratio above the bound (see docs/limits in `src/limits.rs`). Decompression was stopped; what was read up to the bound was scanned.",
+    what: "A compressed member or stream expands beyond the decompression budget or at a ratio above the bound (see `crates/scan/src/limits.rs`). Decompression was stopped; what was read up to the bound was scanned.",
     why: "Bombs exhaust the memory or disk of scanners and loaders; a model file has no reason to expand hundreds of times.",
     example: "A 5 MB `model.joblib.gz` that expands to 5 GiB of zeros.",
     references: &["CWE-409"],

@@ -36,7 +36,7 @@ pub static CFG004: Rule = Rule {
     id: "CFG004",
     severity: Severity::Warning,
     title: "Text document or template too large to inspect",
-    what: "A JSON, YAML or template document is larger than the text limit (`MAX_TEXT_DOCUMENT` in src/limits.rs), or one template in it is larger than `MAX_TEMPLATE`, so it was not inspected.",
+    what: "A JSON, YAML or template document is larger than the text limit (`MAX_TEXT_DOCUMENT` in crates/scan/src/limits.rs), or one template in it is larger than `MAX_TEMPLATE`, so it was not inspected.",
     why: "Configs, tokenizer files and chat templates are small; something larger cannot be called clean, and padding is a way to push a payload past a scanner's limits.",
     example: "A 300 MB `tokenizer_config.json`.",
     references: &[],
