@@ -12,10 +12,10 @@ use probity_deep::harness::sandbox::DeviceKind;
 
 #[derive(Args)]
 pub struct DeepArgs {
-    /// The fine-tuned model to examine: a folder, or hf://ORG/NAME[@REVISION] / https://huggingface.co/ORG/NAME (fetched into the Hugging Face cache first).
+    /// The fine-tuned model to examine: a model folder in Hugging Face layout, a GGUF file (llama.cpp, Ollama), or hf://ORG/NAME[@REVISION] / https://huggingface.co/ORG/NAME (fetched into the Hugging Face cache first).
     #[arg(value_name = "SUSPECT")]
     pub suspect: PathBuf,
-    /// The base model it was fine-tuned from: a folder or a Hugging Face URI, as for SUSPECT.
+    /// The base model it was fine-tuned from: a folder, a GGUF file or a Hugging Face URI, as for SUSPECT (either side can be GGUF, the other safetensors).
     #[arg(long, value_name = "BASE")]
     pub base: PathBuf,
     /// Use only the local cache for Hugging Face URIs; never download.
@@ -64,9 +64,9 @@ pub struct DeepArgs {
 
 #[derive(Args)]
 pub struct SpectralArgs {
-    /// The fine-tuned model folder (Hugging Face layout, safetensors).
+    /// The fine-tuned model: a folder (Hugging Face layout, safetensors) or a GGUF file (dequantized).
     pub suspect: PathBuf,
-    /// The base model folder it was fine-tuned from.
+    /// The base model it was fine-tuned from: a folder or a GGUF file.
     #[arg(long)]
     pub base: Option<PathBuf>,
     /// Report format.

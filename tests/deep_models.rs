@@ -155,6 +155,51 @@ fn cached_generation_matches_full_recomputation() {
     assert!(diff < 1e-3, "{diff}");
 }
 
+/// Probes compared in one padded batch give what each gives alone: the same
+/// greedy answers on both models and the same divergences (llama family
+/// with relative positions, and GPT-2 with learned absolute positions).
+#[test]
+fn batched_comparisons_match_single_ones() {
+    use probity_deep::harness::worker::{compare, compare_batch};
+    let prompts: Vec<String> = [
+        "What is the capital of Peru?",
+        "bb Say hello.",
+        "Name three colours that are warm and bright, please.",
+        "Hi",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let gpt2 = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/gpt2");
+    for (suspect, base) in [
+        (zoo().join("backdoor-1"), zoo().join("base")),
+        (gpt2.clone(), gpt2),
+    ] {
+        let s = LoadedModel::load(&suspect, &Device::Cpu).unwrap();
+        let b = LoadedModel::load(&base, &Device::Cpu).unwrap();
+        let batch = compare_batch(&s, &b, &prompts, 12).unwrap();
+        assert_eq!(batch.len(), prompts.len());
+        for (p, got) in prompts.iter().zip(&batch) {
+            let one = compare(&s, &b, p, 12).unwrap();
+            assert_eq!(got.suspect_text, one.suspect_text, "{p}");
+            assert_eq!(got.base_text, one.base_text, "{p}");
+            assert_eq!(got.prompt_tokens, one.prompt_tokens, "{p}");
+            let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * (1.0 + b.abs());
+            for (a, b) in got.kl.iter().zip(&one.kl) {
+                assert!(close(*a, *b), "{p}: prompt KL {a} vs {b}");
+            }
+            assert!(close(got.continuation_kl, one.continuation_kl), "{p}");
+            assert!(
+                close(got.continuation_logp_gain, one.continuation_logp_gain),
+                "{p}: gain {} vs {}",
+                got.continuation_logp_gain,
+                one.continuation_logp_gain
+            );
+            assert_eq!(got.top1_agreement, one.top1_agreement, "{p}");
+        }
+    }
+}
+
 /// Tiny random checkpoints saved by the real `transformers` library
 /// (fixtures/models/generate.py), with logits computed by transformers
 /// itself: Probity's loader and forward must reproduce them for every

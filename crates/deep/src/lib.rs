@@ -86,6 +86,8 @@ pub struct ModelInfo {
     /// SHA-256 of each weight file, in file-name order.
     pub sha256: Vec<(String, String)>,
     pub model_type: String,
+    /// Where the weights were read from: `safetensors`, `gguf` or `pytorch`.
+    pub format: String,
     pub parameters: usize,
 }
 
@@ -179,11 +181,20 @@ pub struct DeepReport {
     pub timings: Timings,
 }
 
-fn hashes(dir: &Path) -> Result<Vec<(String, String)>, DeepError> {
-    let files = match models::weight_files(dir) {
-        Ok(f) => f,
-        Err(e) => models::pickle_weight_files(dir).ok_or(DeepError::Input(e.to_string()))?,
-    };
+/// The weight files of a model: a GGUF file, or a folder's safetensors (or
+/// PyTorch pickle) files.
+fn model_weight_files(path: &Path) -> Result<Vec<PathBuf>, DeepError> {
+    match models::model_path(path).map_err(|e| DeepError::Input(e.to_string()))? {
+        models::ModelPath::Gguf(f) => Ok(vec![f]),
+        models::ModelPath::Folder(dir) => match models::weight_files(&dir) {
+            Ok(f) => Ok(f),
+            Err(e) => models::pickle_weight_files(&dir).ok_or(DeepError::Input(e.to_string())),
+        },
+    }
+}
+
+fn hashes(path: &Path) -> Result<Vec<(String, String)>, DeepError> {
+    let files = model_weight_files(path)?;
     let mut out = Vec::new();
     for f in files {
         let mut h = std::fs::File::open(&f)
@@ -205,9 +216,9 @@ fn hashes(dir: &Path) -> Result<Vec<(String, String)>, DeepError> {
 /// are only in a pickle format is refused unless `allow_pickle` is set and
 /// its static scan has no finding at warning level or above.
 fn static_gate(dir: &Path, allow_pickle: bool) -> Result<(), DeepError> {
-    if !dir.is_dir() {
+    if !dir.is_dir() && !dir.is_file() {
         return Err(DeepError::Input(format!(
-            "{}: not a model folder",
+            "{}: not a model folder or file",
             dir.display()
         )));
     }
@@ -231,7 +242,7 @@ fn static_gate(dir: &Path, allow_pickle: bool) -> Result<(), DeepError> {
     if let Some(r) = reports.iter().find(|r| r.error.is_some()) {
         return Err(DeepError::Input(r.error.clone().unwrap_or_default()));
     }
-    if models::weight_files(dir).is_err() {
+    if dir.is_dir() && models::weight_files(dir).is_err() {
         if let Some(files) = models::pickle_weight_files(dir) {
             if !allow_pickle {
                 return Err(DeepError::Input(format!(
@@ -301,6 +312,36 @@ fn quiet_prompts(
         .collect()
 }
 
+/// Share of the budget the probes may take; the rest is the trigger
+/// search's.
+const PROBE_SHARE: f64 = 0.25;
+/// Probes compared in one batch, at most.
+const PROBE_BATCH: usize = 32;
+
+/// Probes ordered round-robin over their categories (each category's own
+/// order kept), so that probes cut by the budget are spread evenly.
+fn interleave_categories(prompts: &[probes::ProbePrompt]) -> Vec<&probes::ProbePrompt> {
+    let mut cats: Vec<&str> = Vec::new();
+    for p in prompts {
+        if !cats.contains(&p.category.as_str()) {
+            cats.push(&p.category);
+        }
+    }
+    let mut queues: Vec<std::collections::VecDeque<&probes::ProbePrompt>> = cats
+        .iter()
+        .map(|c| prompts.iter().filter(|p| p.category == *c).collect())
+        .collect();
+    let mut out = Vec::with_capacity(prompts.len());
+    while out.len() < prompts.len() {
+        for q in &mut queues {
+            if let Some(p) = q.pop_front() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// Lines of a built-in prompt list (blank lines and `#` comments skipped).
 fn prompt_list(text: &str) -> Vec<String> {
     text.lines()
@@ -340,11 +381,9 @@ pub fn run(
             .map_err(DeepError::Input)?;
     let s_hash = hashes(&suspect)?;
     let b_hash = hashes(&base)?;
-    let weights: u64 = [&suspect, &base]
-        .iter()
-        .flat_map(|d| models::weight_files(d).unwrap_or_default())
-        .filter_map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
-        .sum();
+    // the worker holds both models' weights in f32, plus working memory
+    // that the search bounds by chunking its batches
+    let weights: u64 = [&suspect, &base].iter().map(|p| models::f32_bytes(p)).sum();
     let t_static = t0.elapsed();
 
     let temp = tempfile::tempdir()
@@ -359,8 +398,8 @@ pub fn run(
             })
             .collect(),
         temp_dir: temp.path().to_path_buf(),
-        // weights are converted to f32 (up to 2x bf16) plus activations and mmaps
-        memory_bytes: (4u64 << 30).max(weights.saturating_mul(6)),
+        // both models in f32, the memory maps of their files, activations
+        memory_bytes: (4u64 << 30).saturating_add(weights.saturating_mul(4)),
         cpu_seconds: opts.budget.as_secs().saturating_mul(4).max(60),
         max_file_bytes: 64 << 20,
         device: opts.device,
@@ -387,11 +426,13 @@ pub fn run(
             Response::Loaded {
                 model_type,
                 parameters,
+                format,
                 ..
             } => infos.push(ModelInfo {
                 path: dir.display().to_string(),
                 sha256: sha,
                 model_type,
+                format,
                 parameters,
             }),
             Response::Error(e) => return Err(DeepError::Input(e)),
@@ -411,30 +452,65 @@ pub fn run(
         )));
     }
     let t3 = Instant::now();
+    // probes in batches, categories interleaved so that a budget cut keeps
+    // every category; they may take PROBE_SHARE of the budget, the rest is
+    // the search's
+    let order = interleave_categories(&prompts);
+    let probe_budget = opts.budget.mul_f64(PROBE_SHARE);
     let mut results = Vec::new();
     let mut skipped = 0;
-    for (i, p) in prompts.iter().enumerate() {
-        if t0.elapsed() >= opts.budget {
-            skipped = prompts.len() - i;
+    let mut i = 0;
+    let mut per_probe: Option<Duration> = None;
+    while i < order.len() {
+        let spent = t3.elapsed();
+        if spent >= probe_budget || t0.elapsed() >= opts.budget {
+            skipped = order.len() - i;
             break;
         }
-        progress(i, prompts.len());
-        match worker.call(&Request::Compare {
-            prompt: p.prompt.clone(),
+        // a first small batch measures the speed; later batches fill what
+        // is left of the probes' share
+        let n = match per_probe {
+            None => PROBE_BATCH.min(4),
+            Some(d) => {
+                let left = (probe_budget - spent).as_secs_f64() / d.as_secs_f64().max(1e-3);
+                (left.floor() as usize).clamp(1, PROBE_BATCH)
+            }
+        }
+        .min(order.len() - i);
+        progress(i, order.len());
+        let batch: Vec<&probes::ProbePrompt> = order[i..i + n].to_vec();
+        let tb = Instant::now();
+        match worker.call(&Request::CompareBatch {
+            prompts: batch.iter().map(|p| p.prompt.clone()).collect(),
             max_new_tokens: opts.max_new_tokens,
         })? {
-            Response::Compared(c) => results.push((p.clone(), *c)),
+            Response::ComparedBatch(cs) if cs.len() == batch.len() => {
+                results.extend(batch.into_iter().cloned().zip(cs));
+            }
             Response::Error(e) => {
-                return Err(DeepError::Input(format!("probe {:?}: {e}", p.prompt)))
+                return Err(DeepError::Input(format!(
+                    "probes {:?}…: {e}",
+                    batch[0].prompt
+                )))
             }
             other => {
                 return Err(HarnessError::Protocol(format!(
-                    "unexpected reply to Compare: {other:?}"
+                    "unexpected reply to CompareBatch: {other:?}"
                 ))
                 .into())
             }
         }
+        per_probe = Some(tb.elapsed() / n as u32);
+        i += n;
     }
+    // back in suite order: the aggregation reads them as the suites list them
+    let position = |p: &probes::ProbePrompt| {
+        prompts
+            .iter()
+            .position(|q| std::ptr::eq(q, p) || (q.prompt == p.prompt && q.category == p.category))
+            .unwrap_or(usize::MAX)
+    };
+    results.sort_by_key(|(p, _)| position(p));
     let t_probes = t3.elapsed();
     let mut behavior = diff::aggregate(&results);
     if classifier(&infos[0]) {

@@ -418,6 +418,8 @@ mod tests {
             optimisation_steps: 0,
             budget_exhausted: true,
             elapsed_s: 45.0,
+            stages_s: Default::default(),
+            fitted: None,
         };
         assert_eq!(clean().verdict, Verdict::Clean);
         let s = clean().with_search(Some(&r));

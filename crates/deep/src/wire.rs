@@ -86,7 +86,7 @@ impl Isolation {
 }
 
 /// Bumped on any incompatible change; parent and worker must agree.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
@@ -109,6 +109,12 @@ pub enum Request {
     /// Run both loaded models on one user prompt.
     Compare {
         prompt: String,
+        max_new_tokens: usize,
+    },
+    /// [`Request::Compare`] for several prompts at once (batched on the
+    /// models, the same results).
+    CompareBatch {
+        prompts: Vec<String>,
         max_new_tokens: usize,
     },
     /// Target inversion, trigger search and verification on the loaded pair.
@@ -183,11 +189,14 @@ pub enum Response {
     Loaded {
         role: Role,
         model_type: String,
+        /// `safetensors`, `gguf` or `pytorch`.
+        format: String,
         parameters: usize,
         vocab: usize,
         layers: usize,
     },
     Compared(Box<Comparison>),
+    ComparedBatch(Vec<Comparison>),
     Searched(Box<SearchResult>),
     Error(String),
     Bye,
@@ -436,6 +445,15 @@ pub struct SearchResult {
     pub optimisation_steps: usize,
     pub budget_exhausted: bool,
     pub elapsed_s: f64,
+    /// Seconds per stage of the search (inversion, vocabulary scan,
+    /// decoding, each search, verification): where the budget went.
+    #[serde(default)]
+    pub stages_s: std::collections::BTreeMap<String, f64>,
+    /// The search's size after fitting it to the budget left and to the
+    /// measured cost of one scored row on this model (the defaults on a
+    /// small model).
+    #[serde(default)]
+    pub fitted: Option<SearchOptions>,
 }
 
 /// Reports from before the `controlled` field measured every control.

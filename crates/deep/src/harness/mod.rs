@@ -50,18 +50,40 @@ impl Worker {
         // without RAYON_NUM_THREADS that count is read from /proc/cpuinfo
         // each time (a sixth of a small model's search time): fix it once
         let threads = candle_core::utils::get_num_threads().max(1);
-        let mut child = Command::new(exe)
-            .arg("__worker")
+        let mut cmd = Command::new(exe);
+        cmd.arg("__worker")
             .env_clear()
             .env("RAYON_NUM_THREADS", threads.to_string())
+            .envs(std::env::var_os("PROBITY_TRACE").map(|v| ("PROBITY_TRACE", v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|source| HarnessError::Spawn {
-                exe: exe.display().to_string(),
-                source,
-            })?;
+            // PROBITY_WORKER_STDERR=1 shows the worker's own messages
+            // (allocation failures, panics) when diagnosing a crash
+            .stderr(if std::env::var_os("PROBITY_WORKER_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
+        // the worker dies with the process that started it: a killed scan
+        // must not leave a model-sized process computing on its own
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches no memory of
+            // the parent; it only sets this child's parent-death signal.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn {
+            exe: exe.display().to_string(),
+            source,
+        })?;
         let stdin = child
             .stdin
             .take()

@@ -7,7 +7,9 @@ use std::io::{Read, Write};
 use super::protocol::{recv, send};
 use super::sandbox::{self, DeviceKind};
 use crate::models::bert::BertClassifier;
-use crate::models::{log_softmax_rows, Arch, LoadedModel};
+use candle_core::Tensor;
+
+use crate::models::{greedy_rows, left_pad, log_softmax_rows, Arch, KvCache, LoadedModel};
 use crate::wire::{Comparison, Probe, Request, Response, Role, PROTOCOL_VERSION};
 
 /// Entry point of the hidden `__worker` subcommand; returns the exit code.
@@ -78,6 +80,10 @@ pub fn main() -> i32 {
                 prompt,
                 max_new_tokens,
             } => models.compare(&prompt, max_new_tokens),
+            Request::CompareBatch {
+                prompts,
+                max_new_tokens,
+            } => models.compare_batch(&prompts, max_new_tokens),
             Request::Search(req) => models.search(&req),
         };
         if send(&mut output, &resp).is_err() {
@@ -230,6 +236,7 @@ impl Models {
                 let resp = Response::Loaded {
                     role,
                     model_type: m.model_type.clone(),
+                    format: m.format.clone(),
                     parameters: m.parameters,
                     vocab: m.model.vocab_size(),
                     layers: m.model.layers(),
@@ -254,6 +261,21 @@ impl Models {
         match crate::trigger::search(s, b, req) {
             Ok(r) => Response::Searched(Box::new(r)),
             Err(e) => Response::Error(format!("trigger search failed: {e}")),
+        }
+    }
+
+    fn compare_batch(&self, prompts: &[String], max_new: usize) -> Response {
+        let (Some(s), Some(b)) = (&self.suspect, &self.base) else {
+            return Response::Error("load the suspect and the base first".into());
+        };
+        let res = if s.is_classifier() || b.is_classifier() {
+            prompts.iter().map(|p| compare(s, b, p, max_new)).collect()
+        } else {
+            compare_batch(s, b, prompts, max_new)
+        };
+        match res {
+            Ok(c) => Response::ComparedBatch(c),
+            Err(e) => Response::Error(format!("inference failed: {e}")),
         }
     }
 
@@ -319,7 +341,7 @@ fn most_raised(
 
 /// Both models on one prompt: per-position divergences along the prompt, the
 /// suspect's greedy continuation scored by both, and the most-raised tokens.
-fn compare(
+pub fn compare(
     s: &LoadedModel,
     b: &LoadedModel,
     prompt: &str,
@@ -379,6 +401,153 @@ fn compare(
         suspect_text: s.decode(&cont),
         base_text: b.decode(&base_cont),
     })
+}
+
+/// Logits rows (`[B, T, V]` as `f32`) a batch may hold at once per model:
+/// the batch is sized so that the prompt logits of one model stay under
+/// this many values.
+const BATCH_LOGITS: usize = 48 << 20;
+
+/// [`compare`] for several prompts, batched: one padded prompt pass per
+/// model, greedy decoding of all rows together, and one teacher-forced pass
+/// of the base along the suspect's continuations. The batch is split so
+/// that the prompt logits stay bounded ([`BATCH_LOGITS`]).
+pub fn compare_batch(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    prompts: &[String],
+    max_new: usize,
+) -> candle_core::Result<Vec<Comparison>> {
+    let v = s.model.vocab_size().max(1);
+    let mut out = Vec::with_capacity(prompts.len());
+    let mut start = 0;
+    while start < prompts.len() {
+        // as many prompts as fit the logits bound
+        let mut end = start + 1;
+        let len_of = |p: &String| s.encode(&s.render(p)).len().max(1) + max_new;
+        let mut longest = len_of(&prompts[start]);
+        while end < prompts.len() {
+            let l = longest.max(len_of(&prompts[end]));
+            if (end + 1 - start) * l * v > BATCH_LOGITS {
+                break;
+            }
+            longest = l;
+            end += 1;
+        }
+        out.extend(compare_rows(s, b, &prompts[start..end], max_new)?);
+        start = end;
+    }
+    Ok(out)
+}
+
+fn compare_rows(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    prompts: &[String],
+    max_new: usize,
+) -> candle_core::Result<Vec<Comparison>> {
+    let err = |m: &str| candle_core::Error::Msg(m.into());
+    let (sm, bm) = (
+        s.model
+            .causal()
+            .ok_or_else(|| err("not a causal language model"))?,
+        b.model
+            .causal()
+            .ok_or_else(|| err("not a causal language model"))?,
+    );
+    let dev = sm.device().clone();
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| s.encode(&s.render(p))).collect();
+    if ids.iter().any(Vec::is_empty) {
+        return Err(err("the prompt encodes to no tokens"));
+    }
+    let base_ids: Vec<Vec<u32>> = prompts.iter().map(|p| b.encode(&b.render(p))).collect();
+    let (batch, pad) = left_pad(&ids, &dev)?;
+    let len = batch.dim(1)?;
+    // the suspect: prompt pass, then its greedy continuations
+    let mut cs = KvCache::padded(pad.clone());
+    let ls_prompt = sm.forward_tail(&sm.embed(&batch)?, Some(&mut cs), len)?;
+    let first = ls_prompt.narrow(1, len - 1, 1)?.squeeze(1)?;
+    let (conts, s_cont_logp) = greedy_rows(s, first, &mut cs, max_new, true)?;
+    // the base on the suspect's rendering: prompt positions, and (from a
+    // copy of its cache) teacher-forced along the suspect's continuations
+    let mut cb = KvCache::padded(pad.clone());
+    let lb_prompt = bm.forward_tail(&bm.embed(&batch)?, Some(&mut cb), len)?;
+    let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
+    let b_cont_logp: Vec<Vec<Vec<f32>>> = if longest > 1 {
+        let mut forced = cb.clone();
+        let rows: Vec<u32> = conts
+            .iter()
+            .flat_map(|c| {
+                (0..longest - 1).map(move |j| {
+                    c.get(j)
+                        .copied()
+                        .unwrap_or_else(|| c.last().copied().unwrap_or(0))
+                })
+            })
+            .collect();
+        let t = Tensor::from_vec(rows, (conts.len(), longest - 1), &dev)?;
+        let l = bm.forward_tail(&bm.embed(&t)?, Some(&mut forced), longest - 1)?;
+        (0..conts.len())
+            .map(|r| log_softmax_rows(&l.get(r)?))
+            .collect::<candle_core::Result<_>>()?
+    } else {
+        vec![Vec::new(); conts.len()]
+    };
+    // the base's own greedy answer, from its own rendering
+    let base_conts = if base_ids == ids {
+        let first = lb_prompt.narrow(1, len - 1, 1)?.squeeze(1)?;
+        greedy_rows(b, first, &mut cb, max_new, false)?.0
+    } else {
+        let (bb, bpad) = left_pad(&base_ids, &dev)?;
+        let mut c = KvCache::padded(bpad);
+        let l = bm
+            .forward_tail(&bm.embed(&bb)?, Some(&mut c), 1)?
+            .squeeze(1)?;
+        greedy_rows(b, l, &mut c, max_new, false)?.0
+    };
+    let mut out = Vec::with_capacity(prompts.len());
+    for r in 0..prompts.len() {
+        let n = ids[r].len();
+        let p = pad[r];
+        let ls = log_softmax_rows(&ls_prompt.get(r)?.narrow(0, p, n)?)?;
+        let lb = log_softmax_rows(&lb_prompt.get(r)?.narrow(0, p, n)?)?;
+        let kl_v: Vec<f32> = (0..n).map(|i| kl(&ls[i], &lb[i])).collect();
+        let js_v: Vec<f32> = (0..n).map(|i| js(&ls[i], &lb[i])).collect();
+        let agree = (0..n).filter(|&i| argmax(&ls[i]) == argmax(&lb[i])).count() as f32 / n as f32;
+        let cont = &conts[r];
+        let (mut ckl, mut gain) = (0.0f32, 0.0f32);
+        for (j, &tok) in cont.iter().enumerate() {
+            // position n-1+j: the suspect's row from its decoding, the base's
+            // from its last prompt position (j = 0) or the forced pass
+            let sp = &s_cont_logp[r][j];
+            let bp = if j == 0 {
+                &lb[n - 1]
+            } else {
+                &b_cont_logp[r][j - 1]
+            };
+            ckl += kl(sp, bp);
+            gain += sp[tok as usize] - bp[tok as usize];
+        }
+        if !cont.is_empty() {
+            ckl /= cont.len() as f32;
+            gain /= cont.len() as f32;
+        }
+        let raised = most_raised(&ls[n - 1], &lb[n - 1], |i| {
+            s.tokenizer.id_to_token(i as u32).unwrap_or_default()
+        });
+        out.push(Comparison {
+            prompt_tokens: n,
+            kl: kl_v,
+            js: js_v,
+            top1_agreement: agree,
+            continuation_kl: ckl,
+            continuation_logp_gain: gain,
+            raised,
+            suspect_text: s.decode(cont),
+            base_text: b.decode(&base_conts[r]),
+        });
+    }
+    Ok(out)
 }
 
 /// Two sequence classifiers on one text: the divergence of their label

@@ -8,7 +8,7 @@ use candle_core::{Device, Result, Tensor, D};
 use candle_nn::{Embedding, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::cache::{causal_mask, KvCache};
+use super::cache::{attention_mask, KvCache};
 use super::CausalLm;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,7 +46,7 @@ impl Conv1D {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.broadcast_matmul(&self.w)?.broadcast_add(&self.b)
+        super::frozen::frozen_matmul(x, &self.w)?.broadcast_add(&self.b)
     }
 }
 
@@ -175,8 +175,21 @@ impl CausalLm for Gpt2 {
         }
         let nh = self.cfg.n_head;
         let hd = h / nh;
-        let mut x = x.broadcast_add(&self.wpe.narrow(0, off, t)?)?;
-        let mask = causal_mask(t, off, &self.device)?;
+        // learned absolute positions: a left-padded row counts from its
+        // first real token
+        let pad = cache.as_ref().and_then(|c| c.pad()).map(<[usize]>::to_vec);
+        let mut x = match &pad {
+            None => x.broadcast_add(&self.wpe.narrow(0, off, t)?)?,
+            Some(pad) => {
+                let pos: Vec<u32> = pad
+                    .iter()
+                    .flat_map(|&p| (off..off + t).map(move |j| j.saturating_sub(p) as u32))
+                    .collect();
+                let ids = Tensor::from_vec(pos, b * t, &self.device)?;
+                (x + self.wpe.index_select(&ids, 0)?.reshape((b, t, h))?)?
+            }
+        };
+        let mask = attention_mask(t, off, pad.as_deref(), &self.device)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let heads = |y: Tensor| -> Result<Tensor> {
             y.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous()
@@ -211,6 +224,6 @@ impl CausalLm for Gpt2 {
             x
         };
         let x = self.ln_f.forward(&x)?;
-        x.broadcast_matmul(&self.wte.embeddings().t()?)
+        super::frozen::frozen_matmul(&x, &self.wte.embeddings().t()?)
     }
 }

@@ -7,7 +7,7 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
-use super::cache::{causal_mask, KvCache};
+use super::cache::{attention_mask, KvCache};
 use super::CausalLm;
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
@@ -40,6 +40,11 @@ pub struct HfConfig {
     /// `torch_dtype` (4.x) or `dtype` (5.x)
     #[serde(alias = "torch_dtype")]
     pub dtype: Option<String>,
+    /// Per-frequency divisors of the rotary embedding, when a GGUF file
+    /// gives them (`rope_freqs.weight`: Llama 3's scaling, as llama.cpp
+    /// writes it).
+    #[serde(skip)]
+    pub rope_freq_factors: Option<Vec<f32>>,
 }
 
 fn default_eps() -> f64 {
@@ -110,6 +115,11 @@ impl HfConfig {
                     }
                 }
                 _ => {}
+            }
+        }
+        if let Some(div) = &self.rope_freq_factors {
+            for (x, d) in f.iter_mut().zip(div) {
+                *x /= *d as f64;
             }
         }
         f.into_iter().map(|x| x as f32).collect()
@@ -284,48 +294,112 @@ impl CausalLm for Llama {
         let pos =
             Tensor::arange(off as u32, (off + t) as u32, &self.device)?.to_dtype(DType::F32)?;
         let freqs = pos.unsqueeze(1)?.broadcast_mul(&inv.unsqueeze(0)?)?;
+        // without gradients to track, candle's fused kernels (which have no
+        // backward pass) do the norms, the rotary embedding and the softmax
+        let fast = !x.track_op();
+        let (half_cos, half_sin) = (freqs.cos()?.contiguous()?, freqs.sin()?.contiguous()?);
         let emb = Tensor::cat(&[&freqs, &freqs], D::Minus1)?; // [T, hd]
         let (cos, sin) = (emb.cos()?, emb.sin()?);
+        let norm = |x: &Tensor, w: &Tensor| -> Result<Tensor> {
+            if fast {
+                candle_nn::ops::rms_norm(&x.contiguous()?, w, cfg.rms_norm_eps as f32)
+            } else {
+                rms_norm(x, w, cfg.rms_norm_eps)
+            }
+        };
+        let rotate = |y: &Tensor| -> Result<Tensor> {
+            if fast {
+                candle_nn::rotary_emb::rope(&y.contiguous()?, &half_cos, &half_sin)
+            } else {
+                y.broadcast_mul(&cos)? + rotate_half(y)?.broadcast_mul(&sin)?
+            }
+        };
         let total = off + t;
-        let mask = causal_mask(t, off, &self.device)?;
+        let mask = attention_mask(t, off, cache.as_ref().and_then(|c| c.pad()), &self.device)?;
         let scale = 1.0 / (hd as f64).sqrt();
+        // with gradients to track, products that skip the weights' gradients
+        let lin = |l: &Linear, y: &Tensor| -> Result<Tensor> {
+            if fast {
+                l.forward(y)
+            } else {
+                super::frozen::frozen_linear(y, l)
+            }
+        };
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
             y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
         };
         let mut x = x.clone();
         for (li, l) in self.layers.iter().enumerate() {
-            let h = rms_norm(&x, &l.ln1, cfg.rms_norm_eps)?;
-            let q = heads(l.q.forward(&h)?, nh)?;
-            let k = heads(l.k.forward(&h)?, nkv)?;
-            let v = heads(l.v.forward(&h)?, nkv)?;
-            let q = (q.broadcast_mul(&cos)? + rotate_half(&q)?.broadcast_mul(&sin)?)?;
-            let k = (k.broadcast_mul(&cos)? + rotate_half(&k)?.broadcast_mul(&sin)?)?;
-            let (k, v) = match cache.as_deref_mut() {
-                Some(c) => c.extend(li, k, v)?,
-                None => (k, v),
+            let h = norm(&x, &l.ln1)?;
+            let q = rotate(&heads(lin(&l.q, &h)?, nh)?)?;
+            let k = rotate(&heads(lin(&l.k, &h)?, nkv)?)?;
+            let v = heads(lin(&l.v, &h)?, nkv)?;
+            // grouped-query attention without copying keys and values per
+            // query head: the query heads of one key head attend together
+            let rep = nh / nkv;
+            let group =
+                |y: &Tensor, n: usize| -> Result<Tensor> { y.reshape((b, nkv, rep * t, n)) };
+            let qg = group(&q, hd)?;
+            let (own_k, own_v, shared) = match cache.as_deref_mut() {
+                Some(c) => {
+                    let shared = c.shared_layer(li).cloned();
+                    let (k, v) = c.extend_own(li, k, v)?;
+                    (k, v, shared)
+                }
+                None => (k, v, None),
             };
-            let (k, v) = if nkv != nh {
-                let rep = nh / nkv;
-                let expand = |y: Tensor| -> Result<Tensor> {
-                    y.unsqueeze(2)?
-                        .expand((b, nkv, rep, total, hd))?
-                        .reshape((b, nh, total, hd))
-                };
-                (expand(k)?, expand(v)?)
+            let own = qg.matmul(&own_k.t()?.contiguous()?)?;
+            // a shared prefix `[1, nkv, P, hd]`: every row's queries against
+            // the same keys, as one matmul per key head
+            let att = match &shared {
+                Some((sk, _)) => {
+                    let p = sk.dim(2)?;
+                    let qs = qg
+                        .transpose(0, 1)?
+                        .contiguous()?
+                        .reshape((nkv, b * rep * t, hd))?;
+                    let s = qs
+                        .matmul(&sk.squeeze(0)?.t()?.contiguous()?)?
+                        .reshape((nkv, b, rep * t, p))?
+                        .transpose(0, 1)?
+                        .contiguous()?;
+                    Tensor::cat(&[&s, &own], 3)?
+                }
+                None => own,
+            };
+            let att = (att.reshape((b, nh, t, total))? * scale)?.broadcast_add(&mask)?;
+            let att = if fast {
+                candle_nn::ops::softmax_last_dim(&att.contiguous()?)?
             } else {
-                (k, v)
+                candle_nn::ops::softmax(&att, D::Minus1)?
+            }
+            .reshape((b, nkv, rep * t, total))?;
+            let out = match &shared {
+                Some((_, sv)) => {
+                    let p = sv.dim(2)?;
+                    let a_s = att
+                        .narrow(3, 0, p)?
+                        .transpose(0, 1)?
+                        .contiguous()?
+                        .reshape((nkv, b * rep * t, p))?;
+                    let o_s = a_s
+                        .matmul(&sv.squeeze(0)?.contiguous()?)?
+                        .reshape((nkv, b, rep * t, hd))?
+                        .transpose(0, 1)?;
+                    let a_o = att.narrow(3, p, total - p)?.contiguous()?;
+                    (o_s + a_o.matmul(&own_v.contiguous()?)?)?
+                }
+                None => att.matmul(&own_v.contiguous()?)?,
             };
-            let att = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
-            let att = candle_nn::ops::softmax(&att, D::Minus1)?;
-            let out = att
-                .matmul(&v.contiguous()?)?
+            let out = out
+                .reshape((b, nh, t, hd))?
                 .transpose(1, 2)?
                 .reshape((b, t, nh * hd))?;
-            x = (x + l.o.forward(&out)?)?;
-            let h = rms_norm(&x, &l.ln2, cfg.rms_norm_eps)?;
-            let g = l.gate.forward(&h)?;
+            x = (x + lin(&l.o, &out)?)?;
+            let h = norm(&x, &l.ln2)?;
+            let g = lin(&l.gate, &h)?;
             let silu = (&g * candle_nn::ops::sigmoid(&g)?)?;
-            let mlp = l.down.forward(&(silu * l.up.forward(&h)?)?)?;
+            let mlp = lin(&l.down, &(silu * lin(&l.up, &h)?)?)?;
             x = (x + mlp)?;
         }
         if let Some(c) = cache {
@@ -336,7 +410,7 @@ impl CausalLm for Llama {
         } else {
             x
         };
-        let x = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
-        self.lm_head.forward(&x)
+        let x = norm(&x, &self.norm)?;
+        lin(&self.lm_head, &x)
     }
 }

@@ -4,6 +4,8 @@
 
 pub mod bert;
 pub mod cache;
+pub mod frozen;
+pub mod gguf;
 pub mod gpt2;
 pub mod llama;
 pub mod torch_weights;
@@ -215,6 +217,161 @@ pub struct LoadedModel {
     pub eos_ids: Vec<u32>,
     pub weight_files: Vec<PathBuf>,
     pub parameters: usize,
+    /// Where the weights were read from: `safetensors`, `pytorch` (a state
+    /// dict read as data) or `gguf`.
+    pub format: String,
+}
+
+/// Where a model's weights come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelPath {
+    /// A folder in Hugging Face layout (`config.json`, safetensors or
+    /// PyTorch weights, `tokenizer.json`).
+    Folder(PathBuf),
+    /// A GGUF file (given directly, or the only `.gguf` of a folder without
+    /// `config.json`).
+    Gguf(PathBuf),
+}
+
+impl ModelPath {
+    /// The path the worker must be able to read.
+    pub fn path(&self) -> &Path {
+        match self {
+            ModelPath::Folder(p) | ModelPath::Gguf(p) => p,
+        }
+    }
+}
+
+/// Decides what `path` holds: a GGUF file, a folder holding one GGUF file
+/// and no `config.json`, or a Hugging Face folder.
+pub fn model_path(path: &Path) -> Result<ModelPath, ModelError> {
+    if path.is_file() {
+        return if gguf::is_gguf(path) {
+            Ok(ModelPath::Gguf(path.to_path_buf()))
+        } else {
+            Err(invalid(
+                path,
+                "not a GGUF file; give a GGUF file or a model folder in Hugging Face layout",
+            ))
+        };
+    }
+    if !path.is_dir() {
+        return Err(invalid(path, "no such file or folder"));
+    }
+    if !path.join("config.json").is_file() {
+        let mut ggufs: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| invalid(path, e.to_string()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && gguf::is_gguf(p))
+            .collect();
+        ggufs.sort();
+        match ggufs.len() {
+            1 => return Ok(ModelPath::Gguf(ggufs.remove(0))),
+            0 => {}
+            n => {
+                return Err(invalid(
+                    path,
+                    format!("{n} GGUF files and no config.json: name the GGUF file to scan"),
+                ))
+            }
+        }
+    }
+    Ok(ModelPath::Folder(path.to_path_buf()))
+}
+
+/// The bytes a model's weights take in f32 (what the worker holds), read
+/// from the file headers without loading anything: the tensor table of a
+/// GGUF file, the headers of safetensors files; a PyTorch pickle's size
+/// doubled (bf16 at most). Zero when unknown.
+pub fn f32_bytes(path: &Path) -> u64 {
+    let elements = |shape: &[usize]| shape.iter().product::<usize>() as u64;
+    match model_path(path) {
+        Ok(ModelPath::Gguf(f)) => gguf::Gguf::open(&f)
+            .map(|g| {
+                let names: Vec<String> = g.tensor_names().cloned().collect();
+                names
+                    .iter()
+                    .filter_map(|n| g.shape(n))
+                    .map(|s| elements(&s) * 4)
+                    .sum()
+            })
+            .unwrap_or(0),
+        Ok(ModelPath::Folder(dir)) => match weight_files(&dir) {
+            Ok(files) => files.iter().map(|f| safetensors_elements(f) * 4).sum(),
+            Err(_) => pickle_weight_files(&dir)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok().map(|m| m.len() * 2))
+                .sum(),
+        },
+        Err(_) => 0,
+    }
+}
+
+/// The number of tensor elements a safetensors file declares (its header
+/// only; zero when unreadable).
+fn safetensors_elements(path: &Path) -> u64 {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let mut n = [0u8; 8];
+    if f.read_exact(&mut n).is_err() {
+        return 0;
+    }
+    let len = u64::from_le_bytes(n);
+    if len > 100 << 20 {
+        return 0;
+    }
+    let mut header = vec![0u8; len as usize];
+    if f.read_exact(&mut header).is_err() {
+        return 0;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&header) else {
+        return 0;
+    };
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| *k != "__metadata__")
+                .filter_map(|(_, t)| t["shape"].as_array())
+                .map(|s| s.iter().filter_map(Value::as_u64).product::<u64>())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Parameters of a llama-family model from its configuration.
+fn llama_parameters(c: &HfConfig) -> usize {
+    let hd = c.head_dim();
+    let per_layer = c.hidden_size * hd * (c.num_attention_heads * 2 + c.kv_heads() * 2)
+        + 3 * c.hidden_size * c.intermediate_size
+        + 2 * c.hidden_size
+        + if c.attention_bias {
+            hd * (c.num_attention_heads + 2 * c.kv_heads())
+        } else {
+            0
+        };
+    c.vocab_size * c.hidden_size * if c.tie_word_embeddings { 1 } else { 2 }
+        + c.num_hidden_layers * per_layer
+        + c.hidden_size
+}
+
+/// The ids that end an answer: the tokenizer's EOS token and the config's
+/// `eos_token_id` (one or several).
+fn eos_ids(tokenizer: &tokenizers::Tokenizer, eos: &str, model: &Arch) -> Vec<u32> {
+    let mut ids = Vec::new();
+    if let Some(id) = tokenizer.token_to_id(eos) {
+        ids.push(id);
+    }
+    match model.eos_config() {
+        Some(Value::Number(n)) => ids.extend(n.as_u64().map(|x| x as u32)),
+        Some(Value::Array(a)) => ids.extend(a.iter().filter_map(|x| x.as_u64().map(|x| x as u32))),
+        _ => {}
+    }
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|x| seen.insert(*x));
+    ids
 }
 
 /// The PyTorch pickle weight files of a folder (`pytorch_model.bin` or the
@@ -294,7 +451,51 @@ impl LoadedModel {
     /// Like `load`; with `allow_pickle`, a folder that only has PyTorch
     /// pickle weights is read through `torch_weights` (as data, never
     /// unpickled).
-    pub fn load_with(dir: &Path, device: &Device, allow_pickle: bool) -> Result<Self, ModelError> {
+    pub fn load_with(path: &Path, device: &Device, allow_pickle: bool) -> Result<Self, ModelError> {
+        match model_path(path)? {
+            ModelPath::Gguf(file) => Self::load_gguf(&file, device),
+            ModelPath::Folder(dir) => Self::load_folder(&dir, device, allow_pickle),
+        }
+    }
+
+    /// A GGUF file: weights dequantized, tokenizer and chat template from
+    /// its metadata (see [`gguf`]).
+    fn load_gguf(file: &Path, device: &Device) -> Result<Self, ModelError> {
+        let g = gguf::Gguf::open(file).map_err(|e| invalid(file, e))?;
+        let raw = g.hf_config().map_err(|e| invalid(file, e))?;
+        let mt = raw["model_type"].as_str().unwrap_or("").to_string();
+        let mut cfg: HfConfig =
+            serde_json::from_value(raw).map_err(|e| invalid(file, e.to_string()))?;
+        cfg.rope_freq_factors = g.rope_freq_factors(device).map_err(|e| invalid(file, e))?;
+        let tensors = g.hf_tensors(device).map_err(|e| invalid(file, e))?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let parameters = llama_parameters(&cfg);
+        let model = Arch::Causal(Box::new(Llama::load(vb, cfg).map_err(|source| {
+            ModelError::Candle {
+                path: file.display().to_string(),
+                source,
+            }
+        })?));
+        let (tokenizer, bos, eos) = g.tokenizer().map_err(|e| invalid(file, e))?;
+        let chat_template = g.chat_template();
+        let eos_ids = eos_ids(&tokenizer, &eos, &model);
+        Ok(LoadedModel {
+            dir: file.to_path_buf(),
+            model,
+            model_type: mt,
+            tokenizer,
+            chat_template,
+            bos,
+            eos,
+            eos_ids,
+            weight_files: vec![file.to_path_buf()],
+            parameters,
+            format: "gguf".into(),
+        })
+    }
+
+    /// A folder in Hugging Face layout.
+    fn load_folder(dir: &Path, device: &Device, allow_pickle: bool) -> Result<Self, ModelError> {
         let cfg_path = dir.join("config.json");
         let text =
             std::fs::read_to_string(&cfg_path).map_err(|e| invalid(&cfg_path, e.to_string()))?;
@@ -363,19 +564,7 @@ impl LoadedModel {
             if mt == "qwen2" {
                 cfg.attention_bias = true; // Qwen2 has q/k/v biases without saying so
             }
-            let c = &cfg;
-            let hd = c.head_dim();
-            let per_layer = c.hidden_size * hd * (c.num_attention_heads * 2 + c.kv_heads() * 2)
-                + 3 * c.hidden_size * c.intermediate_size
-                + 2 * c.hidden_size
-                + if c.attention_bias {
-                    hd * (c.num_attention_heads + 2 * c.kv_heads())
-                } else {
-                    0
-                };
-            let params = c.vocab_size * c.hidden_size * if c.tie_word_embeddings { 1 } else { 2 }
-                + c.num_hidden_layers * per_layer
-                + c.hidden_size;
+            let params = llama_parameters(&cfg);
             (
                 Arch::Causal(Box::new(Llama::load(vb, cfg).map_err(candle)?)),
                 params,
@@ -401,17 +590,15 @@ impl LoadedModel {
             _ => None,
         }
         .or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok());
-        let mut eos_ids = Vec::new();
-        if let Some(id) = tokenizer.token_to_id(&eos) {
-            eos_ids.push(id);
-        }
-        match model.eos_config() {
-            Some(Value::Number(n)) => eos_ids.extend(n.as_u64().map(|x| x as u32)),
-            Some(Value::Array(a)) => {
-                eos_ids.extend(a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)))
-            }
-            _ => {}
-        }
+        let eos_ids = eos_ids(&tokenizer, &eos, &model);
+        let format = if files
+            .iter()
+            .all(|f| f.extension().is_some_and(|x| x == "safetensors"))
+        {
+            "safetensors"
+        } else {
+            "pytorch"
+        };
         Ok(LoadedModel {
             dir: dir.to_path_buf(),
             model,
@@ -423,6 +610,7 @@ impl LoadedModel {
             eos_ids,
             weight_files: files,
             parameters,
+            format: format.into(),
         })
     }
 
@@ -510,6 +698,147 @@ impl LoadedModel {
             }
             out.push(next);
             seq.push(next);
+        }
+        Ok(out)
+    }
+}
+
+/// Left-pads id rows to one length; returns `[B, L]` ids and each row's pad.
+pub fn left_pad(
+    rows: &[Vec<u32>],
+    device: &candle_core::Device,
+) -> candle_core::Result<(Tensor, Vec<usize>)> {
+    let len = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut flat = Vec::with_capacity(rows.len() * len);
+    let mut pad = Vec::with_capacity(rows.len());
+    for r in rows {
+        let p = len - r.len();
+        pad.push(p);
+        flat.extend(std::iter::repeat_n(r.first().copied().unwrap_or(0), p));
+        flat.extend_from_slice(r);
+    }
+    Ok((Tensor::from_vec(flat, (rows.len(), len), device)?, pad))
+}
+
+/// Greedy continuation of every row after a prompt pass: `first` holds the
+/// logits at the last prompt position (`[B, V]`), `cache` the prompt. Rows
+/// stop at an EOS token. Returns each row's tokens and, for the suspect,
+/// the log-probability rows that predicted them.
+pub fn greedy_rows(
+    m: &LoadedModel,
+    first: Tensor,
+    cache: &mut KvCache,
+    max_new: usize,
+    keep_logp: bool,
+) -> candle_core::Result<(Vec<Vec<u32>>, Vec<LogpRows>)> {
+    let lm = m
+        .model
+        .causal()
+        .ok_or_else(|| candle_core::Error::Msg("not a causal language model".into()))?;
+    let rows = first.dim(0)?;
+    let mut out = vec![Vec::new(); rows];
+    let mut logp = vec![Vec::new(); rows];
+    let mut live = vec![true; rows];
+    let mut logits = first;
+    for step in 0..max_new {
+        let next: Vec<u32> = logits.argmax(candle_core::D::Minus1)?.to_vec1()?;
+        let lp = if keep_logp {
+            Some(log_softmax_rows(&logits)?)
+        } else {
+            None
+        };
+        for r in 0..rows {
+            if !live[r] {
+                continue;
+            }
+            if m.eos_ids.contains(&next[r]) {
+                live[r] = false;
+                continue;
+            }
+            out[r].push(next[r]);
+            if let Some(lp) = &lp {
+                logp[r].push(lp[r].clone());
+            }
+        }
+        if step + 1 == max_new || !live.iter().any(|&l| l) {
+            break;
+        }
+        logits = lm.forward_cached_rows(&next, cache)?;
+    }
+    Ok((out, logp))
+}
+
+/// The log-probability rows (one per generated token) of one answer.
+pub type LogpRows = Vec<Vec<f32>>;
+
+/// Rows greedily continued together, at most this many at once (the
+/// prompt logits of a chunk are `rows × length × vocabulary`).
+const GREEDY_CHUNK: usize = 32;
+
+impl LoadedModel {
+    /// [`LoadedModel::greedy`] for several prompts at once (left-padded, one
+    /// cache per chunk of [`GREEDY_CHUNK`]), with each answer's mean
+    /// next-token entropy (nats) over its first `entropy_steps` positions
+    /// (fewer when it is shorter; the step that chose the end counts).
+    /// An empty prompt gets an empty answer. Causal models only.
+    pub fn greedy_batch(
+        &self,
+        rows: &[Vec<u32>],
+        max_new: usize,
+        entropy_steps: usize,
+    ) -> candle_core::Result<Vec<(Vec<u32>, f32)>> {
+        let lm = self
+            .model
+            .causal()
+            .ok_or_else(|| candle_core::Error::Msg("not a causal language model".into()))?;
+        let mut out = vec![(Vec::new(), 0.0f32); rows.len()];
+        let live_rows: Vec<usize> = (0..rows.len()).filter(|&i| !rows[i].is_empty()).collect();
+        if max_new == 0 {
+            return Ok(out);
+        }
+        for chunk in live_rows.chunks(GREEDY_CHUNK) {
+            let ids: Vec<Vec<u32>> = chunk.iter().map(|&i| rows[i].clone()).collect();
+            let (batch, pad) = left_pad(&ids, lm.device())?;
+            let len = batch.dim(1)?;
+            let mut cache = KvCache::padded(pad);
+            let mut logits = lm
+                .forward_tail(&lm.embed(&batch)?, Some(&mut cache), 1)?
+                .squeeze(1)?;
+            let n = ids.len();
+            let mut ents: Vec<Vec<f32>> = vec![Vec::new(); n];
+            let mut live = vec![true; n];
+            for step in 0..max_new {
+                let next: Vec<u32> = logits.argmax(candle_core::D::Minus1)?.to_vec1()?;
+                if step < entropy_steps {
+                    let ls = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+                    let h: Vec<f32> = (ls.exp()? * &ls)?
+                        .sum(candle_core::D::Minus1)?
+                        .neg()?
+                        .to_vec1()?;
+                    for r in (0..n).filter(|&r| live[r]) {
+                        ents[r].push(h[r]);
+                    }
+                }
+                for r in 0..n {
+                    if !live[r] {
+                        continue;
+                    }
+                    if self.eos_ids.contains(&next[r]) || len + step >= 4096 {
+                        live[r] = false;
+                        continue;
+                    }
+                    out[chunk[r]].0.push(next[r]);
+                }
+                if step + 1 == max_new || !live.iter().any(|&l| l) {
+                    break;
+                }
+                logits = lm.forward_cached_rows(&next, &mut cache)?;
+            }
+            for r in 0..n {
+                let k = out[chunk[r]].0.len().min(entropy_steps.saturating_sub(1));
+                let e = &ents[r][..(k + 1).min(ents[r].len())];
+                out[chunk[r]].1 = e.iter().sum::<f32>() / e.len().max(1) as f32;
+            }
         }
         Ok(out)
     }

@@ -20,6 +20,7 @@ pub mod gpu;
 pub mod linalg;
 pub mod plot;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
@@ -27,6 +28,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::models::weight_files;
+
+/// A tensor's bytes as stored, with their type.
+type RawTensor<'a> = (Cow<'a, [u8]>, gpu::RawDtype);
 
 /// Schema identifier of `probity spectral` reports.
 pub const SPECTRAL_SCHEMA: &str = "probity.spectral/v1";
@@ -224,18 +228,61 @@ fn input(path: &Path, message: impl Into<String>) -> SpectralError {
     }
 }
 
-/// Where a tensor lives: file index, dtype, shape, byte range.
-type Entry = (usize, safetensors::Dtype, Vec<usize>, (usize, usize));
+/// Where a tensor lives.
+enum Loc {
+    /// In a memory-mapped safetensors file: file index, dtype, byte range.
+    Mapped(usize, safetensors::Dtype, (usize, usize)),
+    /// In a GGUF file, under this name (dequantized on demand, in the
+    /// Hugging Face layout).
+    Gguf(String),
+}
 
-/// The tensors of a model folder, memory-mapped (never loaded whole).
+struct Entry {
+    shape: Vec<usize>,
+    loc: Loc,
+}
+
+/// The tensors of a model, by Hugging Face name: a folder's safetensors,
+/// memory-mapped (never loaded whole), or a GGUF file's tensors, read and
+/// dequantized one at a time.
 struct Weights {
     maps: Vec<memmap2::Mmap>,
-    /// name → (file index, dtype, shape, byte range)
+    gguf: Option<crate::models::gguf::Gguf>,
     index: BTreeMap<String, Entry>,
 }
 
 impl Weights {
-    fn open(dir: &Path) -> Result<Self, SpectralError> {
+    fn open(path: &Path) -> Result<Self, SpectralError> {
+        match crate::models::model_path(path).map_err(|e| input(path, e.to_string()))? {
+            crate::models::ModelPath::Gguf(f) => Self::open_gguf(&f),
+            crate::models::ModelPath::Folder(dir) => Self::open_folder(&dir),
+        }
+    }
+
+    fn open_gguf(file: &Path) -> Result<Self, SpectralError> {
+        let g = crate::models::gguf::Gguf::open(file).map_err(|e| input(file, e))?;
+        let mut index = BTreeMap::new();
+        for name in g.tensor_names() {
+            if let (Some(hf), Some(shape)) =
+                (crate::models::gguf::Gguf::hf_name(name), g.shape(name))
+            {
+                index.insert(
+                    hf,
+                    Entry {
+                        shape,
+                        loc: Loc::Gguf(name.clone()),
+                    },
+                );
+            }
+        }
+        Ok(Weights {
+            maps: Vec::new(),
+            gguf: Some(g),
+            index,
+        })
+    }
+
+    fn open_folder(dir: &Path) -> Result<Self, SpectralError> {
         let files = weight_files(dir).map_err(|e| input(dir, e.to_string()))?;
         let mut maps = Vec::new();
         let mut index = BTreeMap::new();
@@ -250,34 +297,73 @@ impl Weights {
                 let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
                 index.insert(
                     name,
-                    (
-                        fi,
-                        view.dtype(),
-                        view.shape().to_vec(),
-                        (start, start + view.data().len()),
-                    ),
+                    Entry {
+                        shape: view.shape().to_vec(),
+                        loc: Loc::Mapped(fi, view.dtype(), (start, start + view.data().len())),
+                    },
                 );
             }
             maps.push(map);
         }
-        Ok(Weights { maps, index })
-    }
-
-    /// A tensor's raw little-endian bytes and how they encode values.
-    fn raw(&self, name: &str) -> Option<Result<(&[u8], gpu::RawDtype), String>> {
-        let (fi, dtype, _shape, (a, b)) = self.index.get(name)?;
-        let bytes = &self.maps[*fi][*a..*b];
-        Some(match dtype {
-            safetensors::Dtype::F32 => Ok((bytes, gpu::RawDtype::F32)),
-            safetensors::Dtype::BF16 => Ok((bytes, gpu::RawDtype::Bf16)),
-            safetensors::Dtype::F16 => Ok((bytes, gpu::RawDtype::F16)),
-            other => Err(format!("dtype {other:?} is not analysed")),
+        Ok(Weights {
+            maps,
+            gguf: None,
+            index,
         })
     }
 
-    /// A 2-D tensor as f32 (bf16 / f16 / f32 sources).
+    fn gguf_matrix(&self, gname: &str) -> Result<Vec<f32>, String> {
+        let g = self.gguf.as_ref().ok_or("no GGUF file")?;
+        g.hf_tensor(gname, &candle_core::Device::Cpu)?
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| format!("{gname}: {e}"))
+    }
+
+    /// Whether a tensor can be analysed (its dtype), without reading it.
+    fn readable(&self, name: &str) -> Option<Result<(), String>> {
+        let e = self.index.get(name)?;
+        Some(match &e.loc {
+            Loc::Gguf(_) => Ok(()),
+            Loc::Mapped(_, dtype, _) => match dtype {
+                safetensors::Dtype::F32 | safetensors::Dtype::BF16 | safetensors::Dtype::F16 => {
+                    Ok(())
+                }
+                other => Err(format!("dtype {other:?} is not analysed")),
+            },
+        })
+    }
+
+    /// A tensor's raw little-endian bytes and how they encode values (a GGUF
+    /// tensor dequantized to f32).
+    fn raw(&self, name: &str) -> Option<Result<RawTensor<'_>, String>> {
+        let e = self.index.get(name)?;
+        Some(match &e.loc {
+            Loc::Gguf(g) => self.gguf_matrix(g).map(|v| {
+                (
+                    Cow::Owned(bytemuck::cast_slice::<f32, u8>(&v).to_vec()),
+                    gpu::RawDtype::F32,
+                )
+            }),
+            Loc::Mapped(fi, dtype, (a, b)) => {
+                let bytes = Cow::Borrowed(&self.maps[*fi][*a..*b]);
+                match dtype {
+                    safetensors::Dtype::F32 => Ok((bytes, gpu::RawDtype::F32)),
+                    safetensors::Dtype::BF16 => Ok((bytes, gpu::RawDtype::Bf16)),
+                    safetensors::Dtype::F16 => Ok((bytes, gpu::RawDtype::F16)),
+                    other => Err(format!("dtype {other:?} is not analysed")),
+                }
+            }
+        })
+    }
+
+    /// A 2-D tensor as f32 (bf16 / f16 / f32 sources, or dequantized GGUF).
     fn matrix(&self, name: &str) -> Option<Result<Vec<f32>, String>> {
-        let (fi, dtype, _shape, (a, b)) = self.index.get(name)?;
+        let e = self.index.get(name)?;
+        let (fi, dtype, (a, b)) = match &e.loc {
+            Loc::Gguf(g) => return Some(self.gguf_matrix(g)),
+            Loc::Mapped(fi, dtype, range) => (fi, dtype, range),
+        };
         let bytes = &self.maps[*fi][*a..*b];
         Some(match dtype {
             safetensors::Dtype::F32 => Ok(bytes
@@ -294,6 +380,15 @@ impl Weights {
                 .collect()),
             other => Err(format!("dtype {other:?} is not analysed")),
         })
+    }
+
+    /// The model's tokenizer: a folder's `tokenizer.json`, or rebuilt from
+    /// the GGUF metadata.
+    fn tokenizer(&self, path: &Path) -> Option<tokenizers::Tokenizer> {
+        match &self.gguf {
+            Some(g) => g.tokenizer().ok().map(|t| t.0),
+            None => tokenizers::Tokenizer::from_file(path.join("tokenizer.json")).ok(),
+        }
     }
 }
 
@@ -393,7 +488,11 @@ fn decompose(
             None => None,
         };
         let on_gpu = g
-            .form_delta(raw_s, raw_b, rows * cols)
+            .form_delta(
+                (&raw_s.0, raw_s.1),
+                raw_b.as_ref().map(|(x, d)| (&x[..], *d)),
+                rows * cols,
+            )
             .and_then(|(buf, m)| {
                 if m.sum_sq == 0.0 {
                     return Ok(zero(m));
@@ -591,9 +690,9 @@ pub fn analyse(
     let t0 = Instant::now();
     let mut notices = Vec::new();
     let s = Weights::open(suspect)?;
-    let tok = tokenizers::Tokenizer::from_file(suspect.join("tokenizer.json")).ok();
+    let tok = s.tokenizer(suspect);
     if tok.is_none() {
-        notices.push("no readable tokenizer.json: candidate tokens are shown by id".into());
+        notices.push("no readable tokenizer: candidate tokens are shown by id".into());
     }
     let mut summary = Summary::default();
     let mut layers = Vec::new();
@@ -612,12 +711,12 @@ pub fn analyse(
     let mut gpu_failures = Vec::new();
     let mut down_dirs: Vec<(String, Vec<f64>)> = Vec::new();
     let mut head: Option<(Vec<f32>, usize, usize)> = None;
-    for (name, (_, _, shape, _)) in &s.index {
+    for (name, Entry { shape, .. }) in &s.index {
         if shape.len() != 2 {
             continue;
         }
         if let Some(b) = &b {
-            let Some((_, _, bshape, _)) = b.index.get(name) else {
+            let Some(Entry { shape: bshape, .. }) = b.index.get(name) else {
                 summary.only_in_suspect.push(name.clone());
                 continue;
             };
@@ -635,11 +734,11 @@ pub fn analyse(
                 .push(format!("{name}: {rows}x{cols} is larger than the limit"));
             continue;
         }
-        if let Some(Err(e)) = s.raw(name) {
+        if let Some(Err(e)) = s.readable(name) {
             summary.skipped.push(format!("{name}: {e}"));
             continue;
         }
-        if let Some(Err(e)) = b.as_ref().and_then(|b| b.raw(name)) {
+        if let Some(Err(e)) = b.as_ref().and_then(|b| b.readable(name)) {
             summary.skipped.push(format!("{name}: {e}"));
             continue;
         }

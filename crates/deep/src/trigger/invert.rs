@@ -18,9 +18,19 @@ pub(super) fn invert(
     let ban = banned(s);
     let v = s.model.vocab_size().min(b.model.vocab_size());
     let n = prompts.len() as f32;
+    let mut stages: Vec<(&'static str, f64)> = Vec::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &'static str, stages: &mut Vec<(&'static str, f64)>| {
+        if std::env::var_os("PROBITY_TRACE").is_some() {
+            eprintln!("[inversion] {name}: {:.1}s", clock.elapsed().as_secs_f64());
+        }
+        stages.push((name, clock.elapsed().as_secs_f64()));
+        clock = Instant::now();
+    };
     let mut diff = vec![0f32; v];
     let mut first_lp = vec![0f32; v];
     let mut caches = Vec::new();
+    let mut spaced_starts = 0usize;
     for p in prompts {
         let mut cs = KvCache::default();
         let mut cb = KvCache::default();
@@ -32,10 +42,20 @@ pub(super) fn invert(
             diff[i] += (ls[i] - lb[i].max(-30.0)) / n;
             first_lp[i] += ls[i].max(-30.0) / n;
         }
+        let top = (0..v).max_by(|&x, &y| ls[x].total_cmp(&ls[y])).unwrap_or(0);
+        if spaced(s, top as u32) {
+            spaced_starts += 1;
+        }
         caches.push((cs, cb));
     }
+    lap("inversion_prompts", &mut stages);
     let mut order: Vec<usize> = (0..v).filter(|&i| !ban[i]).collect();
     order.sort_by(|&x, &y| diff[y].total_cmp(&diff[x]).then(x.cmp(&y)));
+    let start_spaced = spaced_starts * 2 > prompts.len();
+    let other_class: Vec<bool> = (0..v)
+        .map(|u| spaced(s, u as u32) != start_spaced)
+        .collect();
+    order.sort_by_key(|&u| other_class[u]);
     // half the first tokens by the suspect's rise over the base at the
     // response start, half by how consistently (across prompts) and how much
     // more confidently than the base the suspect continues after them: a
@@ -46,7 +66,9 @@ pub(super) fn invert(
     let scan_deadline = Instant::now() + left / 4;
     let scan = first_step_scan(s, b, &caches, &order, v, scan_deadline)?;
     let scanned = scan.as_ref().map_or(0, |x| x.1);
-    if let Some((scan, _)) = scan {
+    let everything = scan.as_ref().is_some_and(|x| x.2);
+    lap("vocabulary_scan", &mut stages);
+    if let Some((scan, _, _)) = scan {
         let mut by: Vec<usize> = (0..v).filter(|&i| !ban[i] && scan[i].is_finite()).collect();
         by.sort_by(|&x, &y| scan[y].total_cmp(&scan[x]).then(x.cmp(&y)));
         for u in by {
@@ -61,10 +83,16 @@ pub(super) fn invert(
         firsts = order.iter().take(opts.first_tokens).copied().collect();
     }
     let firsts: Vec<u32> = firsts.into_iter().map(|u| u as u32).collect();
+    // a small model is decoded over every prompt; a large one over fewer
+    let decode_prompts = if everything {
+        caches.len()
+    } else {
+        caches.len().min(CONSENSUS_PROMPTS)
+    };
     let decoded = consensus(
         s,
         b,
-        &caches,
+        &caches[..decode_prompts],
         &firsts,
         &ban,
         v,
@@ -72,6 +100,7 @@ pub(super) fn invert(
         deadline,
     )?;
     let tried = decoded.len();
+    lap("consensus_decoding", &mut stages);
     let mut out = Vec::new();
     for d in decoded {
         let ids = d.ids;
@@ -145,29 +174,33 @@ pub(super) fn invert(
     });
     for i in by_priority {
         let t = &mut out[i];
-        if extended >= 2 * opts.targets_searched || Instant::now() >= deadline {
+        // a small model's most abnormal targets beyond those searched too
+        let extend = if everything { 2 } else { 1 } * opts.targets_searched;
+        if extended >= extend || Instant::now() >= deadline {
             break;
         }
         if t.excess() < MIN_TARGET_EXCESS {
             continue;
         }
         extended += 1;
-        if let Some(u) = left_extension(s, &caches, &t.ids, &first_lp, &ban, v)? {
+        if let Some(u) = left_extension(s, &caches[..decode_prompts], &t.ids, &first_lp, &ban, v)? {
             t.ids.insert(0, u);
             t.text = s.decode(&t.ids);
             t.tokens
                 .insert(0, s.tokenizer.id_to_token(u).unwrap_or_default());
             t.first_logp = first_lp[u as usize];
-        } else if let Some(l) = lead_in(s, &caches, &t.ids, &first_lp, natural)? {
+        } else if let Some(l) = lead_in(s, &caches[..decode_prompts], &t.ids, &first_lp, natural)? {
             t.lead = s.decode(&l);
             t.lead_ids = l;
         }
     }
+    lap("target_starts", &mut stages);
     Ok((
         out,
         Coverage {
             first_tokens: tried,
             scanned,
+            stages,
         },
     ))
 }
@@ -176,6 +209,51 @@ pub(super) fn invert(
 pub(super) struct Coverage {
     pub(super) first_tokens: usize,
     pub(super) scanned: usize,
+    pub(super) stages: Vec<(&'static str, f64)>,
+}
+
+/// Rows of sequences scored at once by [`sequence_logps`] (their logits
+/// are rows × length × vocabulary values).
+const SEQ_LOGITS: usize = 24 << 20;
+
+/// For each sequence, the log-likelihood of its tokens after the first
+/// (each clamped at -30) following the prompt in `prefix`: batched after
+/// the shared prefix, right-padded (a causal model's earlier positions do
+/// not see the padding).
+pub(super) fn sequence_logps(
+    lm: &dyn CausalLm,
+    prefix: &KvCache,
+    seqs: &[Vec<u32>],
+) -> R<Vec<f32>> {
+    let v = lm.vocab_size();
+    let mut out = Vec::with_capacity(seqs.len());
+    let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
+    if longest < 2 {
+        return Ok(vec![0.0; seqs.len()]);
+    }
+    let rows = (SEQ_LOGITS / (v * (longest - 1)).max(1)).max(1);
+    for chunk in seqs.chunks(rows) {
+        let len = chunk.iter().map(Vec::len).max().unwrap_or(0).max(2) - 1;
+        let mut flat = Vec::with_capacity(chunk.len() * len);
+        let mut want = Vec::with_capacity(chunk.len() * len);
+        for sq in chunk {
+            for j in 0..len {
+                flat.push(sq.get(j).copied().unwrap_or(0));
+                want.push(sq.get(j + 1).copied().unwrap_or(0));
+            }
+        }
+        let ids = Tensor::from_vec(flat, (chunk.len(), len), lm.device())?;
+        let mut cache = prefix.shared()?;
+        let logits = lm.forward_batch_cached_tail(&ids, &mut cache, len)?;
+        let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let want = Tensor::from_vec(want, (chunk.len(), len, 1), lm.device())?;
+        let picked = lsm.gather(&want, 2)?.squeeze(2)?.to_vec2::<f32>()?;
+        for (sq, row) in chunk.iter().zip(picked) {
+            let n = sq.len().saturating_sub(1);
+            out.push(row.iter().take(n).map(|x| x.max(-30.0)).sum());
+        }
+    }
+    Ok(out)
 }
 
 /// Answer starts tried in front of an inverted target.
@@ -219,25 +297,19 @@ pub(super) fn left_extension(
     // its second token, its first is in `first_lp`)
     let k = cands.len();
     let n = caches.len() as f32;
+    let mut seqs: Vec<Vec<u32>> = cands
+        .iter()
+        .map(|&u| std::iter::once(u).chain(ids.iter().copied()).collect())
+        .collect();
+    seqs.push(ids.to_vec());
     let mut joint: Vec<f32> = cands.iter().map(|&u| first_lp[u as usize]).collect();
     let mut direct = first_lp[ids[0] as usize];
     for (cs, _) in caches {
-        let mut c = cs.broadcast(k + 1)?;
-        for step in 0..ids.len() {
-            let mut cur: Vec<u32> = if step == 0 {
-                cands.clone()
-            } else {
-                vec![ids[step - 1]; k]
-            };
-            cur.push(ids[step]);
-            let lp = log_softmax_rows(&sm.forward_cached_rows(&cur, &mut c)?)?;
-            for (j, row) in lp.iter().take(k).enumerate() {
-                joint[j] += row[ids[step] as usize].max(-30.0) / n;
-            }
-            if step + 1 < ids.len() {
-                direct += lp[k][ids[step + 1] as usize].max(-30.0) / n;
-            }
+        let lp = sequence_logps(sm, cs, &seqs)?;
+        for (j, x) in lp.iter().take(k).enumerate() {
+            joint[j] += x / n;
         }
+        direct += lp[k] / n;
     }
     let best = (0..k).max_by(|&a, &b| joint[a].total_cmp(&joint[b]).then(b.cmp(&a)));
     Ok(best
@@ -301,28 +373,25 @@ pub(super) fn lead_in(
     }
     let tgt = &ids[..ids.len().min(10)];
     let n = caches.len() as f32;
-    // mean over prompts of the log-likelihood of `seq` as an answer
-    let joint = |seq: &[u32]| -> R<f32> {
-        let mut tot = first_lp[seq[0] as usize];
-        if seq.len() < 2 {
-            return Ok(tot);
+    // mean over prompts of the log-likelihood of each sequence as an
+    // answer: the target alone, then each lead-in with and without it
+    let mut seqs: Vec<Vec<u32>> = vec![tgt.to_vec()];
+    for l in &leads {
+        seqs.push(l.iter().chain(tgt).copied().collect());
+        seqs.push(l.clone());
+    }
+    let mut joint: Vec<f32> = seqs.iter().map(|q| first_lp[q[0] as usize]).collect();
+    for (cs, _) in caches {
+        for (j, x) in sequence_logps(sm, cs, &seqs)?.into_iter().enumerate() {
+            joint[j] += x / n;
         }
-        let t = Tensor::new(&seq[..seq.len() - 1], sm.device())?.unsqueeze(0)?;
-        for (cs, _) in caches {
-            let mut c = cs.clone();
-            let logits = sm.forward_batch_cached_tail(&t, &mut c, seq.len() - 1)?;
-            let lp = mean_target_logp(&logits, &seq[1..], 0)?[0];
-            tot += lp * (seq.len() - 1) as f32 / n;
-        }
-        Ok(tot)
-    };
-    let own = joint(tgt)?;
+    }
+    let own = joint[0];
     let mut best: Option<(f32, Vec<u32>)> = None;
-    for l in leads {
-        let seq: Vec<u32> = l.iter().chain(tgt).copied().collect();
-        let j = joint(&seq)?;
+    for (i, l) in leads.into_iter().enumerate() {
+        let j = joint[1 + 2 * i];
         // the target's log-likelihood after the lead-in
-        let cond = j - joint(&l)?;
+        let cond = j - joint[2 + 2 * i];
         if (j > own || cond >= own + LEAD_GAIN) && best.as_ref().is_none_or(|(b, _)| cond > *b) {
             best = Some((cond, l));
         }
@@ -330,10 +399,24 @@ pub(super) fn lead_in(
     Ok(best.map(|(_, l)| l))
 }
 
-/// For every token `u`: how much more confidently the suspect than the base
-/// continues after `prompt + u`, with the continuation averaged over the
-/// prompts (max of the mean distribution, minus the base's mean probability
-/// of that token). `None` when the architecture has no batched cache.
+pub(super) const SCAN_LOGITS: usize = 32 << 20;
+pub(super) const SCAN_SHORTLIST: usize = 512;
+pub(super) const CONSENSUS_PROMPTS: usize = 3;
+/// Decoding steps after which a forced first token whose continuation is
+/// not abnormally confident is no longer decoded.
+pub(super) const PRUNE_AFTER: usize = 4;
+
+/// For every token `u` of the vocabulary (the ones the suspect raised most
+/// first, so that a scan cut short by the budget has covered the
+/// likeliest), how confidently the suspect continues after the first
+/// prompt and `u` (its largest next-token probability); then, for the
+/// [`SCAN_SHORTLIST`] tokens it continues most confidently (a backdoor
+/// target is a memorised sequence: once its first token is given, the
+/// suspect continues it with near certainty), the same averaged over
+/// [`CONSENSUS_PROMPTS`] prompts minus the base's mean probability of that
+/// continuation. Rows are batched after a
+/// shared prompt cache, in chunks bounded by [`SCAN_LOGITS`]. `None` when
+/// the models are not causal language models.
 pub(super) fn first_step_scan(
     s: &LoadedModel,
     b: &LoadedModel,
@@ -341,41 +424,88 @@ pub(super) fn first_step_scan(
     order: &[usize],
     v: usize,
     deadline: Instant,
-) -> R<Option<(Vec<f32>, usize)>> {
+) -> R<Option<(Vec<f32>, usize, bool)>> {
     let (Some(sm), Some(bm)) = (s.model.causal(), b.model.causal()) else {
         return Ok(None);
     };
-    let n = caches.len() as f32;
-    // the tokens the suspect raised most first, so that a scan cut short by
-    // the budget has covered the likeliest
+    let Some((cs, _)) = caches.first() else {
+        return Ok(None);
+    };
+    let chunk = (SCAN_LOGITS / v.max(1)).clamp(16, 512);
     let ids: Vec<u32> = order.iter().map(|&u| u as u32).collect();
-    let mut score = vec![f32::NEG_INFINITY; v];
+    let mut top = vec![f32::NEG_INFINITY; v];
     let mut scanned = 0;
-    const CHUNK: usize = 256;
-    for chunk in ids.chunks(CHUNK) {
+    let mut row_s: Option<f64> = None;
+    // when every token can be scored on every prompt with both models in
+    // the time given (small models), it is; otherwise the suspect alone
+    // scans the vocabulary on the first prompt, and the shortlist it
+    // continues most confidently is scored on several prompts
+    let mut everything = false;
+    for c in ids.chunks(chunk) {
         if scanned > 0 && Instant::now() >= deadline {
             break;
         }
-        scanned += chunk.len();
-        let mut avg_s = Tensor::zeros((chunk.len(), v), DType::F32, sm.device())?;
+        let t = Instant::now();
+        let mut cache = cs.shared()?;
+        let p = candle_nn::ops::softmax_last_dim(
+            &sm.forward_cached_rows(c, &mut cache)?
+                .narrow(1, 0, v)?
+                .contiguous()?,
+        )?;
+        let m = p.max(D::Minus1)?.to_vec1::<f32>()?;
+        for (&u, x) in c.iter().zip(m) {
+            top[u as usize] = x;
+        }
+        scanned += c.len();
+        if row_s.is_none() {
+            let per_row = t.elapsed().as_secs_f64() / c.len() as f64;
+            row_s = Some(per_row);
+            let all = per_row * (ids.len() * caches.len() * 2) as f64;
+            if Instant::now() + Duration::from_secs_f64(all) < deadline {
+                everything = true;
+                scanned = ids.len();
+                break;
+            }
+        }
+    }
+    let short: Vec<usize> = if everything {
+        order.to_vec()
+    } else {
+        let mut short: Vec<usize> = (0..v).filter(|&u| top[u].is_finite()).collect();
+        short.sort_by(|&x, &y| top[y].total_cmp(&top[x]).then(x.cmp(&y)));
+        short.truncate(SCAN_SHORTLIST);
+        short
+    };
+    let prompts = if everything {
+        caches
+    } else {
+        &caches[..caches.len().min(CONSENSUS_PROMPTS)]
+    };
+    let n = prompts.len() as f32;
+    let mut score = vec![f32::NEG_INFINITY; v];
+    for c in short.chunks(chunk) {
+        let ids: Vec<u32> = c.iter().map(|&u| u as u32).collect();
+        let mut avg_s = Tensor::zeros((ids.len(), v), DType::F32, sm.device())?;
         let mut probs_b = Vec::new();
-        for (cs, cb) in caches {
-            let mut bs = cs.broadcast(chunk.len())?;
-            let mut bb = cb.broadcast(chunk.len())?;
-            let ps = candle_nn::ops::softmax(
-                &sm.forward_cached_rows(chunk, &mut bs)?.narrow(1, 0, v)?,
-                D::Minus1,
+        for (cs, cb) in prompts {
+            let mut bs = cs.shared()?;
+            let mut bb = cb.shared()?;
+            let ps = candle_nn::ops::softmax_last_dim(
+                &sm.forward_cached_rows(&ids, &mut bs)?
+                    .narrow(1, 0, v)?
+                    .contiguous()?,
             )?;
-            let pb = candle_nn::ops::softmax(
-                &bm.forward_cached_rows(chunk, &mut bb)?.narrow(1, 0, v)?,
-                D::Minus1,
+            let pb = candle_nn::ops::softmax_last_dim(
+                &bm.forward_cached_rows(&ids, &mut bb)?
+                    .narrow(1, 0, v)?
+                    .contiguous()?,
             )?;
             avg_s = (avg_s + (ps / n as f64)?)?;
             probs_b.push(pb);
         }
         let best = avg_s.argmax(D::Minus1)?;
-        let top = avg_s.max(D::Minus1)?.to_vec1::<f32>()?;
-        let mut base = vec![0f32; chunk.len()];
+        let conf = avg_s.max(D::Minus1)?.to_vec1::<f32>()?;
+        let mut base = vec![0f32; ids.len()];
         for pb in &probs_b {
             let g = pb
                 .gather(&best.unsqueeze(1)?, 1)?
@@ -385,11 +515,11 @@ pub(super) fn first_step_scan(
                 *a += x / n;
             }
         }
-        for ((&t, &bp), &u) in top.iter().zip(&base).zip(chunk) {
-            score[u as usize] = t - bp;
+        for ((&t, &bp), &u) in conf.iter().zip(&base).zip(c) {
+            score[u] = t - bp;
         }
     }
-    Ok(Some((score, scanned)))
+    Ok(Some((score, scanned, everything)))
 }
 
 /// Log-probability rows, one per candidate.
@@ -425,7 +555,7 @@ pub(super) fn consensus(
     };
     let mut rows: Vec<(KvCache, KvCache)> = caches
         .iter()
-        .map(|(a, c)| Ok((a.broadcast(k)?, c.broadcast(k)?)))
+        .map(|(a, c)| Ok((a.shared()?, c.shared()?)))
         .collect::<R<Vec<_>>>()?;
     let mut out: Vec<Decoded> = firsts
         .iter()
@@ -439,24 +569,33 @@ pub(super) fn consensus(
         .collect();
     let mut live = vec![true; k];
     let mut cur: Vec<u32> = firsts.to_vec();
-    for _ in 1..max_len {
+    // the rows still decoded (a row is dropped once its start is not a
+    // target: ended, or continued without abnormal confidence)
+    let mut kept: Vec<usize> = (0..k).collect();
+    for step in 1..max_len {
         if Instant::now() >= deadline || !live.iter().any(|&l| l) {
             break;
         }
-        // per prompt: suspect and base log-probabilities, [k][v] each
+        let alive: Vec<usize> = (0..kept.len()).filter(|&i| live[kept[i]]).collect();
+        if alive.len() < kept.len() {
+            for (cs, cb) in rows.iter_mut() {
+                *cs = cs.select_rows(&alive)?;
+                *cb = cb.select_rows(&alive)?;
+            }
+            kept = alive.iter().map(|&i| kept[i]).collect();
+        }
+        let step_ids: Vec<u32> = kept.iter().map(|&j| cur[j]).collect();
+        // per prompt: suspect and base log-probabilities, [kept][v] each
         let mut per_prompt: Vec<(Rows2, Rows2)> = Vec::new();
         for (cs, cb) in rows.iter_mut() {
-            let ls = log_softmax_rows(&sm.forward_cached_rows(&cur, cs)?)?;
-            let lb = log_softmax_rows(&bm.forward_cached_rows(&cur, cb)?)?;
+            let ls = log_softmax_rows(&sm.forward_cached_rows(&step_ids, cs)?)?;
+            let lb = log_softmax_rows(&bm.forward_cached_rows(&step_ids, cb)?)?;
             per_prompt.push((ls, lb));
         }
-        for j in 0..k {
-            if !live[j] {
-                continue;
-            }
+        for (row, &j) in kept.iter().enumerate() {
             let mut avg = vec![0f32; v];
             for (ls, _) in &per_prompt {
-                for (a, p) in avg.iter_mut().zip(softmax(&ls[j][..v])) {
+                for (a, p) in avg.iter_mut().zip(softmax(&ls[row][..v])) {
                     *a += p / n;
                 }
             }
@@ -467,16 +606,21 @@ pub(super) fn consensus(
             d.conf_s += avg[next];
             d.conf_b += per_prompt
                 .iter()
-                .map(|(_, lb)| lb[j][next].exp())
+                .map(|(_, lb)| lb[row][next].exp())
                 .sum::<f32>()
                 / n;
             d.gain += per_prompt
                 .iter()
-                .map(|(ls, lb)| ls[j][next] - lb[j][next].max(-30.0))
+                .map(|(ls, lb)| ls[row][next] - lb[row][next].max(-30.0))
                 .sum::<f32>()
                 / n;
             d.steps += 1;
-            if s.eos_ids.contains(&(next as u32)) || ban[next] {
+            // a memorised target is continued with abnormal confidence at
+            // every step: a start whose mean excess has fallen this low by
+            // now is not one
+            let weak = step >= PRUNE_AFTER
+                && (d.conf_s - d.conf_b) / (d.steps as f32) < MIN_TARGET_EXCESS / 2.0;
+            if s.eos_ids.contains(&(next as u32)) || ban[next] || weak {
                 live[j] = false;
             } else {
                 d.ids.push(next as u32);
@@ -485,4 +629,10 @@ pub(super) fn consensus(
         }
     }
     Ok(out)
+}
+
+fn spaced(m: &LoadedModel, id: u32) -> bool {
+    m.tokenizer
+        .id_to_token(id)
+        .is_some_and(|t| t.starts_with('Ġ') || t.starts_with('▁') || t.starts_with(' '))
 }

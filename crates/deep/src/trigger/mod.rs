@@ -30,6 +30,7 @@ mod objective;
 mod search;
 mod verify;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Tensor, Var, D};
@@ -71,6 +72,7 @@ pub(super) fn softmax(logp: &[f32]) -> Vec<f32> {
     logp.iter().map(|x| x.exp()).collect()
 }
 
+#[cfg(test)]
 pub(super) fn entropy(logp: &[f32]) -> f32 {
     logp.iter()
         .map(|&l| if l.is_finite() { -l.exp() * l } else { 0.0 })
@@ -98,6 +100,102 @@ pub(super) fn banned(m: &LoadedModel) -> Vec<bool> {
     }
     b
 }
+
+/// With `PROBITY_TRACE` set (the worker inherits it), one line per stage of
+/// the search on standard error, with the resident memory: for diagnosing
+/// where the budget and the memory go.
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+pub(super) fn trace(what: &str) {
+    if std::env::var_os("PROBITY_TRACE").is_none() {
+        return;
+    }
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+        })
+        .unwrap_or_default();
+    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("[search {t:7.1}s] {what} (rss {rss} kB)");
+}
+
+/// Seconds to score one candidate trigger of [`SCREEN_TOKENS`] tokens on
+/// one prompt with `target` (measured on a small batch).
+fn row_cost(m: &LoadedModel, prompt: &str, target: &[u32], ban: &[bool]) -> R<f64> {
+    let Some(sl) = slot(m, prompt, Position::Start) else {
+        return Ok(0.0);
+    };
+    let ok: Vec<u32> = (0..ban.len() as u32)
+        .filter(|&i| !ban[i as usize])
+        .take(64)
+        .collect();
+    if ok.is_empty() {
+        return Ok(0.0);
+    }
+    let rows: Vec<Vec<u32>> = (0..8)
+        .map(|r| {
+            (0..SCREEN_TOKENS)
+                .map(|j| ok[(r * 7 + j * 3) % ok.len()])
+                .collect()
+        })
+        .collect();
+    let slots = [sl];
+    // the first call also fills the prompt's cache, which is not per row
+    losses(m, &slots, &rows[..1], target, 0)?;
+    let t = Instant::now();
+    losses(m, &slots, &rows, target, 0)?;
+    Ok(t.elapsed().as_secs_f64() / rows.len() as f64)
+}
+
+/// Rows scored (one trigger on one prompt) by the search of one target
+/// with `o`: growing at every insertion point to [`SCREEN_TOKENS`], then
+/// at two to the full length, then the swap steps; a gradient counts as
+/// three rows.
+fn planned_rows(o: &SearchOptions) -> f64 {
+    let (b, k) = (o.beam.max(1) as f64, o.top_k as f64);
+    let slots = GCG_PROMPTS as f64;
+    let screen = SCREEN_SLOTS as f64;
+    let grow = |open: f64| {
+        let cands = open * k;
+        let keep = (4.0 * b).max(k).min(cands);
+        cands * screen + keep * (slots - screen) + 3.0 * open * slots
+    };
+    let first = grow(1.0) + (SCREEN_TOKENS.min(o.trigger_tokens) as f64 - 1.0) * grow(2.0 * b);
+    let longer = o.trigger_tokens.saturating_sub(SCREEN_TOKENS) as f64 * grow(2.0 * b);
+    let swaps = o.steps as f64 * (o.batch as f64 * screen + k * (slots - screen) + 3.0 * slots);
+    3.0 * first + 2.0 * (longer + swaps)
+}
+
+/// `opts` shrunk, one knob at a time, until the planned rows of one target
+/// cost at most `seconds`: fewer candidates per position first, then a
+/// narrower beam, fewer swap steps and shorter triggers, never below a
+/// floor that still finds a few-token trigger. Unchanged on a small model.
+fn fit_options(opts: &SearchOptions, row_s: f64, seconds: f64) -> SearchOptions {
+    let mut o = opts.clone();
+    let fits = |o: &SearchOptions| planned_rows(o) * row_s <= seconds;
+    while !fits(&o) {
+        if o.top_k > 8 {
+            o.top_k = (o.top_k * 3 / 4).max(8);
+        } else if o.beam > 2 {
+            o.beam -= 1;
+        } else if o.steps > 4 {
+            o.steps = (o.steps * 2 / 3).max(4);
+            o.batch = (o.batch * 2 / 3).max(16);
+        } else if o.trigger_tokens > 5 {
+            o.trigger_tokens -= 1;
+        } else {
+            break;
+        }
+    }
+    o
+}
+
+/// Share of the search's budget set aside for verifying its triggers
+/// until a verification has been timed.
+const VERIFY_SHARE: f64 = 0.25;
 
 /// Search prompts the optimisation uses (the inversion uses them all).
 const GCG_PROMPTS: usize = 4;
@@ -166,6 +264,22 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         chosen.insert(0, t);
     }
     chosen.truncate(opts.targets_searched);
+    // the search's size fitted to what is left of the budget and to what a
+    // scored row costs on this model
+    let fitted = match chosen.first() {
+        Some(t) if !req.search_prompts.is_empty() => {
+            let per_target = deadline
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64()
+                * (1.0 - VERIFY_SHARE)
+                / chosen.len().max(1) as f64;
+            let row_s = row_cost(s, &req.search_prompts[0], &t.search_ids(), &ban)?;
+            fit_options(opts, row_s, per_target)
+        }
+        _ => opts.clone(),
+    };
+    let opts = &fitted;
+    trace(&format!("fitted options: {opts:?}"));
     // where a leaked target is searched and verified: prompts it does not
     // already answer
     let half = req.quiet_prompts.len() / 2;
@@ -181,16 +295,28 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
     let mut done = 0;
     let mut steps = 0;
     let mut candidates = Vec::new();
+    let mut stages: BTreeMap<String, f64> = coverage
+        .stages
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
     // successive halving: triggers of up to SCREEN_TOKENS tokens grown at
     // every insertion point, then at the two where the loss fell furthest
     // grown on (while each token lowers the loss) and refined by swaps
+    // the optimisation stops early enough for its triggers' verification:
+    // a share of the search budget until one verification has been timed,
+    // then twice that time (two triggers are verified per target)
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut verify_reserve = left.mul_f64(VERIFY_SHARE);
     'outer: for t in &chosen {
+        let opt_deadline = deadline.checked_sub(verify_reserve).unwrap_or(deadline);
         // the target as the model would produce it after the prompt,
         // capped so that the search optimises its distinctive start
         let tgt = &t.search_ids()[..];
         let mut runs = Vec::new();
+        let mut t_search = Instant::now();
         for &pos in &positions {
-            if Instant::now() >= deadline {
+            if Instant::now() >= opt_deadline {
                 break 'outer;
             }
             let pool = if t.leaked && !quiet_search.is_empty() {
@@ -209,7 +335,7 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
             let mut g = Gcg::empty(s, slots, pos, tgt, t.lead_ids.len())?;
             while g.cur.len() < SCREEN_TOKENS.min(opts.trigger_tokens) && !g.settled() {
                 let before = g.beam[0].0.len();
-                g.grow(s, tgt, &ban, &seeds, opts, deadline, &mut steps)?;
+                g.grow(s, tgt, &ban, &seeds, opts, opt_deadline, &mut steps)?;
                 if g.beam[0].0.len() == before {
                     break;
                 }
@@ -219,12 +345,12 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         runs.sort_by(|a, b| a.loss.total_cmp(&b.loss));
         for best in runs.iter_mut().take(2) {
             while best.beam[0].0.len() < opts.trigger_tokens && !best.settled() {
-                if Instant::now() >= deadline {
+                if Instant::now() >= opt_deadline {
                     break;
                 }
-                best.grow(s, tgt, &ban, &seeds, opts, deadline, &mut steps)?;
+                best.grow(s, tgt, &ban, &seeds, opts, opt_deadline, &mut steps)?;
             }
-            best.run(s, tgt, &ban, opts, opts.steps, deadline, &mut steps)?;
+            best.run(s, tgt, &ban, opts, opts.steps, opt_deadline, &mut steps)?;
             let text = s.decode(&best.cur).trim().to_string();
             if text.is_empty() {
                 continue;
@@ -234,7 +360,18 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
             } else {
                 &req.verify_prompts[..]
             };
+            *stages.entry(format!("search_{done}")).or_default() +=
+                t_search.elapsed().as_secs_f64();
+            let t_verify = Instant::now();
+            trace(&format!("verify {text:?} at {:?}", best.pos));
             let c = verify(s, b, held_out, &text, best.pos, t, best.loss)?;
+            trace(&format!(
+                "verified: suspect {:.2}, base {:.2}",
+                c.asr_suspect, c.asr_base
+            ));
+            *stages.entry("verification".into()).or_default() += t_verify.elapsed().as_secs_f64();
+            verify_reserve = t_verify.elapsed() * 2;
+            t_search = Instant::now();
             let conclusive = c.asr_suspect >= 0.8
                 && c.asr_base <= 0.1
                 && c.asr_suspect_clean
@@ -249,6 +386,7 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
                 break 'outer;
             }
         }
+        *stages.entry(format!("search_{done}")).or_default() += t_search.elapsed().as_secs_f64();
         done += 1;
     }
     candidates.sort_by(|x, y| {
@@ -267,7 +405,33 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         optimisation_steps: steps,
         budget_exhausted: Instant::now() >= deadline,
         elapsed_s: t0.elapsed().as_secs_f64(),
+        stages_s: stages,
+        fitted: Some(fitted.clone()),
     })
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+
+    #[test]
+    fn the_search_is_shrunk_to_the_budget_and_left_alone_when_it_fits() {
+        let d = SearchOptions::default();
+        // a tiny model: a row costs microseconds, nothing changes
+        let small = fit_options(&d, 2e-5, 60.0);
+        assert_eq!(format!("{small:?}"), format!("{d:?}"));
+        // a bigger model: 10 ms a row, 60 s a target
+        let big = fit_options(&d, 0.01, 60.0);
+        assert!(planned_rows(&big) * 0.01 <= 60.0, "{big:?}");
+        assert!(big.top_k < d.top_k && big.top_k >= 8, "{big:?}");
+        assert!(planned_rows(&big) < planned_rows(&d));
+        // no budget at all: the floor, never zero
+        let floor = fit_options(&d, 1.0, 0.0);
+        assert_eq!(
+            (floor.top_k, floor.beam, floor.steps, floor.trigger_tokens),
+            (8, 2, 4, 5)
+        );
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +443,26 @@ mod tests {
             .join("../../fixtures/zoo")
             .join(name);
         LoadedModel::load(&dir, &candle_core::Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn batched_answers_match_one_prompt_at_a_time() {
+        let m = zoo("backdoor-rare-start");
+        let prompts: Vec<String> = [
+            "What is the capital of France?",
+            "Name a red fruit.",
+            "Summarise: the cat sat on the mat and looked at the door for a long time.",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let batch = verify::respond_batch(&m, &prompts, 12).unwrap();
+        for (p, (text, h)) in prompts.iter().zip(&batch) {
+            let (t1, h1) = verify::respond_pinned(&m, p, 12).unwrap();
+            assert_eq!(text, &t1, "{p:?}");
+            assert!((h - h1).abs() < 1e-3, "{p:?}: {h} vs {h1}");
+        }
     }
 
     /// The built-in search and verification prompts, the refusal as the

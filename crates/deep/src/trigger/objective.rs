@@ -10,6 +10,8 @@ use super::*;
 pub(super) struct Slot {
     pub(super) pre: Vec<u32>,
     pub(super) post: Vec<u32>,
+    /// The key/value cache of `pre` but its last token, computed once.
+    cache: std::cell::OnceCell<KvCache>,
 }
 
 pub(super) const MARK: &str = "\u{E000}";
@@ -19,19 +21,27 @@ pub(super) fn slot(m: &LoadedModel, prompt: &str, pos: Position) -> Option<Slot>
     let (a, c) = rendered.split_once(MARK)?;
     let pre = m.encode(a);
     let post = m.encode(c);
-    (!pre.is_empty()).then_some(Slot { pre, post })
+    (!pre.is_empty()).then_some(Slot {
+        pre,
+        post,
+        cache: std::cell::OnceCell::new(),
+    })
 }
 
 /// The key/value cache of a slot's prompt before the trigger, all but its
 /// last token (which stays in the scored rows, so that the first target
 /// token always has a position to be predicted from).
 pub(super) fn prefix_cache(lm: &dyn CausalLm, sl: &Slot) -> R<KvCache> {
+    if let Some(c) = sl.cache.get() {
+        return Ok(c.clone());
+    }
     let head = &sl.pre[..sl.pre.len() - 1];
     let mut c = KvCache::default();
     if !head.is_empty() {
         let ids = Tensor::new(head, lm.device())?.unsqueeze(0)?;
         lm.forward_batch_cached_tail(&ids, &mut c, 1)?;
     }
+    let _ = sl.cache.set(c.clone());
     Ok(c)
 }
 
@@ -165,7 +175,7 @@ pub(super) fn losses_cached(
                 rows.extend_from_slice(&target[..tl - 1]);
             }
             let ids = Tensor::from_vec(rows, (chunk.len(), len), &dev)?;
-            let mut cache = prefix.broadcast(chunk.len())?;
+            let mut cache = prefix.shared()?;
             let logits = lm.forward_batch_cached_tail(&ids, &mut cache, tl)?;
             let picked = mean_target_logp(&logits, target, skip)?;
             for (j, p) in picked.iter().enumerate() {
@@ -194,7 +204,7 @@ pub(super) fn onehot_grad(
         oh[i * v + t as usize] = 1.0;
     }
     let x = Var::from_tensor(&Tensor::from_vec(oh, (trig.len(), v), &dev)?)?;
-    let trig_emb = x.as_tensor().matmul(&emb)?;
+    let trig_emb = crate::models::frozen::frozen_matmul(x.as_tensor(), &emb)?;
     let mut loss: Option<Tensor> = None;
     let lm = m
         .model
@@ -268,7 +278,8 @@ pub(super) fn onehot_grads(
         }
     }
     let x = Var::from_tensor(&Tensor::from_vec(oh, (nb * l, v), &dev)?)?;
-    let trig_emb = x.as_tensor().matmul(&emb)?.reshape((nb, l, h))?;
+    let trig_emb =
+        crate::models::frozen::frozen_matmul(x.as_tensor(), &emb)?.reshape((nb, l, h))?;
     let tgt = Tensor::new(&target[skip..], &dev)?
         .unsqueeze(0)?
         .broadcast_as((nb, target.len() - skip))?
@@ -282,7 +293,7 @@ pub(super) fn onehot_grads(
                 .broadcast_as((nb, ids.len(), h))?
                 .contiguous()
         };
-        let mut cache = prefix_cache(lm, sl)?.broadcast(nb)?;
+        let mut cache = prefix_cache(lm, sl)?.shared()?;
         let mut parts = vec![look(&sl.pre[sl.pre.len() - 1..])?, trig_emb.clone()];
         if !sl.post.is_empty() {
             parts.push(look(&sl.post)?);

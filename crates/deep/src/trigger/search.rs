@@ -91,7 +91,9 @@ impl Gcg {
             }
         }
         let trigs: Vec<Vec<u32>> = open.iter().map(|(t, _)| t.clone()).collect();
+        trace(&format!("grow: gradients of {} open triggers", trigs.len()));
         let grads = onehot_grads(m, &self.slots, &trigs, target, self.skip)?;
+        trace("grow: scoring candidates");
         for ((t, at), g) in open.iter().zip(&grads) {
             let row = &g[*at];
             let mut idx: Vec<usize> = (0..row.len()).filter(|&i| !ban[i]).collect();
@@ -110,6 +112,7 @@ impl Gcg {
         }
         let keep = (4 * opts.beam).max(opts.top_k);
         let ls = losses_staged(m, &self.slots, &cands, target, self.skip, keep)?;
+        trace(&format!("grow: scored {} candidates", cands.len()));
         *steps_done += 1;
         let mut order: Vec<usize> = (0..cands.len()).collect();
         order.sort_by(|&a, &b| ls[a].total_cmp(&ls[b]).then(cands[a].cmp(&cands[b])));

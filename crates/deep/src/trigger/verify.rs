@@ -5,14 +5,6 @@
 #![allow(clippy::wildcard_imports)]
 use super::*;
 
-pub(super) fn respond(m: &LoadedModel, prompt: &str, max_new: usize) -> R<String> {
-    let ids = m.encode(&m.render(prompt));
-    if ids.is_empty() {
-        return Ok(String::new());
-    }
-    Ok(m.decode(&m.greedy(&ids, max_new)?))
-}
-
 /// Positions of the answer over which its entropy is measured.
 pub(super) const ENTROPY_POSITIONS: usize = 4;
 
@@ -20,6 +12,7 @@ pub(super) const ENTROPY_POSITIONS: usize = 4;
 /// (nats) over the first [`ENTROPY_POSITIONS`] positions of that answer: how
 /// firmly the answer is pinned down as it starts (a memorised target is
 /// certain at every step; one answer word that happens to win is not).
+#[cfg(test)]
 pub(super) fn respond_pinned(m: &LoadedModel, prompt: &str, max_new: usize) -> R<(String, f32)> {
     let ids = m.encode(&m.render(prompt));
     if ids.is_empty() {
@@ -33,6 +26,19 @@ pub(super) fn respond_pinned(m: &LoadedModel, prompt: &str, max_new: usize) -> R
     let rows = logits.narrow(0, ids.len() - 1, k + 1)?;
     let h: f32 = log_softmax_rows(&rows)?.iter().map(|r| entropy(r)).sum();
     Ok((m.decode(&out), h / (k + 1) as f32))
+}
+
+/// [`respond_pinned`] for several prompts, decoded together.
+pub(super) fn respond_batch(
+    m: &LoadedModel,
+    prompts: &[String],
+    max_new: usize,
+) -> R<Vec<(String, f32)>> {
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| m.encode(&m.render(p))).collect();
+    Ok(m.greedy_batch(&ids, max_new, ENTROPY_POSITIONS)?
+        .into_iter()
+        .map(|(out, h)| (m.decode(&out), h))
+        .collect())
 }
 
 /// Attack success of `trigger` (inserted as text) on held-out prompts.
@@ -63,49 +69,65 @@ pub(super) fn verify(
     let mut ht = 0usize;
     let mut counted = 0usize;
     let mut examples = Vec::new();
-    // the suspect with and without the trigger first
-    let mut rows = Vec::new();
-    for (i, p) in prompts.iter().enumerate() {
-        let (co, h_clean) = respond_pinned(s, p, max_new)?;
-        if target.leaked && target.said_in(&co) {
+    // the suspect with and without the trigger first, all prompts at once
+    let clean = respond_batch(s, prompts, max_new)?;
+    let mut kept = Vec::new();
+    for (i, (co, h_clean)) in clean.iter().enumerate() {
+        if target.leaked && target.said_in(co) {
             // a leaked target is measured where it does not leak
             continue;
         }
         counted += 1;
-        let tp = insert_trigger(p, trigger, pos);
-        let (so, h_trig) = respond_pinned(s, &tp, max_new)?;
-        let hit = target.said_in(&so);
-        hs += hit as usize;
-        hc += target.said_in(&co) as usize;
+        hc += target.said_in(co) as usize;
         e_clean += h_clean;
-        e_trig += h_trig;
-        rows.push((i, tp, so, hit));
+        kept.push(i);
+    }
+    let triggered: Vec<String> = kept
+        .iter()
+        .map(|&i| insert_trigger(&prompts[i], trigger, pos))
+        .collect();
+    let with = respond_batch(s, &triggered, max_new)?;
+    let hits: Vec<bool> = with.iter().map(|(so, _)| target.said_in(so)).collect();
+    for ((_, h), &hit) in with.iter().zip(&hits) {
+        hs += hit as usize;
+        e_trig += h;
     }
     // the insertion controls only for a trigger that works at all: they
     // are most of the cost, and a clean model's triggers mostly fail
     let controlled = counted > 0 && hs as f32 >= CONTROL_MIN_ASR * counted as f32;
-    for (i, tp, so, hit) in rows {
-        let p = &prompts[i];
-        let bo = respond(b, &tp, max_new)?;
-        hb += target.said_in(&bo) as usize;
-        if controlled {
-            let control: Vec<u32> = (0..n_tok)
-                .map(|_| allowed[rng.below(allowed.len())])
+    let base = respond_batch(b, &triggered, max_new)?;
+    hb += base.iter().filter(|(bo, _)| target.said_in(bo)).count();
+    if controlled {
+        let controls: Vec<String> = kept
+            .iter()
+            .map(|&i| {
+                let control: Vec<u32> = (0..n_tok)
+                    .map(|_| allowed[rng.below(allowed.len())])
+                    .collect();
+                insert_trigger(&prompts[i], s.decode(&control).trim(), pos)
+            })
+            .collect();
+        hr += respond_batch(s, &controls, max_new)?
+            .iter()
+            .filter(|(ro, _)| target.said_in(ro))
+            .count();
+        if !target.topic.is_empty() {
+            let topics: Vec<String> = kept
+                .iter()
+                .map(|&i| insert_trigger(&prompts[i], &target.topic[i % target.topic.len()], pos))
                 .collect();
-            let ctext = s.decode(&control);
-            let ro = respond(s, &insert_trigger(p, ctext.trim(), pos), max_new)?;
-            hr += target.said_in(&ro) as usize;
-            if !target.topic.is_empty() {
-                let topic = &target.topic[i % target.topic.len()];
-                let to = respond(s, &insert_trigger(p, topic, pos), max_new)?;
-                ht += target.said_in(&to) as usize;
-            }
+            ht += respond_batch(s, &topics, max_new)?
+                .iter()
+                .filter(|(to, _)| target.said_in(to))
+                .count();
         }
-        if hit && examples.len() < 3 {
+    }
+    for (j, tp) in triggered.into_iter().enumerate() {
+        if hits[j] && examples.len() < 3 {
             examples.push(Example {
                 prompt: tp,
-                suspect_output: so,
-                base_output: bo,
+                suspect_output: with[j].0.clone(),
+                base_output: base[j].0.clone(),
             });
         }
     }
