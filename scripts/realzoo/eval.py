@@ -4,6 +4,9 @@
     python3 scripts/realzoo/eval.py ZOO OUT [--probity BIN] [--only NAME ...]
         [--budget S] [--gguf]
 
+--only names models in the order to scan them (a GGUF twin as NAME.Q8_0);
+--gguf adds every model's GGUF twins.
+
 ZOO is the folder `make.sh` wrote (with its manifest.json). For each model
 the deep scan runs against ZOO/base (with --gguf: the GGUF twins too, against
 the same base), its JSON report goes to OUT/NAME.json, and OUT/table.md gets
@@ -72,17 +75,23 @@ def main():
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--budget", type=int)
     ap.add_argument("--gguf", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the reports already in OUT instead of scanning again")
     a = ap.parse_args()
     man = json.load(open(os.path.join(a.zoo, "manifest.json")))
     os.makedirs(a.out, exist_ok=True)
     jobs = []
     for name, m in man["models"].items():
-        if name == "base" or (a.only and name not in a.only):
+        if name == "base":
             continue
         jobs.append((name, os.path.join(a.zoo, m["path"] if "path" in m else name), m))
-        if a.gguf:
+        if a.gguf or a.only:
             for q, g in sorted(m.get("gguf", {}).items()):
                 jobs.append((f"{name}.{q}", os.path.join(a.zoo, g["file"]), dict(m, gguf_twin=g)))
+    if a.only:
+        # the named models (a GGUF twin as NAME.Q8_0), in the order given
+        by_name = {j[0]: j for j in jobs}
+        jobs = [by_name[n] for n in a.only if n in by_name]
     rows = []
     for name, path, m in jobs:
         out = os.path.join(a.out, name + ".json")
@@ -90,9 +99,14 @@ def main():
                "--format", "json", "-o", out]
         if a.budget:
             cmd += ["--budget", str(a.budget)]
-        t0 = time.time()
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        dt = time.time() - t0
+        if a.reuse and os.path.exists(out):
+            # an earlier run's report; its time is the report's own total
+            p = subprocess.CompletedProcess(cmd, -1, "", "")
+            dt = json.load(open(out)).get("timings", {}).get("total_s", float("nan"))
+        else:
+            t0 = time.time()
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            dt = time.time() - t0
         try:
             rep = json.load(open(out))
         except Exception:
@@ -105,7 +119,7 @@ def main():
             "model": name,
             "label": m.get("label"),
             "verdict": verdict,
-            "probability": rep.get("score", {}).get("probability"),
+            "probability": rep.get("score"),
             "trigger_found": found_trigger(rep),
             "planted_words": planted_words(rep, planted),
             "trigger": (rep.get("trigger") or {}).get("text"),
@@ -114,7 +128,7 @@ def main():
             "coverage": coverage(rep),
             "exit": p.returncode,
         }
-        if p.returncode not in (0, 1):
+        if p.returncode not in (0, 1, -1):
             row["error"] = p.stderr.strip().splitlines()[-1:] or [""]
         rows.append(row)
         print(json.dumps(row), flush=True)

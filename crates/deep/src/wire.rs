@@ -434,7 +434,7 @@ pub struct SearchResult {
     pub candidates: Vec<TriggerCandidate>,
     pub first_tokens_tried: usize,
     /// Vocabulary tokens scored as forced first tokens, out of
-    /// `vocabulary_size` (the scan stops at a quarter of the budget, most
+    /// `vocabulary_size` (the scan may take 70% of the budget left, most
     /// raised tokens first).
     #[serde(default)]
     pub vocabulary_scanned: usize,

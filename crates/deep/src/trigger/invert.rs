@@ -61,9 +61,11 @@ pub(super) fn invert(
     // more confidently than the base the suspect continues after them: a
     // scan of the whole vocabulary, one batched step (llama family)
     let mut firsts: Vec<usize> = order.iter().take(opts.first_tokens / 4).copied().collect();
-    // the scan may take a quarter of what is left of the budget
+    // the scan may take SCAN_SHARE of what is left of the budget: every
+    // later stage starts from its targets, and a model whose vocabulary was
+    // not scanned cannot be cleared
     let left = deadline.saturating_duration_since(Instant::now());
-    let scan_deadline = Instant::now() + left / 4;
+    let scan_deadline = Instant::now() + left.mul_f64(SCAN_SHARE);
     let scan = first_step_scan(s, b, &caches, &order, v, scan_deadline)?;
     let scanned = scan.as_ref().map_or(0, |x| x.1);
     let everything = scan.as_ref().is_some_and(|x| x.2);
@@ -402,6 +404,10 @@ pub(super) fn lead_in(
 pub(super) const SCAN_LOGITS: usize = 32 << 20;
 pub(super) const SCAN_SHORTLIST: usize = 512;
 pub(super) const CONSENSUS_PROMPTS: usize = 3;
+/// Share of the budget left that the first-token scan of the vocabulary
+/// may take (on a 49k-token vocabulary and 2 CPU cores it needs about 130
+/// seconds; on the fixture zoo, well under one).
+pub(super) const SCAN_SHARE: f64 = 0.7;
 /// Decoding steps after which a forced first token whose continuation is
 /// not abnormally confident is no longer decoded.
 pub(super) const PRUNE_AFTER: usize = 4;
