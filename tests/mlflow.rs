@@ -6,6 +6,7 @@
 //! `.ci/venv` and exports PROBITY_MLFLOW_BIN (the venv's bin folder). The test
 //! fails without it, unless PROBITY_SKIP_MLFLOW=1 says so explicitly.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,6 +30,12 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // the server forks workers (uvicorn, the job runner, huey
+        // consumers): end its whole process group, not just the launcher
+        // SAFETY: kill(2) on a process group this test created
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -57,6 +64,7 @@ impl Server {
                 &dir.join("artifacts").display().to_string(),
             ])
             .current_dir(dir)
+            .process_group(0)
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(dir.join("server.err")).unwrap())
             .spawn()
