@@ -6,7 +6,7 @@
 #   PUBLIC_ZOO=DIR scripts/fit-score.sh
 #
 # Fitted on the six fixture-zoo fine-tunes (three backdoored, three clean);
-# held out: the zoo's harder cases and the public mini zoo when present (../shared/zoo-public/models:
+# held out: the zoo's harder cases and the public mini zoo (vendored in tests/data/zoo-public/models:
 # models trained with PyTorch, another prompt format, other triggers and
 # targets, LoRA fine-tunes). Labels and planted targets come from each zoo's
 # manifest.json. The reports stay in target/fit-score/; REUSE=1 refits from
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --bin probity && cargo build --release -p probity-zoo --example fit_score
 out=target/fit-score
 mkdir -p "$out"
-public=${PUBLIC_ZOO:-../shared/zoo-public/models}
+public=${PUBLIC_ZOO:-tests/data/zoo-public/models}
 
 # label REPORT MANIFEST NAME -> REPORT=clean | REPORT=backdoor:TARGET
 label() {

@@ -10,7 +10,7 @@ Usage (from the repo root):
     python3 scripts/peers/compare.py --formats all --no-fixtures --by-format
 
 Inputs
-  * the public corpus, default ../shared/corpus/public relative to the repo root
+  * the public corpus, default tests/data/corpus (vendored) relative to the repo root
     (--corpus). Its labels.json maps a relative path to
     {"expect": "critical|warning|clean", "malicious": true|false|null, "format": ...}.
   * the repo's fixtures/manifest.json when present (--fixtures, --no-fixtures):
@@ -720,7 +720,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="See the module docstring (top of this file) for the verdict mappings.")
-    ap.add_argument("--corpus", default=str((REPO / ".." / "shared" / "corpus" / "public").resolve()))
+    ap.add_argument("--corpus", default=str(REPO / "tests" / "data" / "corpus"))
     ap.add_argument("--fixtures", default=None, help="manifest.json (default: fixtures/manifest.json of the repo, if present)")
     ap.add_argument("--no-fixtures", action="store_true")
     ap.add_argument("--formats", default=DEFAULT_FORMATS, help='comma list or "all"')
