@@ -371,26 +371,52 @@ pub fn compare(
     let ls = log_softmax_rows(&s.model.forward(&full)?)?;
     let lb = log_softmax_rows(&b.model.forward(&full)?)?;
     let n = ids.len();
+    // continuation: positions n-1 .. n+len-2 predict the continuation tokens
+    let rows: Vec<(&[f32], &[f32])> = (0..cont.len())
+        .map(|j| (&ls[n - 1 + j][..], &lb[n - 1 + j][..]))
+        .collect();
+    Ok(summarise(
+        s,
+        b,
+        &ls[..n],
+        &lb[..n],
+        &cont,
+        &rows,
+        &base_cont,
+    ))
+}
+
+/// One probe's [`Comparison`] from both models' log-probability rows: `ls`
+/// and `lb` along the prompt (its `n` positions), `rows` the suspect's and
+/// the base's rows that predicted each continuation token.
+#[allow(clippy::too_many_arguments)]
+fn summarise(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    ls: &[Vec<f32>],
+    lb: &[Vec<f32>],
+    cont: &[u32],
+    rows: &[(&[f32], &[f32])],
+    base_cont: &[u32],
+) -> Comparison {
+    let n = ls.len();
     let kl_v: Vec<f32> = (0..n).map(|i| kl(&ls[i], &lb[i])).collect();
     let js_v: Vec<f32> = (0..n).map(|i| js(&ls[i], &lb[i])).collect();
     let agree = (0..n).filter(|&i| argmax(&ls[i]) == argmax(&lb[i])).count() as f32 / n as f32;
-    // continuation: positions n-1 .. n+len-2 predict the continuation tokens
     let (mut ckl, mut gain) = (0.0f32, 0.0f32);
-    for (j, &tok) in cont.iter().enumerate() {
-        let i = n - 1 + j;
-        ckl += kl(&ls[i], &lb[i]);
-        gain += ls[i][tok as usize] - lb[i][tok as usize];
+    for (&tok, (sp, bp)) in cont.iter().zip(rows) {
+        ckl += kl(sp, bp);
+        gain += sp[tok as usize] - bp[tok as usize];
     }
     if !cont.is_empty() {
         ckl /= cont.len() as f32;
         gain /= cont.len() as f32;
     }
     // most-raised tokens at the last prompt position
-    let last = n - 1;
-    let raised = most_raised(&ls[last], &lb[last], |i| {
+    let raised = most_raised(&ls[n - 1], &lb[n - 1], |i| {
         s.tokenizer.id_to_token(i as u32).unwrap_or_default()
     });
-    Ok(Comparison {
+    Comparison {
         prompt_tokens: n,
         kl: kl_v,
         js: js_v,
@@ -398,9 +424,9 @@ pub fn compare(
         continuation_kl: ckl,
         continuation_logp_gain: gain,
         raised,
-        suspect_text: s.decode(&cont),
-        base_text: b.decode(&base_cont),
-    })
+        suspect_text: s.decode(cont),
+        base_text: b.decode(base_cont),
+    }
 }
 
 /// Logits rows (`[B, T, V]` as `f32`) a batch may hold at once per model:
@@ -511,41 +537,20 @@ fn compare_rows(
         let p = pad[r];
         let ls = log_softmax_rows(&ls_prompt.get(r)?.narrow(0, p, n)?)?;
         let lb = log_softmax_rows(&lb_prompt.get(r)?.narrow(0, p, n)?)?;
-        let kl_v: Vec<f32> = (0..n).map(|i| kl(&ls[i], &lb[i])).collect();
-        let js_v: Vec<f32> = (0..n).map(|i| js(&ls[i], &lb[i])).collect();
-        let agree = (0..n).filter(|&i| argmax(&ls[i]) == argmax(&lb[i])).count() as f32 / n as f32;
         let cont = &conts[r];
-        let (mut ckl, mut gain) = (0.0f32, 0.0f32);
-        for (j, &tok) in cont.iter().enumerate() {
-            // position n-1+j: the suspect's row from its decoding, the base's
-            // from its last prompt position (j = 0) or the forced pass
-            let sp = &s_cont_logp[r][j];
-            let bp = if j == 0 {
-                &lb[n - 1]
-            } else {
-                &b_cont_logp[r][j - 1]
-            };
-            ckl += kl(sp, bp);
-            gain += sp[tok as usize] - bp[tok as usize];
-        }
-        if !cont.is_empty() {
-            ckl /= cont.len() as f32;
-            gain /= cont.len() as f32;
-        }
-        let raised = most_raised(&ls[n - 1], &lb[n - 1], |i| {
-            s.tokenizer.id_to_token(i as u32).unwrap_or_default()
-        });
-        out.push(Comparison {
-            prompt_tokens: n,
-            kl: kl_v,
-            js: js_v,
-            top1_agreement: agree,
-            continuation_kl: ckl,
-            continuation_logp_gain: gain,
-            raised,
-            suspect_text: s.decode(cont),
-            base_text: b.decode(&base_conts[r]),
-        });
+        // position n-1+j: the suspect's row from its decoding, the base's
+        // from its last prompt position (j = 0) or the forced pass
+        let rows: Vec<(&[f32], &[f32])> = (0..cont.len())
+            .map(|j| {
+                let bp = if j == 0 {
+                    &lb[n - 1]
+                } else {
+                    &b_cont_logp[r][j - 1]
+                };
+                (&s_cont_logp[r][j][..], &bp[..])
+            })
+            .collect();
+        out.push(summarise(s, b, &ls, &lb, cont, &rows, &base_conts[r]));
     }
     Ok(out)
 }

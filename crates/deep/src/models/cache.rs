@@ -102,18 +102,7 @@ impl KvCache {
                 Tensor::cat(&[&rep(&sv)?, &ov], seq)?,
             ));
         }
-        let seq = k.rank() - 2;
-        let (k, v) = if let Some((pk, pv)) = self.kv.get(layer) {
-            (Tensor::cat(&[pk, &k], seq)?, Tensor::cat(&[pv, &v], seq)?)
-        } else {
-            (k, v)
-        };
-        if self.kv.len() > layer {
-            self.kv[layer] = (k.clone(), v.clone());
-        } else {
-            self.kv.push((k.clone(), v.clone()));
-        }
-        Ok((k, v))
+        self.extend_own(layer, k, v)
     }
 
     /// Marks `n` more positions as cached (after every layer was extended).
