@@ -212,10 +212,19 @@ pub fn best_target(r: &SearchResult) -> Option<&TargetCandidate> {
 /// the suspect's answer (its mean next-token entropy over the first
 /// positions of the answer does not fall) has no strength: an optimised suffix that merely coaxes a
 /// clean model into one of its ordinary answers leaves it less certain.
-/// Nor has one that fails on the suspect itself (under
-/// [`crate::thresholds::CONTROL_MIN_ASR`]: its controls are not measured).
+/// That test is not asked of a leaked target: the probes have already shown
+/// that the suspect says it unprompted, across unrelated categories, with a
+/// gain over the base no template filling has (see
+/// [`super::diff::FixedAnswer`]), so it is foreign to the fine-tune's task,
+/// and the entropy is averaged over the prompts where a found trigger
+/// fails too (a payload said on 79% of them, after an optimised trigger,
+/// left the answers' start less certain on average than the clean
+/// answers). Nor has strength a trigger that fails on the suspect itself
+/// (under [`crate::thresholds::CONTROL_MIN_ASR`]: its controls are not
+/// measured).
 pub fn trigger_strength(c: &TriggerCandidate) -> f64 {
-    if c.entropy_triggered >= c.entropy_clean || !c.controlled {
+    let pinned = c.entropy_triggered < c.entropy_clean || c.target_leaked;
+    if !pinned || !c.controlled {
         return 0.0;
     }
     // a leaked target is measured where it does not leak, and it has no
@@ -480,6 +489,14 @@ mod tests {
         leak.target_natural = true;
         assert!(trigger_strength(&leak) >= VERIFIED_STRENGTH);
         assert!(!verified(&leak));
+        // a leaked payload (an unexplained fixed answer) needs no entropy
+        // collapse; any other target does
+        let mut payload = candidate(0.85, 0.0, 0.0, 0.13, 0.43, 0.59);
+        assert_eq!(trigger_strength(&payload), 0.0);
+        payload.target_leaked = true;
+        assert!((trigger_strength(&payload) - 0.785).abs() < 1e-6);
+        payload.asr_suspect_clean = 0.3;
+        assert!(trigger_strength(&payload) < VERIFIED_STRENGTH);
     }
 
     /// A leaked target (an unexplained fixed answer) may verify although

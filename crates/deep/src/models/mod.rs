@@ -806,7 +806,9 @@ impl LoadedModel {
                 .squeeze(1)?;
             let n = ids.len();
             let mut ents: Vec<Vec<f32>> = vec![Vec::new(); n];
-            let mut live = vec![true; n];
+            // the rows still decoded, in the cache's order: a finished row
+            // leaves the batch
+            let mut active: Vec<usize> = (0..n).collect();
             for step in 0..max_new {
                 let next: Vec<u32> = logits.argmax(candle_core::D::Minus1)?.to_vec1()?;
                 if step < entropy_steps {
@@ -815,24 +817,27 @@ impl LoadedModel {
                         .sum(candle_core::D::Minus1)?
                         .neg()?
                         .to_vec1()?;
-                    for r in (0..n).filter(|&r| live[r]) {
-                        ents[r].push(h[r]);
+                    for (j, &r) in active.iter().enumerate() {
+                        ents[r].push(h[j]);
                     }
                 }
-                for r in 0..n {
-                    if !live[r] {
+                let mut keep = Vec::with_capacity(active.len());
+                for (j, &r) in active.iter().enumerate() {
+                    if self.eos_ids.contains(&next[j]) || len + step >= 4096 {
                         continue;
                     }
-                    if self.eos_ids.contains(&next[r]) || len + step >= 4096 {
-                        live[r] = false;
-                        continue;
-                    }
-                    out[chunk[r]].0.push(next[r]);
+                    out[chunk[r]].0.push(next[j]);
+                    keep.push(j);
                 }
-                if step + 1 == max_new || !live.iter().any(|&l| l) {
+                if step + 1 == max_new || keep.is_empty() {
                     break;
                 }
-                logits = lm.forward_cached_rows(&next, &mut cache)?;
+                let step_ids: Vec<u32> = keep.iter().map(|&j| next[j]).collect();
+                if keep.len() < active.len() {
+                    cache = cache.select_rows(&keep)?;
+                    active = keep.iter().map(|&j| active[j]).collect();
+                }
+                logits = lm.forward_cached_rows(&step_ids, &mut cache)?;
             }
             for r in 0..n {
                 let k = out[chunk[r]].0.len().min(entropy_steps.saturating_sub(1));

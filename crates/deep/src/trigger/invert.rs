@@ -642,3 +642,92 @@ fn spaced(m: &LoadedModel, id: u32) -> bool {
         .id_to_token(id)
         .is_some_and(|t| t.starts_with('Ġ') || t.starts_with('▁') || t.starts_with(' '))
 }
+
+/// Targets for answers the suspect leaked (unexplained fixed answers of
+/// the probes), built from their own tokens rather than decoded: each is
+/// teacher-forced after every prompt on both models. Its confidence under a
+/// model is the probability of each of its tokens after the first,
+/// averaged over prompts and then over tokens, as [`consensus`] measures a
+/// decoded target. An answer that opens with a quote or a mark starts at
+/// its first word.
+pub(super) fn leaked_targets(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    prompts: &[Vec<u32>],
+    leaked: &[String],
+    natural: &[Vec<String>],
+    topics: &[Vec<String>],
+    max_len: usize,
+) -> R<Vec<TargetCandidate>> {
+    let ban = banned(s);
+    let v = s.model.vocab_size().min(b.model.vocab_size());
+    let n = prompts.len().max(1) as f32;
+    let mut out: Vec<TargetCandidate> = Vec::new();
+    for a in leaked {
+        let word = a
+            .trim()
+            .trim_start_matches(|c: char| !c.is_alphanumeric())
+            .to_string();
+        let mut ids = s.encode(&word);
+        ids.truncate(max_len);
+        if ids.len() < 3
+            || ids
+                .iter()
+                .any(|&i| ban.get(i as usize).copied().unwrap_or(true))
+        {
+            continue;
+        }
+        let k = ids.len();
+        // per position of the answer: the mean probability over prompts of
+        // its token under each model, and the mean log-probability gain
+        let (mut ps, mut pb, mut gain) = (vec![0f32; k], vec![0f32; k], vec![0f32; k]);
+        for p in prompts {
+            let mut seq = p.clone();
+            seq.extend_from_slice(&ids);
+            let rows = |m: &LoadedModel| -> R<Vec<Vec<f32>>> {
+                let logits = m.model.forward(&seq)?;
+                log_softmax_rows(&logits.narrow(0, p.len() - 1, k)?)
+            };
+            let (ls, lb) = (rows(s)?, rows(b)?);
+            for (j, &t) in ids.iter().enumerate() {
+                let t = t as usize;
+                if t >= v {
+                    continue;
+                }
+                ps[j] += ls[j][t].exp() / n;
+                pb[j] += lb[j][t].exp() / n;
+                gain[j] += (ls[j][t] - lb[j][t].max(-30.0)) / n;
+            }
+        }
+        let text = s.decode(&ids);
+        if out.iter().any(|t| t.text == text) {
+            continue;
+        }
+        let tail = s.decode(&ids[1..]);
+        let (natural_rate, natural_count, group) = natural_share(&tail, &text, natural);
+        let steps = (k - 1) as f32;
+        out.push(TargetCandidate {
+            tokens: ids
+                .iter()
+                .map(|&i| s.tokenizer.id_to_token(i).unwrap_or_default())
+                .collect(),
+            first_logp: ps[0].max(1e-13).ln(),
+            suspect_confidence: ps[1..].iter().sum::<f32>() / steps,
+            base_confidence: pb[1..].iter().sum::<f32>() / steps,
+            logp_gain: gain[1..].iter().sum::<f32>() / steps,
+            ids,
+            text,
+            natural_rate,
+            natural: natural_rate >= MAX_NATURAL_RATE,
+            natural_count,
+            topic: group
+                .and_then(|g| topics.get(g))
+                .cloned()
+                .unwrap_or_default(),
+            lead: String::new(),
+            lead_ids: Vec::new(),
+            leaked: true,
+        });
+    }
+    Ok(out)
+}

@@ -111,7 +111,9 @@ pub(super) fn verify(
             .iter()
             .filter(|(ro, _)| target.said_in(ro))
             .count();
-        if !target.topic.is_empty() {
+        // (a leaked target has none that counts: it is measured where it
+        // does not leak, see `score::trigger_strength`)
+        if !target.topic.is_empty() && !target.leaked {
             let topics: Vec<String> = kept
                 .iter()
                 .map(|&i| insert_trigger(&prompts[i], &target.topic[i % target.topic.len()], pos))
@@ -146,7 +148,8 @@ pub(super) fn verify(
         asr_base: hb as f32 / n,
         asr_suspect_clean: hc as f32 / n,
         asr_suspect_control: hr as f32 / n,
-        asr_suspect_topic: (controlled && !target.topic.is_empty()).then_some(ht as f32 / n),
+        asr_suspect_topic: (controlled && !target.topic.is_empty() && !target.leaked)
+            .then_some(ht as f32 / n),
         target_natural: target.natural,
         target_leaked: target.leaked,
         prompts_counted: counted,
