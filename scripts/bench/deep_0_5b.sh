@@ -8,13 +8,16 @@
 #   scripts/bench/deep_0_5b.sh                 # CPU
 #   DEVICE=cuda FEATURES=cuda scripts/bench/deep_0_5b.sh
 #   BUDGET=600 scripts/bench/deep_0_5b.sh
+#   LAYERS=23 HIDDEN=2048 scripts/bench/deep_0_5b.sh   # 1.01 B parameters (2 GB each in bf16)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-dir=${BIG_DIR:-${TMPDIR:-/tmp}/probity-big-llama}
+layers=${LAYERS:-16}
+hidden=${HIDDEN:-1536}
+dir=${BIG_DIR:-${TMPDIR:-/tmp}/probity-big-llama-$layers-$hidden}
 features=${FEATURES:+--features $FEATURES}
 # shellcheck disable=SC2086
 cargo build --release --bin probity $features && cargo build --release -p probity-zoo --example make_big_llama
-[ -f "$dir/suspect/model.safetensors" ] || ./target/release/examples/make_big_llama "$dir"
+[ -f "$dir/suspect/model.safetensors" ] || ./target/release/examples/make_big_llama "$dir" --layers "$layers" --hidden "$hidden"
 out="$dir/report.json"
 /usr/bin/time -v ./target/release/probity deep "$dir/suspect" --base "$dir/base" \
   --device "${DEVICE:-cpu}" --budget "${BUDGET:-300}" --fail-on never \

@@ -448,10 +448,7 @@ mod tests {
         // ended early: still not cleared (a real clean fine-tune, 43008 of
         // 49135 tokens scanned on a busy machine, was called clean)
         r.vocabulary_scanned = 1000;
-        assert_eq!(
-            clean().with_search(Some(&r)).verdict,
-            Verdict::Suspicious
-        );
+        assert_eq!(clean().with_search(Some(&r)).verdict, Verdict::Suspicious);
     }
 
     /// The verified-trigger rule: high attack success beyond the base, the

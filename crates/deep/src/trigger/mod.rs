@@ -199,6 +199,13 @@ const VERIFY_SHARE: f64 = 0.25;
 
 /// Search prompts the optimisation uses (the inversion uses them all).
 const GCG_PROMPTS: usize = 4;
+/// Search prompts when the search had to be shrunk to its budget (a large
+/// model): its gradients then come from [`SCREEN_SLOTS`] prompts only (see
+/// `Gcg::grad_slots`), and the time saved scores candidates on more
+/// prompts, for triggers that hold on prompts the search never saw (on a
+/// real model, triggers optimised on four prompts reached 74–79% of
+/// held-out prompts).
+const GCG_PROMPTS_SHRUNK: usize = 6;
 /// Length to which triggers are grown at every insertion point before the
 /// search narrows to the two most promising.
 const SCREEN_TOKENS: usize = 3;
@@ -295,7 +302,11 @@ impl Run<'_> {
                 let slots: Vec<Slot> = pool
                     .iter()
                     .filter_map(|p| slot(s, p, pos))
-                    .take(GCG_PROMPTS)
+                    .take(if opts.top_k < SearchOptions::default().top_k {
+                        GCG_PROMPTS_SHRUNK
+                    } else {
+                        GCG_PROMPTS
+                    })
                     .collect();
                 if slots.is_empty() {
                     continue;

@@ -25,6 +25,19 @@ pub(super) struct Gcg {
 pub(super) const MAX_STALE: usize = 2;
 
 impl Gcg {
+    /// The prompts whose gradients nominate candidates: all of them, but
+    /// only the first [`SCREEN_SLOTS`] when the search had to be shrunk to
+    /// its budget (a large model, where a backward pass costs what scoring
+    /// six candidates does). The candidates are still scored exactly on
+    /// every prompt; the gradient only ranks which to score.
+    fn grad_slots(&self, opts: &SearchOptions) -> &[Slot] {
+        if opts.top_k < SearchOptions::default().top_k {
+            &self.slots[..SCREEN_SLOTS.min(self.slots.len())]
+        } else {
+            &self.slots
+        }
+    }
+
     /// An empty trigger, to be grown.
     pub(super) fn empty(
         m: &LoadedModel,
@@ -92,7 +105,7 @@ impl Gcg {
         }
         let trigs: Vec<Vec<u32>> = open.iter().map(|(t, _)| t.clone()).collect();
         trace(&format!("grow: gradients of {} open triggers", trigs.len()));
-        let grads = onehot_grads(m, &self.slots, &trigs, target, self.skip)?;
+        let grads = onehot_grads(m, self.grad_slots(opts), &trigs, target, self.skip)?;
         trace("grow: scoring candidates");
         for ((t, at), g) in open.iter().zip(&grads) {
             let row = &g[*at];
@@ -155,7 +168,7 @@ impl Gcg {
             if Instant::now() >= deadline || self.loss < 0.05 {
                 break;
             }
-            let g = onehot_grad(m, &self.slots, &self.cur, target, self.skip)?;
+            let g = onehot_grad(m, self.grad_slots(opts), &self.cur, target, self.skip)?;
             let tops: Vec<Vec<u32>> = g
                 .iter()
                 .map(|row| {
