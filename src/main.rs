@@ -23,8 +23,9 @@ use probity_scan::Ctx;
     version,
     about = "Tells an ML team whether a model is safe to ship.",
     long_about = "Probity screens model files before deployment.\n\n\
-`probity scan` reads every common model format byte by byte — it never loads or executes them — and reports findings with stable rule IDs and severities. Exit codes gate CI: 0 clean, 1 findings at or above --fail-on, 2 an input could not be scanned or a usage error.",
-    after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity deep ./fine-tune --base ./base-model\n  probity rules\n  probity formats"
+`probity scan` reads every common model format byte by byte — it never loads or executes them — and reports findings with stable rule IDs and severities. Exit codes gate CI: 0 clean, 1 findings at or above --fail-on, 2 an input could not be scanned or a usage error.\n\n\
+`probity sign` and `probity verify` write and check model signatures compatible with OpenSSF model signing (key mode).",
+    after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity deep ./fine-tune --base ./base-model\n  probity sign ./my-model --key signing-key.pem --signature my-model.sig\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity rules\n  probity formats"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -130,6 +131,50 @@ enum Command {
     #[cfg(feature = "deep")]
     #[command(name = "__worker", hide = true)]
     Worker,
+    /// Sign a model: write a signature compatible with OpenSSF model signing (key mode).
+    #[command(
+        long_about = "Sign a model folder (or a single file) with an ECDSA private key, writing a signature that OpenSSF model signing (`model_signing verify key`, model-signing 1.x) and `probity verify` accept.\n\nEvery file under MODEL is hashed with SHA-256 (files in parallel, each streamed); the list of files and digests is an in-toto Statement v1 (predicate type https://model_signing/signature/v1.0) whose subject carries the root digest over them, signed as a DSSE envelope inside a Sigstore bundle (v0.3) that names the key by its hint and has no transparency-log entry. Signing the same files with the same key writes the same bytes.\n\nLeft out of the signature: .git, .gitattributes, .github and .gitignore (unless --no-ignore-git-paths), the signature file itself when it lies inside MODEL, and each --ignore-paths; the list is recorded in the signature. Symbolic links are refused unless --allow-symlinks.",
+        after_help = "Exit codes: 0 = signature written; 2 = error (unreadable model or key, unsupported key, symbolic link without --allow-symlinks, cannot write the signature).\n\nExamples:\n  openssl ecparam -name prime256v1 -genkey -noout -out signing-key.pem\n  openssl ec -in signing-key.pem -pubout -out signing-key.pub\n  probity sign ./my-model --key signing-key.pem --signature my-model.sig\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub"
+    )]
+    Sign {
+        /// The model: a folder (every file under it) or a single file.
+        #[arg(value_name = "MODEL")]
+        model: PathBuf,
+        /// ECDSA private key, PEM: PKCS#8 (BEGIN PRIVATE KEY) or SEC1 (BEGIN EC PRIVATE KEY), on P-256 or P-384; not encrypted.
+        #[arg(long, value_name = "PRIV.pem")]
+        key: PathBuf,
+        /// Where to write the signature (a Sigstore bundle, JSON).
+        #[arg(long, value_name = "FILE", default_value = "model.sig")]
+        signature: PathBuf,
+        /// A path to leave out of the signature, relative to MODEL (a folder leaves out everything under it; an absolute path must lie inside MODEL). Repeat for several.
+        #[arg(long = "ignore-paths", value_name = "PATH")]
+        ignore_paths: Vec<PathBuf>,
+        /// Sign .git, .gitattributes, .github and .gitignore too.
+        #[arg(long)]
+        no_ignore_git_paths: bool,
+        /// Include symbolic links (their targets' content, under the link's name) instead of refusing them.
+        #[arg(long)]
+        allow_symlinks: bool,
+    },
+    /// Verify a model against an OpenSSF model signing signature (key mode).
+    #[command(
+        long_about = "Verify that the files of MODEL are exactly those signed in SIGNATURE (a model signing 1.x Sigstore bundle, written by `probity sign` or `model_signing sign key`), and that the signature was made with the private key paired with --key.\n\nThe DSSE signature over the signed statement is checked with the public key, the statement's root digest is checked against its file list, then every file under MODEL is hashed again (SHA-256, files in parallel, each streamed) and compared with the list. Left out, as the signer chose: the paths the signature records as ignored and its symbolic-link setting; also left out: the signature file when it lies inside MODEL, and each --ignore-paths (which cannot hide a signed file).\n\nOn success one line: the number of files, the root digest, and the key's curve and fingerprint (SHA-256 of its DER SubjectPublicKeyInfo, as `openssl pkey -pubin -in PUB.pem -outform DER | sha256sum` prints it).",
+        after_help = "Exit codes: 0 = verified; 1 = verification failed, one line per reason naming the file: a file changed, added, removed or renamed, a signed file hidden by --ignore-paths, a symbolic link the signature does not allow, the wrong key, an altered signed statement; 2 = error (unreadable model or key, malformed or unsupported signature file).\n\nExamples:\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub --ignore-paths README.md"
+    )]
+    Verify {
+        /// The model: the folder (or single file) that was signed.
+        #[arg(value_name = "MODEL")]
+        model: PathBuf,
+        /// The signature file (a Sigstore bundle, JSON).
+        #[arg(long, value_name = "FILE")]
+        signature: PathBuf,
+        /// ECDSA public key, PEM (BEGIN PUBLIC KEY), P-256 or P-384, paired with the signing key.
+        #[arg(long, value_name = "PUB.pem")]
+        key: PathBuf,
+        /// A path to leave out when hashing MODEL, relative to MODEL (a folder leaves out everything under it; an absolute path must lie inside MODEL). Repeat for several.
+        #[arg(long = "ignore-paths", value_name = "PATH")]
+        ignore_paths: Vec<PathBuf>,
+    },
     /// List the rule catalogue (IDs, severities and documentation).
     Rules {
         /// Output format (markdown is the content of docs/rules.md).
@@ -166,6 +211,15 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// A failed `sign` or `verify`: one `probity: ` line per reason on standard
+/// error, exit 1 (verification failed) or 2 (an input error).
+fn provenance_failure(e: probity_provenance::Error) -> ExitCode {
+    for line in e.lines() {
+        eprintln!("probity: {line}");
+    }
+    ExitCode::from(e.exit_code())
+}
+
 /// The help after `probity scan --help`'s options: exit codes, the formats
 /// read (from the scanner's registry, so the list cannot go stale) and
 /// examples.
@@ -193,6 +247,64 @@ fn main() -> ExitCode {
         Command::Deep(args) => deep_cmd::deep(args),
         #[cfg(feature = "deep")]
         Command::Spectral(args) => deep_cmd::spectral(args),
+        Command::Sign {
+            model,
+            key,
+            signature,
+            ignore_paths,
+            no_ignore_git_paths,
+            allow_symlinks,
+        } => {
+            let opts = probity_provenance::HashOptions {
+                ignore_paths,
+                allow_symlinks,
+            };
+            let signed = probity_provenance::read_private_key(&key).and_then(|k| {
+                probity_provenance::sign(&model, &k, &signature, &opts, !no_ignore_git_paths)
+            });
+            match signed {
+                Ok(s) => {
+                    println!(
+                        "signed {}: {} files, root digest sha256:{}, {} key sha256:{} -> {}",
+                        model.display(),
+                        s.files,
+                        s.root_digest,
+                        s.curve.name(),
+                        s.fingerprint,
+                        signature.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => provenance_failure(e),
+            }
+        }
+        Command::Verify {
+            model,
+            signature,
+            key,
+            ignore_paths,
+        } => {
+            let opts = probity_provenance::HashOptions {
+                ignore_paths,
+                allow_symlinks: false,
+            };
+            let verified = probity_provenance::read_public_key(&key)
+                .and_then(|k| probity_provenance::verify(&model, &signature, &k, &opts));
+            match verified {
+                Ok(v) => {
+                    println!(
+                        "verified {}: {} files, root digest sha256:{}, signed by {} key sha256:{}",
+                        model.display(),
+                        v.files,
+                        v.root_digest,
+                        v.curve.name(),
+                        v.fingerprint
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => provenance_failure(e),
+            }
+        }
         Command::Rules { format } => {
             let s = match format {
                 RulesFormat::Text => probity_scan::catalogue::text(),
