@@ -131,10 +131,10 @@ enum Command {
     #[cfg(feature = "deep")]
     #[command(name = "__worker", hide = true)]
     Worker,
-    /// Sign a model: write a signature compatible with OpenSSF model signing (key mode).
+    /// Sign a model: write a signature compatible with OpenSSF model signing (key or certificate mode).
     #[command(
-        long_about = "Sign a model folder (or a single file) with an ECDSA private key, writing a signature that OpenSSF model signing (`model_signing verify key`, model-signing 1.x) and `probity verify` accept.\n\nEvery file under MODEL is hashed with SHA-256 (files in parallel, each streamed); the list of files and digests is an in-toto Statement v1 (predicate type https://model_signing/signature/v1.0) whose subject carries the root digest over them, signed as a DSSE envelope inside a Sigstore bundle (v0.3) that names the key by its hint and has no transparency-log entry. Signing the same files with the same key writes the same bytes.\n\nLeft out of the signature: .git, .gitattributes, .github and .gitignore (unless --no-ignore-git-paths), the signature file itself when it lies inside MODEL, and each --ignore-paths; the list is recorded in the signature. Symbolic links are refused unless --allow-symlinks.",
-        after_help = "Exit codes: 0 = signature written; 2 = error (unreadable model or key, unsupported key, symbolic link without --allow-symlinks, cannot write the signature).\n\nExamples:\n  openssl ecparam -name prime256v1 -genkey -noout -out signing-key.pem\n  openssl ec -in signing-key.pem -pubout -out signing-key.pub\n  probity sign ./my-model --key signing-key.pem --signature my-model.sig\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub"
+        long_about = "Sign a model folder (or a single file) with an ECDSA private key, writing a signature that OpenSSF model signing (`model_signing verify key`, or `model_signing verify certificate` with --certificate; model-signing 1.x) and `probity verify` accept.\n\nEvery file under MODEL is hashed with SHA-256 (files in parallel, each streamed); the list of files and digests is an in-toto Statement v1 (predicate type https://model_signing/signature/v1.0) whose subject carries the root digest over them, signed as a DSSE envelope inside a Sigstore bundle (v0.3) that names the key by its hint (key mode) or carries the signing certificate and the chain above it (certificate mode, --certificate), and has no transparency-log entry. Signing the same files with the same key writes the same bytes.\n\nLeft out of the signature: .git, .gitattributes, .github and .gitignore (unless --no-ignore-git-paths), the signature file itself when it lies inside MODEL, and each --ignore-paths; the list is recorded in the signature. Symbolic links are refused unless --allow-symlinks.",
+        after_help = "Exit codes: 0 = signature written; 2 = error (unreadable model, key or certificate, unsupported key, a certificate whose key is not --key's, symbolic link without --allow-symlinks, cannot write the signature).\n\nExamples:\n  openssl ecparam -name prime256v1 -genkey -noout -out signing-key.pem\n  openssl ec -in signing-key.pem -pubout -out signing-key.pub\n  probity sign ./my-model --key signing-key.pem --signature my-model.sig\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity sign ./my-model --key signing-key.pem --certificate signing.crt --certificate-chain ca.crt --signature my-model.sig"
     )]
     Sign {
         /// The model: a folder (every file under it) or a single file.
@@ -143,6 +143,16 @@ enum Command {
         /// ECDSA private key, PEM: PKCS#8 (BEGIN PRIVATE KEY) or SEC1 (BEGIN EC PRIVATE KEY), on P-256 or P-384; not encrypted.
         #[arg(long, value_name = "PRIV.pem")]
         key: PathBuf,
+        /// Certificate mode: the signing certificate (PEM) of --key's public key; the signature then carries it, and verifiers check it against their trusted certificates instead of a bare key.
+        #[arg(long, value_name = "CERT.pem")]
+        certificate: Option<PathBuf>,
+        /// Certificate mode: PEM files of the certificates above the signing certificate (intermediates, root), put in the signature after it in this order. Repeat for several.
+        #[arg(
+            long = "certificate-chain",
+            value_name = "PEM",
+            requires = "certificate"
+        )]
+        certificate_chain: Vec<PathBuf>,
         /// Where to write the signature (a Sigstore bundle, JSON).
         #[arg(long, value_name = "FILE", default_value = "model.sig")]
         signature: PathBuf,
@@ -156,10 +166,10 @@ enum Command {
         #[arg(long)]
         allow_symlinks: bool,
     },
-    /// Verify a model against an OpenSSF model signing signature (key mode).
+    /// Verify a model against an OpenSSF model signing signature (key or certificate mode).
     #[command(
-        long_about = "Verify that the files of MODEL are exactly those signed in SIGNATURE (a model signing 1.x Sigstore bundle, written by `probity sign` or `model_signing sign key`), and that the signature was made with the private key paired with --key.\n\nThe DSSE signature over the signed statement is checked with the public key, the statement's root digest is checked against its file list, then every file under MODEL is hashed again (SHA-256, files in parallel, each streamed) and compared with the list. Left out, as the signer chose: the paths the signature records as ignored and its symbolic-link setting; also left out: the signature file when it lies inside MODEL, and each --ignore-paths (which cannot hide a signed file).\n\nOn success one line: the number of files, the root digest, and the key's curve and fingerprint (SHA-256 of its DER SubjectPublicKeyInfo, as `openssl pkey -pubin -in PUB.pem -outform DER | sha256sum` prints it).",
-        after_help = "Exit codes: 0 = verified; 1 = verification failed, one line per reason naming the file: a file changed, added, removed or renamed, a signed file hidden by --ignore-paths, a symbolic link the signature does not allow, the wrong key, an altered signed statement; 2 = error (unreadable model or key, malformed or unsupported signature file).\n\nExamples:\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub --ignore-paths README.md"
+        long_about = "Verify that the files of MODEL are exactly those signed in SIGNATURE (a model signing 1.x Sigstore bundle, written by `probity sign` or `model_signing sign key` / `sign certificate`), and that the signature was made with the private key paired with --key (key mode) or by a signing certificate that chains to one of the --certificate-chain certificates (certificate mode). Keyless (Sigstore Fulcio/Rekor) signatures are not supported yet.\n\nIn certificate mode the chain is checked at the current time: a signing certificate that has expired is refused (model_signing itself checks it at the certificate's start date).\n\nThe DSSE signature over the signed statement is checked with the public key, the statement's root digest is checked against its file list, then every file under MODEL is hashed again (SHA-256, files in parallel, each streamed) and compared with the list. Left out, as the signer chose: the paths the signature records as ignored and its symbolic-link setting; also left out: the signature file when it lies inside MODEL, and each --ignore-paths (which cannot hide a signed file).\n\nOn success one line: the number of files, the root digest, and the signer: the key's curve and fingerprint (SHA-256 of its DER SubjectPublicKeyInfo, as `openssl pkey -pubin -in PUB.pem -outform DER | sha256sum` prints it), or the signing certificate's subject and fingerprint (SHA-256 of its DER, as `openssl x509 -in CERT.pem -noout -fingerprint -sha256` prints it).",
+        after_help = "Exit codes: 0 = verified; 1 = verification failed, one line per reason naming the file: a file changed, added, removed or renamed, a signed file hidden by --ignore-paths, a symbolic link the signature does not allow, the wrong key, an altered signed statement, a signing certificate that is expired, not yet valid, not trusted or not allowed to sign, a key-mode signature checked with --certificate-chain or the reverse; 2 = error (unreadable model, key or certificate file, malformed or unsupported signature file).\n\nExamples:\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub --ignore-paths README.md\n  probity verify ./my-model --signature my-model.sig --certificate-chain ca.crt"
     )]
     Verify {
         /// The model: the folder (or single file) that was signed.
@@ -168,9 +178,17 @@ enum Command {
         /// The signature file (a Sigstore bundle, JSON).
         #[arg(long, value_name = "FILE")]
         signature: PathBuf,
-        /// ECDSA public key, PEM (BEGIN PUBLIC KEY), P-256 or P-384, paired with the signing key.
-        #[arg(long, value_name = "PUB.pem")]
-        key: PathBuf,
+        /// Key mode: the ECDSA public key, PEM (BEGIN PUBLIC KEY), P-256 or P-384, paired with the signing key.
+        #[arg(
+            long,
+            value_name = "PUB.pem",
+            required_unless_present = "certificate_chain",
+            conflicts_with = "certificate_chain"
+        )]
+        key: Option<PathBuf>,
+        /// Certificate mode: PEM files of trusted certificates (roots or intermediates). The signing certificate in the signature must chain to one of them (through the certificates the signature carries), be valid now, and be allowed to sign (key usage digitalSignature or extended key usage codeSigning). Repeat for several.
+        #[arg(long = "certificate-chain", value_name = "PEM")]
+        certificate_chain: Vec<PathBuf>,
         /// A path to leave out when hashing MODEL, relative to MODEL (a folder leaves out everything under it; an absolute path must lie inside MODEL). Repeat for several.
         #[arg(long = "ignore-paths", value_name = "PATH")]
         ignore_paths: Vec<PathBuf>,
@@ -250,6 +268,8 @@ fn main() -> ExitCode {
         Command::Sign {
             model,
             key,
+            certificate,
+            certificate_chain,
             signature,
             ignore_paths,
             no_ignore_git_paths,
@@ -260,17 +280,29 @@ fn main() -> ExitCode {
                 allow_symlinks,
             };
             let signed = probity_provenance::read_private_key(&key).and_then(|k| {
-                probity_provenance::sign(&model, &k, &signature, &opts, !no_ignore_git_paths)
+                let certs = match &certificate {
+                    Some(c) => {
+                        probity_provenance::read_signing_certificates(c, &certificate_chain, &k)?
+                    }
+                    None => Vec::new(),
+                };
+                probity_provenance::sign(
+                    &model,
+                    &k,
+                    &certs,
+                    &signature,
+                    &opts,
+                    !no_ignore_git_paths,
+                )
             });
             match signed {
                 Ok(s) => {
                     println!(
-                        "signed {}: {} files, root digest sha256:{}, {} key sha256:{} -> {}",
+                        "signed {}: {} files, root digest sha256:{}, by {} -> {}",
                         model.display(),
                         s.files,
                         s.root_digest,
-                        s.curve.name(),
-                        s.fingerprint,
+                        s.signer,
                         signature.display()
                     );
                     ExitCode::SUCCESS
@@ -282,23 +314,30 @@ fn main() -> ExitCode {
             model,
             signature,
             key,
+            certificate_chain,
             ignore_paths,
         } => {
             let opts = probity_provenance::HashOptions {
                 ignore_paths,
                 allow_symlinks: false,
             };
-            let verified = probity_provenance::read_public_key(&key)
-                .and_then(|k| probity_provenance::verify(&model, &signature, &k, &opts));
+            let trust = match &key {
+                Some(k) => {
+                    probity_provenance::read_public_key(k).map(probity_provenance::Trust::Key)
+                }
+                None => probity_provenance::read_certificates(&certificate_chain)
+                    .map(probity_provenance::Trust::Certificates),
+            };
+            let verified =
+                trust.and_then(|t| probity_provenance::verify(&model, &signature, &t, &opts));
             match verified {
                 Ok(v) => {
                     println!(
-                        "verified {}: {} files, root digest sha256:{}, signed by {} key sha256:{}",
+                        "verified {}: {} files, root digest sha256:{}, signed by {}",
                         model.display(),
                         v.files,
                         v.root_digest,
-                        v.curve.name(),
-                        v.fingerprint
+                        v.signer
                     );
                     ExitCode::SUCCESS
                 }

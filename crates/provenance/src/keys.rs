@@ -30,7 +30,7 @@ pub enum PrivateKey {
 }
 
 /// A public verifying key.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum PublicKey {
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),

@@ -11,21 +11,24 @@
 //! Key mode (ECDSA P-256 / P-384) is supported for signing and verifying: the
 //! bundle's verification material is the key hint model signing writes (the
 //! SHA-256 of the public key's PEM text) and no transparency log entry.
+//! Certificate mode too: the verification material is the signing
+//! certificate and the chain above it, checked against trusted certificates.
 //!
 //! The bundle and DSSE types (and the DSSE pre-authentication encoding) come
 //! from `sigstore-types`; ECDSA from RustCrypto's `p256` / `p384`; the
 //! manifest and statement logic is here.
 
+pub mod certs;
 pub mod keys;
 pub mod manifest;
 pub mod statement;
 
 use std::path::{Path, PathBuf};
 
-use sigstore_types::bundle::{PublicKeyIdentifier, VerificationMaterialContent};
+use sigstore_types::bundle::{PublicKeyIdentifier, VerificationMaterialContent, X509Certificate};
 use sigstore_types::{
-    Bundle, DsseEnvelope, DsseSignature, KeyId, MediaType, PayloadBytes, SignatureBytes,
-    SignatureContent, VerificationMaterial,
+    Bundle, DerCertificate, DsseEnvelope, DsseSignature, KeyId, MediaType, PayloadBytes,
+    SignatureBytes, SignatureContent, VerificationMaterial,
 };
 
 pub use keys::{PrivateKey, PublicKey};
@@ -83,6 +86,45 @@ pub fn read_public_key(path: &Path) -> Result<PublicKey, Error> {
     PublicKey::from_pem(&text).map_err(|r| Error::input(path, r))
 }
 
+/// Reads PEM certificates (DER, in file order) from each file in turn.
+pub fn read_certificates(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, Error> {
+    let mut out = Vec::new();
+    for p in paths {
+        let text = read_small_text(p)?;
+        out.extend(certs::pem_certificates(text.as_bytes()).map_err(|r| Error::input(p, r))?);
+    }
+    Ok(out)
+}
+
+/// The certificates a certificate-mode signature carries: the signing
+/// certificate (whose key must be `key`'s) then the chain above it.
+pub fn read_signing_certificates(
+    certificate: &Path,
+    chain: &[PathBuf],
+    key: &PrivateKey,
+) -> Result<Vec<Vec<u8>>, Error> {
+    let mut all = read_certificates(&[certificate.to_path_buf()])?;
+    all.truncate(1);
+    let signer = certs::signer_of(&all[0]).map_err(|r| Error::input(certificate, r))?;
+    if signer.public.fingerprint() != key.public().fingerprint() {
+        return Err(Error::input(
+            certificate,
+            "the certificate's public key is not the one paired with --key",
+        ));
+    }
+    all.extend(read_certificates(chain)?);
+    Ok(all)
+}
+
+/// What a signature is checked against.
+pub enum Trust {
+    /// Key mode: the public key paired with the signing key.
+    Key(PublicKey),
+    /// Certificate mode: trusted certificates (DER), roots or intermediates;
+    /// the signing certificate must chain to one of them and be valid now.
+    Certificates(Vec<Vec<u8>>),
+}
+
 fn read_small_text(path: &Path) -> Result<String, Error> {
     let meta = std::fs::metadata(path).map_err(|e| Error::input(path, e.to_string()))?;
     if !meta.is_file() {
@@ -114,8 +156,9 @@ pub struct HashOptions {
 pub struct Signed {
     pub files: usize,
     pub root_digest: String,
-    pub fingerprint: String,
-    pub curve: keys::Curve,
+    /// The key (curve and fingerprint) or the certificate (subject and
+    /// fingerprint) that signed.
+    pub signer: String,
     /// The paths left out, relative to the model folder, as recorded.
     pub ignore_paths: Vec<String>,
 }
@@ -125,8 +168,9 @@ pub struct Signed {
 pub struct Verified {
     pub files: usize,
     pub root_digest: String,
-    pub fingerprint: String,
-    pub curve: keys::Curve,
+    /// The key (curve and fingerprint) or the certificate (subject and
+    /// fingerprint) that signed.
+    pub signer: String,
     pub model_name: String,
 }
 
@@ -168,6 +212,19 @@ fn user_ignores(model_root: &Path, paths: &[PathBuf]) -> Vec<IgnorePath> {
     out
 }
 
+fn key_description(k: &PublicKey) -> String {
+    format!("{} key sha256:{}", k.curve().name(), k.fingerprint())
+}
+
+fn cert_description(c: &certs::CertSigner) -> String {
+    format!(
+        "certificate \"{}\" sha256:{} ({} key)",
+        c.subject,
+        c.fingerprint,
+        c.public.curve().name()
+    )
+}
+
 fn model_root(model: &Path) -> Result<PathBuf, Error> {
     model
         .canonicalize()
@@ -192,12 +249,15 @@ fn model_name(root: &Path) -> String {
 }
 
 /// Signs the model at `model` with `key` and writes the bundle to
-/// `signature`. Ignored: `ignore_git` paths (`.git`, `.gitattributes`,
+/// `signature`: in key mode when `certificates` is empty, else in
+/// certificate mode with those certificates (signing certificate first, see
+/// `read_signing_certificates`). Ignored: `ignore_git` paths (`.git`, `.gitattributes`,
 /// `.github`, `.gitignore`), the signature file itself when it lies inside the
 /// model, and `opts.ignore_paths`.
 pub fn sign(
     model: &Path,
     key: &PrivateKey,
+    certificates: &[Vec<u8>],
     signature: &Path,
     opts: &HashOptions,
     ignore_git: bool,
@@ -232,11 +292,28 @@ pub fn sign(
     let payload = statement::build(&model_name(&root), &manifest, &ser);
     let sig = key.sign(&sigstore_types::pae(PAYLOAD_TYPE, &payload));
     let public = key.public();
+    let (material, signer) = if certificates.is_empty() {
+        (
+            VerificationMaterialContent::PublicKey(PublicKeyIdentifier::new(
+                public.model_signing_hint(),
+            )),
+            key_description(&public),
+        )
+    } else {
+        let leaf = certs::signer_of(&certificates[0]).map_err(|r| Error::input(model, r))?;
+        (
+            VerificationMaterialContent::X509CertificateChain {
+                certificates: certificates
+                    .iter()
+                    .map(|c| X509Certificate::new(DerCertificate::from_bytes(c)))
+                    .collect(),
+            },
+            cert_description(&leaf),
+        )
+    };
     let bundle = Bundle::new(
         MediaType::Bundle0_3,
-        VerificationMaterial::new(VerificationMaterialContent::PublicKey(
-            PublicKeyIdentifier::new(public.model_signing_hint()),
-        )),
+        VerificationMaterial::new(material),
         SignatureContent::DsseEnvelope(DsseEnvelope::new(
             PAYLOAD_TYPE,
             PayloadBytes::from_bytes(&payload),
@@ -251,8 +328,7 @@ pub fn sign(
     Ok(Signed {
         files: manifest.entries.len(),
         root_digest: Manifest::root_digest(&manifest.entries),
-        fingerprint: public.fingerprint(),
-        curve: public.curve(),
+        signer,
         ignore_paths: ser.ignore_paths,
     })
 }
@@ -282,8 +358,8 @@ pub fn read_bundle(path: &Path) -> Result<Bundle, Error> {
     Ok(bundle)
 }
 
-/// Verifies the model at `model` against the bundle at `signature` with the
-/// public key `key` (key mode).
+/// Verifies the model at `model` against the bundle at `signature`, trusting
+/// `trust`: a public key (key mode) or certificates (certificate mode).
 ///
 /// The signature's own serialization settings are used (its ignored paths
 /// and symbolic-link choice, both signed), plus the signature file itself
@@ -292,7 +368,7 @@ pub fn read_bundle(path: &Path) -> Result<Bundle, Error> {
 pub fn verify(
     model: &Path,
     signature: &Path,
-    key: &PublicKey,
+    trust: &Trust,
     opts: &HashOptions,
 ) -> Result<Verified, Error> {
     let bundle = read_bundle(signature)?;
@@ -303,23 +379,53 @@ pub fn verify(
         ));
     };
     let sig_name = signature.display();
-    match &bundle.verification_material.content {
-        VerificationMaterialContent::PublicKey(id) => {
-            let hint = &id.hint;
+    let fail = |m: String| Err(Error::Failed(vec![format!("{sig_name}: {m}")]));
+    let (key, signer) = match (trust, &bundle.verification_material.content) {
+        (Trust::Key(key), VerificationMaterialContent::PublicKey(id)) => {
             let expected = key.model_signing_hint();
-            if !hint.is_empty() && !hint.eq_ignore_ascii_case(&expected) {
-                return Err(Error::Failed(vec![format!(
-                    "{sig_name}: wrong key: the signature names key hint {hint}, the given key's is {expected} (fingerprint {})",
+            if !id.hint.is_empty() && !id.hint.eq_ignore_ascii_case(&expected) {
+                return fail(format!(
+                    "wrong key: the signature names key hint {}, the given key's is {expected} (fingerprint {})",
+                    id.hint,
                     key.fingerprint()
-                )]));
+                ));
+            }
+            (key.clone(), key_description(key))
+        }
+        (Trust::Key(_), _) => {
+            return fail(
+                "the signature was made with a certificate, not a bare key: verify it with --certificate-chain".into(),
+            )
+        }
+        (Trust::Certificates(_), VerificationMaterialContent::PublicKey(_)) => {
+            return fail(
+                "the signature was made with a bare key (key mode), not a certificate: verify it with --key".into(),
+            )
+        }
+        (Trust::Certificates(anchors), material) => {
+            let chain: Vec<Vec<u8>> = match material {
+                VerificationMaterialContent::Certificate(c) => vec![c.raw_bytes.as_bytes().to_vec()],
+                VerificationMaterialContent::X509CertificateChain { certificates } => certificates
+                    .iter()
+                    .map(|c| c.raw_bytes.as_bytes().to_vec())
+                    .collect(),
+                _ => {
+                    return Err(Error::input(
+                        signature,
+                        "unsupported verification material",
+                    ))
+                }
+            };
+            let Some((leaf, rest)) = chain.split_first() else {
+                return Err(Error::input(signature, "the certificate chain is empty"));
+            };
+            match certs::verify_chain(leaf, rest, anchors, std::time::SystemTime::now()) {
+                Ok(c) => (c.public.clone(), cert_description(&c)),
+                Err(certs::ChainError::Malformed(r)) => return Err(Error::input(signature, r)),
+                Err(certs::ChainError::Untrusted(r)) => return fail(r),
             }
         }
-        _ => {
-            return Err(Error::Failed(vec![format!(
-                "{sig_name}: the signature was made with a certificate, not a bare key: verify it with --certificate-chain"
-            )]))
-        }
-    }
+    };
     if envelope.payload_type != PAYLOAD_TYPE {
         return Err(Error::input(
             signature,
@@ -332,8 +438,7 @@ pub fn verify(
     let pae = envelope.pae();
     if !key.verify(&pae, envelope.signature.sig.as_bytes()) {
         return Err(Error::Failed(vec![format!(
-            "{sig_name}: the signature does not verify with the given key (key fingerprint {}): wrong key, or the signed statement was altered",
-            key.fingerprint()
+            "{sig_name}: the signature does not verify with the {signer}: wrong key, or the signed statement was altered"
         )]));
     }
     let parsed = match statement::parse(envelope.payload.as_bytes()) {
@@ -388,8 +493,7 @@ pub fn verify(
     Ok(Verified {
         files: parsed.resources.len(),
         root_digest: parsed.root_digest,
-        fingerprint: key.fingerprint(),
-        curve: key.curve(),
+        signer,
         model_name: parsed.model_name,
     })
 }
@@ -438,7 +542,7 @@ jZCrNEe8JEV6SqO4YQjAfCJe/h8utp0GQtcEzJnXdHmAj1NLzJAIbBE=
         let sig = m.join("model.sig");
         let key = PrivateKey::from_pem(KEY).unwrap();
         let pubk = key.public();
-        let s = sign(&m, &key, &sig, &HashOptions::default(), true).unwrap();
+        let s = sign(&m, &key, &[], &sig, &HashOptions::default(), true).unwrap();
         assert_eq!(s.files, 2);
         assert_eq!(
             s.ignore_paths,
@@ -452,19 +556,24 @@ jZCrNEe8JEV6SqO4YQjAfCJe/h8utp0GQtcEzJnXdHmAj1NLzJAIbBE=
         );
         let first = std::fs::read(&sig).unwrap();
         // deterministic: signing again writes the same bytes
-        sign(&m, &key, &sig, &HashOptions::default(), true).unwrap();
+        sign(&m, &key, &[], &sig, &HashOptions::default(), true).unwrap();
         assert_eq!(first, std::fs::read(&sig).unwrap());
-        let v = verify(&m, &sig, &pubk, &HashOptions::default()).unwrap();
+        let v = verify(&m, &sig, &Trust::Key(pubk.clone()), &HashOptions::default()).unwrap();
         assert_eq!(v.root_digest, s.root_digest);
         assert_eq!(v.model_name, "model");
         // a signature outside the model verifies the same way
         let out = d.path().join("elsewhere.sig");
-        sign(&m, &key, &out, &HashOptions::default(), true).unwrap();
-        verify(&m, &out, &pubk, &HashOptions::default()).unwrap();
+        sign(&m, &key, &[], &out, &HashOptions::default(), true).unwrap();
+        verify(&m, &out, &Trust::Key(pubk.clone()), &HashOptions::default()).unwrap();
 
         // an added file
         std::fs::write(m.join("extra.py"), b"import os").unwrap();
-        let l = failed(verify(&m, &sig, &pubk, &HashOptions::default()));
+        let l = failed(verify(
+            &m,
+            &sig,
+            &Trust::Key(pubk.clone()),
+            &HashOptions::default(),
+        ));
         assert_eq!(l.len(), 1);
         assert!(l[0].contains("file added: extra.py"), "{l:?}");
         // ... that --ignore-paths may leave out
@@ -472,63 +581,94 @@ jZCrNEe8JEV6SqO4YQjAfCJe/h8utp0GQtcEzJnXdHmAj1NLzJAIbBE=
             ignore_paths: vec!["extra.py".into()],
             ..Default::default()
         };
-        verify(&m, &sig, &pubk, &opts).unwrap();
+        verify(&m, &sig, &Trust::Key(pubk.clone()), &opts).unwrap();
         std::fs::remove_file(m.join("extra.py")).unwrap();
         // --ignore-paths cannot hide a signed file
         let opts = HashOptions {
             ignore_paths: vec!["config.json".into()],
             ..Default::default()
         };
-        let l = failed(verify(&m, &sig, &pubk, &opts));
+        let l = failed(verify(&m, &sig, &Trust::Key(pubk.clone()), &opts));
         assert!(l[0].contains("ignored but signed: config.json"), "{l:?}");
 
         // a changed byte
         let mut w = std::fs::read(m.join("sub/weights.bin")).unwrap();
         w[50_000] ^= 1;
         std::fs::write(m.join("sub/weights.bin"), &w).unwrap();
-        let l = failed(verify(&m, &sig, &pubk, &HashOptions::default()));
+        let l = failed(verify(
+            &m,
+            &sig,
+            &Trust::Key(pubk.clone()),
+            &HashOptions::default(),
+        ));
         assert!(l[0].contains("file changed: sub/weights.bin"), "{l:?}");
         w[50_000] ^= 1;
         std::fs::write(m.join("sub/weights.bin"), &w).unwrap();
 
         // a renamed file
         std::fs::rename(m.join("config.json"), m.join("config2.json")).unwrap();
-        let l = failed(verify(&m, &sig, &pubk, &HashOptions::default()));
+        let l = failed(verify(
+            &m,
+            &sig,
+            &Trust::Key(pubk.clone()),
+            &HashOptions::default(),
+        ));
         assert!(
             l[0].contains("file renamed: config.json -> config2.json"),
             "{l:?}"
         );
         // a removed file
         std::fs::remove_file(m.join("config2.json")).unwrap();
-        let l = failed(verify(&m, &sig, &pubk, &HashOptions::default()));
+        let l = failed(verify(
+            &m,
+            &sig,
+            &Trust::Key(pubk.clone()),
+            &HashOptions::default(),
+        ));
         assert!(l[0].contains("file removed: config.json"), "{l:?}");
         std::fs::write(m.join("config.json"), b"{\"a\":1}\n").unwrap();
-        verify(&m, &sig, &pubk, &HashOptions::default()).unwrap();
+        verify(&m, &sig, &Trust::Key(pubk.clone()), &HashOptions::default()).unwrap();
 
         // the wrong key (a P-384 one): named by its hint
         let other = PrivateKey::from_pem(KEY384).unwrap();
         assert_eq!(other.public().curve(), keys::Curve::P384);
-        let l = failed(verify(&m, &sig, &other.public(), &HashOptions::default()));
+        let l = failed(verify(
+            &m,
+            &sig,
+            &Trust::Key(other.public()),
+            &HashOptions::default(),
+        ));
         assert!(l[0].contains("wrong key"), "{l:?}");
         // without the hint, the signature check itself refuses it
         let mut v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&sig).unwrap()).unwrap();
         v["verificationMaterial"]["publicKey"] = serde_json::json!({});
         std::fs::write(&out, serde_json::to_vec(&v).unwrap()).unwrap();
-        let l = failed(verify(&m, &out, &other.public(), &HashOptions::default()));
+        let l = failed(verify(
+            &m,
+            &out,
+            &Trust::Key(other.public()),
+            &HashOptions::default(),
+        ));
         assert!(l[0].contains("does not verify"), "{l:?}");
-        verify(&m, &out, &pubk, &HashOptions::default()).unwrap();
+        verify(&m, &out, &Trust::Key(pubk.clone()), &HashOptions::default()).unwrap();
         // P-384 signs and verifies too
-        sign(&m, &other, &out, &HashOptions::default(), true).unwrap();
-        verify(&m, &out, &other.public(), &HashOptions::default()).unwrap();
+        sign(&m, &other, &[], &out, &HashOptions::default(), true).unwrap();
+        verify(
+            &m,
+            &out,
+            &Trust::Key(other.public()),
+            &HashOptions::default(),
+        )
+        .unwrap();
 
         // a garbage bundle is an input error
         std::fs::write(&out, b"\x00\x01garbage").unwrap();
-        let e = verify(&m, &out, &pubk, &HashOptions::default()).unwrap_err();
+        let e = verify(&m, &out, &Trust::Key(pubk.clone()), &HashOptions::default()).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         std::fs::write(&out, b"{\"mediaType\": 3}").unwrap();
         assert_eq!(
-            verify(&m, &out, &pubk, &HashOptions::default())
+            verify(&m, &out, &Trust::Key(pubk.clone()), &HashOptions::default())
                 .unwrap_err()
                 .exit_code(),
             2
@@ -541,7 +681,7 @@ jZCrNEe8JEV6SqO4YQjAfCJe/h8utp0GQtcEzJnXdHmAj1NLzJAIbBE=
         let m = d.path().join("model");
         let sig = d.path().join("model.sig");
         let key = PrivateKey::from_pem(KEY).unwrap();
-        sign(&m, &key, &sig, &HashOptions::default(), true).unwrap();
+        sign(&m, &key, &[], &sig, &HashOptions::default(), true).unwrap();
         let mut v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&sig).unwrap()).unwrap();
         use base64::Engine;
@@ -554,7 +694,12 @@ jZCrNEe8JEV6SqO4YQjAfCJe/h8utp0GQtcEzJnXdHmAj1NLzJAIbBE=
             .replace("\"model\"", "\"other\"");
         v["dsseEnvelope"]["payload"] = b64.encode(altered).into();
         std::fs::write(&sig, serde_json::to_vec(&v).unwrap()).unwrap();
-        let l = failed(verify(&m, &sig, &key.public(), &HashOptions::default()));
+        let l = failed(verify(
+            &m,
+            &sig,
+            &Trust::Key(key.public()),
+            &HashOptions::default(),
+        ));
         assert!(l[0].contains("does not verify"), "{l:?}");
     }
 }

@@ -1,0 +1,165 @@
+//! Certificate mode: an X.509 signing certificate (and the chain above it)
+//! in the bundle, checked against trusted certificates given by the user.
+//! Parsing is `x509-cert`'s; path building, signatures, validity periods and
+//! extended key usage are checked by `rustls-webpki`.
+
+use rustls_pki_types::{CertificateDer, UnixTime};
+use sha2::{Digest, Sha256};
+use webpki::{EndEntityCert, KeyUsage};
+use x509_cert::der::{Decode, Encode};
+use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage as X509KeyUsage};
+use x509_cert::Certificate;
+
+use crate::keys::{hex, PublicKey};
+
+/// id-kp-codeSigning (1.3.6.1.5.5.7.3.3), DER value bytes, for webpki.
+const CODE_SIGNING_DER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
+const CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
+
+/// The algorithms a certificate in the chain may be signed with.
+static ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] = &[
+    webpki::ring::ECDSA_P256_SHA256,
+    webpki::ring::ECDSA_P256_SHA384,
+    webpki::ring::ECDSA_P384_SHA256,
+    webpki::ring::ECDSA_P384_SHA384,
+    webpki::ring::ED25519,
+    webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+    webpki::ring::RSA_PKCS1_2048_8192_SHA384,
+    webpki::ring::RSA_PKCS1_2048_8192_SHA512,
+    webpki::ring::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+    webpki::ring::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+    webpki::ring::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+];
+
+/// The certificates (DER) in a PEM text, in order.
+pub fn pem_certificates(text: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let certs = Certificate::load_pem_chain(text)
+        .map_err(|e| format!("not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    certs
+        .iter()
+        .map(|c| c.to_der().map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Who signed: the signing certificate's subject and SHA-256 fingerprint.
+#[derive(Debug, Clone)]
+pub struct CertSigner {
+    pub subject: String,
+    pub fingerprint: String,
+    pub public: PublicKey,
+}
+
+/// Why a certificate chain was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainError {
+    /// The bundle's certificate cannot be parsed (exit 2).
+    Malformed(String),
+    /// Parsed, but not trusted for signing now (exit 1).
+    Untrusted(String),
+}
+
+/// The signing certificate's public key and identity, read without checking
+/// any trust (used when signing, to match the private key).
+pub fn signer_of(leaf_der: &[u8]) -> Result<CertSigner, String> {
+    let cert = Certificate::from_der(leaf_der).map_err(|e| format!("not a certificate: {e}"))?;
+    let spki = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| e.to_string())?;
+    let public =
+        PublicKey::from_spki_der(&spki).map_err(|e| format!("the certificate's key: {e}"))?;
+    Ok(CertSigner {
+        subject: cert.tbs_certificate().subject().to_string(),
+        fingerprint: hex(&Sha256::digest(leaf_der)),
+        public,
+    })
+}
+
+/// Checks that `leaf` chains to one of `anchors` (through `intermediates`),
+/// is valid at `now`, may sign code (key usage digitalSignature or extended
+/// key usage codeSigning, as model signing requires; an extended key usage
+/// without codeSigning is refused), and holds a P-256 or P-384 key.
+pub fn verify_chain(
+    leaf: &[u8],
+    intermediates: &[Vec<u8>],
+    anchors: &[Vec<u8>],
+    now: std::time::SystemTime,
+) -> Result<CertSigner, ChainError> {
+    let signer = signer_of(leaf).map_err(ChainError::Malformed)?;
+    let cert = Certificate::from_der(leaf).map_err(|e| ChainError::Malformed(e.to_string()))?;
+    let leaf_der = CertificateDer::from(leaf);
+    let ee = EndEntityCert::try_from(&leaf_der)
+        .map_err(|e| ChainError::Malformed(format!("signing certificate: {e}")))?;
+    let anchor_ders: Vec<CertificateDer> = anchors
+        .iter()
+        .map(|a| CertificateDer::from(a.as_slice()))
+        .collect();
+    let mut trust = Vec::new();
+    for a in &anchor_ders {
+        trust.push(
+            webpki::anchor_from_trusted_cert(a)
+                .map_err(|e| ChainError::Malformed(format!("trusted certificate: {e}")))?,
+        );
+    }
+    let inter: Vec<CertificateDer> = intermediates
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    ee.verify_for_usage(
+        ALGS,
+        &trust,
+        &inter,
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs)),
+        KeyUsage::required_if_present(CODE_SIGNING_DER),
+        None,
+        None,
+    )
+    .map_err(|e| ChainError::Untrusted(describe(&e)))?;
+    let ku = cert
+        .tbs_certificate()
+        .get_extension::<X509KeyUsage>()
+        .ok()
+        .flatten()
+        .is_some_and(|(_, k)| k.digital_signature());
+    let eku = cert
+        .tbs_certificate()
+        .get_extension::<ExtendedKeyUsage>()
+        .ok()
+        .flatten()
+        .is_some_and(|(_, e)| e.0.iter().any(|o| o.to_string() == CODE_SIGNING));
+    if !ku && !eku {
+        return Err(ChainError::Untrusted(
+            "the signing certificate may not sign (neither key usage digitalSignature nor extended key usage codeSigning)".into(),
+        ));
+    }
+    Ok(signer)
+}
+
+fn describe(e: &webpki::Error) -> String {
+    use webpki::Error as E;
+    match e {
+        E::CertExpired { .. } => "the signing certificate (or one above it) has expired".into(),
+        E::CertNotValidYet { .. } => {
+            "the signing certificate (or one above it) is not valid yet".into()
+        }
+        E::UnknownIssuer => {
+            "the signing certificate does not chain to a trusted certificate (--certificate-chain)"
+                .into()
+        }
+        E::RequiredEkuNotFoundContext(_) => {
+            "the signing certificate's extended key usage does not allow code signing".into()
+        }
+        E::InvalidSignatureForPublicKey => {
+            "a certificate in the chain has an invalid signature".into()
+        }
+        other => format!("the certificate chain is not valid: {other}"),
+    }
+}
