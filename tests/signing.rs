@@ -650,3 +650,36 @@ fn certificate_mode_both_ways() {
     let o = verify_cert(&m, &theirs, &public);
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
 }
+
+#[test]
+fn single_file_model_both_ways() {
+    let Some(bin) = signing_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("model.safetensors");
+    std::fs::write(&file, noise(1 << 20, 7)).unwrap();
+    let (key, public) = keypair(&bin, dir.path(), "signer", Curve::P256);
+    // model_signing names the one resource "."
+    let theirs = dir.path().join("theirs.sig");
+    ms_sign(&bin, &file, &key, &theirs);
+    let o = verify(&file, &theirs, &public);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(text(&o).0.contains("1 files"));
+    let ours = dir.path().join("ours.sig");
+    let o = probity(&[
+        os("sign"),
+        file.as_os_str(),
+        os("--key"),
+        key.as_os_str(),
+        os("--signature"),
+        ours.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(signed_root(&ours), signed_root(&theirs));
+    let o = ms_verify(&bin, &file, &public, &ours, &[]);
+    assert!(o.status.success(), "model_signing verify: {:?}", text(&o));
+    // one changed byte
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[12345] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    assert_fails(&verify(&file, &ours, &public), "file changed: .");
+}
