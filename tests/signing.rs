@@ -683,3 +683,68 @@ fn single_file_model_both_ways() {
     std::fs::write(&file, &bytes).unwrap();
     assert_fails(&verify(&file, &ours, &public), "file changed: .");
 }
+
+/// Signatures made by released model_signing versions (1.0.0, 1.0.1,
+/// 1.1.0), vendored in tests/data/model-signing: no Python needed.
+#[test]
+fn model_signing_release_vectors() {
+    let d = root().join("tests/data/model-signing");
+    let key = d.join("keys/signing-key-pub.pem");
+    for (model, sig) in [
+        (
+            "v1.0.0-elliptic-key/signme-1",
+            "v1.0.0-elliptic-key/model.sig",
+        ),
+        ("v1.0.1-elliptic-key", "v1.0.1-elliptic-key/model.sig"),
+        ("v1.1.0-elliptic-key", "v1.1.0-elliptic-key/model.sig"),
+    ] {
+        let o = probity(&[
+            os("verify"),
+            d.join(model).as_os_str(),
+            os("--signature"),
+            d.join(sig).as_os_str(),
+            os("--key"),
+            key.as_os_str(),
+            os("--ignore-paths"),
+            os("ignore-me"),
+        ]);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{model}: {out} {err}");
+        assert!(out.contains("signed by P-384 key sha256:c1e49d63327f85c7e2971aefd30b5a0d1c6b9b5e1a892e7f5fba995adace816d"), "{out}");
+    }
+    // 1.1.0 records `ignore-me` as ignored in the signature itself
+    let o = verify(
+        &d.join("v1.1.0-elliptic-key"),
+        &d.join("v1.1.0-elliptic-key/model.sig"),
+        &key,
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    // 1.0.1 does not: there, the unsigned file is an added one
+    assert_fails(
+        &verify(
+            &d.join("v1.0.1-elliptic-key"),
+            &d.join("v1.0.1-elliptic-key/model.sig"),
+            &key,
+        ),
+        "file added: ignore-me",
+    );
+    // the certificate vector: its signing certificate is a CA certificate
+    let o = verify_cert(
+        &d.join("v1.1.0-certificate"),
+        &d.join("v1.1.0-certificate/model.sig"),
+        &d.join("keys/ca-cert.pem"),
+    );
+    assert_fails(&o, "is a CA certificate");
+    // a keyless signature is refused as not supported (exit 2, one line)
+    let sig = d.join("v1.1.0-sigstore/model.sig");
+    let o = verify(&d.join("v1.1.0-sigstore"), &sig, &key);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "probity: {}: a keyless Sigstore signature (Fulcio certificate, Rekor entry): not supported yet; Probity verifies key and certificate mode signatures\n",
+            sig.display()
+        )
+    );
+}

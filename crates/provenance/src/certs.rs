@@ -157,6 +157,9 @@ fn describe(e: &webpki::Error) -> String {
         E::RequiredEkuNotFoundContext(_) => {
             "the signing certificate's extended key usage does not allow code signing".into()
         }
+        E::CaUsedAsEndEntity => {
+            "the signing certificate is a CA certificate (basic constraints CA:TRUE), which Probity does not accept as a signing certificate".into()
+        }
         E::InvalidSignatureForPublicKey => {
             "a certificate in the chain has an invalid signature".into()
         }

@@ -343,7 +343,22 @@ pub fn read_bundle(path: &Path) -> Result<Bundle, Error> {
         return Err(Error::input(path, "too large for a signature bundle"));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::input(path, e.to_string()))?;
-    let bundle: Bundle = serde_json::from_slice(&bytes)
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::input(path, format!("not a Sigstore bundle: {e}")))?;
+    // model signing 1.0 wrote `"keyid": null` in the DSSE signature, which
+    // its reader still accepts: so does Probity
+    if let Some(sigs) = value
+        .get_mut("dsseEnvelope")
+        .and_then(|e| e.get_mut("signatures"))
+        .and_then(|s| s.as_array_mut())
+    {
+        for sig in sigs.iter_mut().filter_map(|s| s.as_object_mut()) {
+            if sig.get("keyid").is_some_and(|k| k.is_null()) {
+                sig.remove("keyid");
+            }
+        }
+    }
+    let bundle: Bundle = serde_json::from_value(value)
         .map_err(|e| Error::input(path, format!("not a Sigstore bundle: {e}")))?;
     if bundle.media_type() != MediaType::Bundle0_3 {
         return Err(Error::input(
@@ -378,6 +393,12 @@ pub fn verify(
             "the bundle holds a message signature, not a DSSE envelope (not a model signature)",
         ));
     };
+    if !bundle.verification_material.tlog_entries.is_empty() {
+        return Err(Error::input(
+            signature,
+            "a keyless Sigstore signature (Fulcio certificate, Rekor entry): not supported yet; Probity verifies key and certificate mode signatures",
+        ));
+    }
     let sig_name = signature.display();
     let fail = |m: String| Err(Error::Failed(vec![format!("{sig_name}: {m}")]));
     let (key, signer) = match (trust, &bundle.verification_material.content) {
