@@ -166,10 +166,10 @@ enum Command {
         #[arg(long)]
         allow_symlinks: bool,
     },
-    /// Verify a model against an OpenSSF model signing signature (key or certificate mode).
+    /// Verify a model against an OpenSSF model signing signature (key, certificate or keyless mode).
     #[command(
-        long_about = "Verify that the files of MODEL are exactly those signed in SIGNATURE (a model signing 1.x Sigstore bundle, written by `probity sign` or `model_signing sign key` / `sign certificate`), and that the signature was made with the private key paired with --key (key mode) or by a signing certificate that chains to one of the --certificate-chain certificates (certificate mode). Keyless (Sigstore Fulcio/Rekor) signatures are not supported yet.\n\nIn certificate mode the chain is checked at the current time: a signing certificate that has expired is refused (model_signing itself checks it at the certificate's start date).\n\nThe DSSE signature over the signed statement is checked with the public key, the statement's root digest is checked against its file list, then every file under MODEL is hashed again (SHA-256, files in parallel, each streamed) and compared with the list. Left out, as the signer chose: the paths the signature records as ignored and its symbolic-link setting; also left out: the signature file when it lies inside MODEL, and each --ignore-paths (which cannot hide a signed file).\n\nOn success one line: the number of files, the root digest, and the signer: the key's curve and fingerprint (SHA-256 of its DER SubjectPublicKeyInfo, as `openssl pkey -pubin -in PUB.pem -outform DER | sha256sum` prints it), or the signing certificate's subject and fingerprint (SHA-256 of its DER: `openssl x509 -in CERT.pem -noout -fingerprint -sha256` prints the same bytes, in capitals with colons).",
-        after_help = "Exit codes: 0 = verified; 1 = verification failed, one line per reason naming the file: a file changed, added, removed or renamed, a signed file hidden by --ignore-paths, a symbolic link the signature does not allow, the wrong key, an altered signed statement, a signing certificate that is expired, not yet valid, not trusted or not allowed to sign, a key-mode signature checked with --certificate-chain or the reverse; 2 = error (unreadable model, key or certificate file, malformed or unsupported signature file, such as a keyless one).\n\nExamples:\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub --ignore-paths README.md\n  probity verify ./my-model --signature my-model.sig --certificate-chain ca.crt"
+        long_about = "Verify that the files of MODEL are exactly those signed in SIGNATURE (a model signing 1.x Sigstore bundle, written by `probity sign` or `model_signing sign key` / `sign certificate`), and that the signature was made with the private key paired with --key (key mode) or by a signing certificate that chains to one of the --certificate-chain certificates (certificate mode), or by the Sigstore identity --identity from --issuer (keyless mode: Fulcio certificate and Rekor entry, checked offline against the Sigstore public-good trusted root built into Probity).\n\nIn certificate mode the chain is checked at the current time: a signing certificate that has expired is refused (model_signing itself checks it at the certificate's start date).\n\nThe DSSE signature over the signed statement is checked with the public key, the statement's root digest is checked against its file list, then every file under MODEL is hashed again (SHA-256, files in parallel, each streamed) and compared with the list. Left out, as the signer chose: the paths the signature records as ignored and its symbolic-link setting; also left out: the signature file when it lies inside MODEL, and each --ignore-paths (which cannot hide a signed file).\n\nOn success one line: the number of files, the root digest, and the signer: the key's curve and fingerprint (SHA-256 of its DER SubjectPublicKeyInfo, as `openssl pkey -pubin -in PUB.pem -outform DER | sha256sum` prints it), or the signing certificate's subject and fingerprint (SHA-256 of its DER: `openssl x509 -in CERT.pem -noout -fingerprint -sha256` prints the same bytes, in capitals with colons).",
+        after_help = "Exit codes: 0 = verified; 1 = verification failed, one line per reason naming the file: a file changed, added, removed or renamed, a signed file hidden by --ignore-paths, a symbolic link the signature does not allow, the wrong key, an altered signed statement, a signing certificate that is expired, not yet valid, not trusted or not allowed to sign, a signature checked in another mode than it was made in, a keyless signature from another identity or issuer or without a valid Rekor entry; 2 = error (unreadable model, key or certificate file, malformed or unsupported signature file).\n\nExamples:\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub --ignore-paths README.md\n  probity verify ./my-model --signature my-model.sig --certificate-chain ca.crt\n  probity verify ./my-model --signature model.sig --identity you@example.com --issuer https://accounts.google.com"
     )]
     Verify {
         /// The model: the folder (or single file) that was signed.
@@ -182,13 +182,23 @@ enum Command {
         #[arg(
             long,
             value_name = "PUB.pem",
-            required_unless_present = "certificate_chain",
-            conflicts_with = "certificate_chain"
+            required_unless_present_any = ["certificate_chain", "identity"],
+            conflicts_with_all = ["certificate_chain", "identity"]
         )]
         key: Option<PathBuf>,
         /// Certificate mode: PEM files of trusted certificates (roots or intermediates). The signing certificate in the signature must chain to one of them (through the certificates the signature carries), be valid now, and be allowed to sign (key usage digitalSignature or extended key usage codeSigning). Repeat for several.
-        #[arg(long = "certificate-chain", value_name = "PEM")]
+        #[arg(
+            long = "certificate-chain",
+            value_name = "PEM",
+            conflicts_with = "identity"
+        )]
         certificate_chain: Vec<PathBuf>,
+        /// Keyless mode (Sigstore public good): the identity the Fulcio signing certificate must name (an email address or a workload URI, matched exactly). Needs --issuer. Checked offline against the Sigstore trusted root built into Probity, with the Rekor entry the signature carries.
+        #[arg(long, value_name = "IDENTITY", requires = "issuer")]
+        identity: Option<String>,
+        /// Keyless mode: the OIDC issuer that vouched for --identity (e.g. https://accounts.google.com, https://token.actions.githubusercontent.com).
+        #[arg(long, value_name = "URL", requires = "identity")]
+        issuer: Option<String>,
         /// A path to leave out when hashing MODEL, relative to MODEL (a folder leaves out everything under it; an absolute path must lie inside MODEL). Repeat for several.
         #[arg(long = "ignore-paths", value_name = "PATH")]
         ignore_paths: Vec<PathBuf>,
@@ -315,17 +325,22 @@ fn main() -> ExitCode {
             signature,
             key,
             certificate_chain,
+            identity,
+            issuer,
             ignore_paths,
         } => {
             let opts = probity_provenance::HashOptions {
                 ignore_paths,
                 allow_symlinks: false,
             };
-            let trust = match &key {
-                Some(k) => {
+            let trust = match (&key, identity, issuer) {
+                (Some(k), _, _) => {
                     probity_provenance::read_public_key(k).map(probity_provenance::Trust::Key)
                 }
-                None => probity_provenance::read_certificates(&certificate_chain)
+                (None, Some(identity), Some(issuer)) => {
+                    Ok(probity_provenance::Trust::Keyless { identity, issuer })
+                }
+                _ => probity_provenance::read_certificates(&certificate_chain)
                     .map(probity_provenance::Trust::Certificates),
             };
             let verified =

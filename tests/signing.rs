@@ -735,16 +735,74 @@ fn model_signing_release_vectors() {
         &d.join("keys/ca-cert.pem"),
     );
     assert_fails(&o, "is a CA certificate");
-    // a keyless signature is refused as not supported (exit 2, one line)
+    // a keyless signature checked with a key: named as keyless
     let sig = d.join("v1.1.0-sigstore/model.sig");
-    let o = verify(&d.join("v1.1.0-sigstore"), &sig, &key);
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert_eq!(
-        err,
-        format!(
-            "probity: {}: a keyless Sigstore signature (Fulcio certificate, Rekor entry): not supported yet; Probity verifies key and certificate mode signatures\n",
-            sig.display()
-        )
+    assert_fails(
+        &verify(&d.join("v1.1.0-sigstore"), &sig, &key),
+        "keyless Sigstore one",
     );
+}
+
+fn verify_keyless(m: &Path, sig: &Path, identity: &str, issuer: &str) -> Output {
+    probity(&[
+        os("verify"),
+        m.as_os_str(),
+        os("--signature"),
+        sig.as_os_str(),
+        os("--identity"),
+        os(identity),
+        os("--issuer"),
+        os(issuer),
+    ])
+}
+
+/// A real keyless signature by model_signing 1.1.0 (Sigstore public good,
+/// Fulcio certificate and Rekor entry), checked offline against the trusted
+/// root built into Probity.
+#[test]
+fn keyless_release_vector() {
+    let src = root().join("tests/data/model-signing/v1.1.0-sigstore");
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("v1.1.0-sigstore");
+    std::fs::create_dir(&m).unwrap();
+    for f in ["signme-1", "signme-2", "ignore-me", "model.sig"] {
+        std::fs::copy(src.join(f), m.join(f)).unwrap();
+    }
+    let sig = m.join("model.sig");
+    let (id, issuer) = (
+        "stefanb@us.ibm.com",
+        "https://sigstore.verify.ibm.com/oauth2",
+    );
+    let o = verify_keyless(&m, &sig, id, issuer);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
+    assert!(out.contains("2 files"), "{out}");
+    assert!(
+        out.contains("signed by Sigstore identity stefanb@us.ibm.com (issuer https://sigstore.verify.ibm.com/oauth2), logged in Rekor at 2025-10-10"),
+        "{out}"
+    );
+    // another identity, another issuer
+    assert_fails(
+        &verify_keyless(&m, &sig, "someone@example.com", issuer),
+        "identity mismatch",
+    );
+    assert_fails(
+        &verify_keyless(&m, &sig, id, "https://accounts.google.com"),
+        "issuer mismatch",
+    );
+    // a changed byte in a signed file
+    std::fs::write(m.join("signme-2"), b"changed\n").unwrap();
+    assert_fails(
+        &verify_keyless(&m, &sig, id, issuer),
+        "file changed: signme-2",
+    );
+    std::fs::copy(src.join("signme-2"), m.join("signme-2")).unwrap();
+    // the Rekor entry removed: the signature is not keyless any more and
+    // fails as a certificate-mode one without trusted certificates
+    let mut b: serde_json::Value = serde_json::from_slice(&std::fs::read(&sig).unwrap()).unwrap();
+    b["verificationMaterial"]["tlogEntries"] = serde_json::json!([]);
+    let stripped = dir.path().join("stripped.sig");
+    std::fs::write(&stripped, serde_json::to_vec(&b).unwrap()).unwrap();
+    let o = verify_keyless(&m, &stripped, id, issuer);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
 }

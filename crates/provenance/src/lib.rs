@@ -13,10 +13,14 @@
 //! SHA-256 of the public key's PEM text) and no transparency log entry.
 //! Certificate mode too: the verification material is the signing
 //! certificate and the chain above it, checked against trusted certificates.
+//! Keyless signatures (Sigstore public good: Fulcio certificate, Rekor entry)
+//! are verified, not made, with `sigstore-verify` against the trusted root
+//! built into `sigstore-trust-root`, offline.
 //!
 //! The bundle and DSSE types (and the DSSE pre-authentication encoding) come
-//! from `sigstore-types`; ECDSA from RustCrypto's `p256` / `p384`; the
-//! manifest and statement logic is here.
+//! from `sigstore-types`; ECDSA from RustCrypto's `p256` / `p384`; X.509
+//! parsing from `x509-cert` and chain checks from `rustls-webpki`; keyless
+//! checks from `sigstore-verify`; the manifest and statement logic is here.
 
 pub mod certs;
 pub mod keys;
@@ -123,6 +127,38 @@ pub enum Trust {
     /// Certificate mode: trusted certificates (DER), roots or intermediates;
     /// the signing certificate must chain to one of them and be valid now.
     Certificates(Vec<Vec<u8>>),
+    /// Keyless (Sigstore public good): a Fulcio certificate for `identity`
+    /// from the OIDC `issuer`, and its Rekor entry, checked against the
+    /// Sigstore trusted root built into `sigstore-trust-root` (offline).
+    Keyless { identity: String, issuer: String },
+}
+
+/// Checks a keyless bundle with `sigstore-verify`: the Fulcio chain and SCT,
+/// the Rekor entry, the identity and issuer, and the DSSE signature over a
+/// statement whose subject digest is `root_digest`.
+fn verify_keyless(
+    bundle: &Bundle,
+    root_digest: &str,
+    identity: &str,
+    issuer: &str,
+) -> Result<String, String> {
+    use sigstore_verify::trust_root::{SigstoreInstance, TrustedRoot};
+    let root = TrustedRoot::from_embedded(SigstoreInstance::PublicGood)
+        .map_err(|e| format!("the built-in Sigstore trusted root: {e}"))?;
+    let verifier = sigstore_verify::Verifier::new(&root)
+        .map_err(|e| format!("the built-in Sigstore trusted root: {e}"))?;
+    let digest = sigstore_types::Sha256Hash::from_hex(root_digest).map_err(|e| e.to_string())?;
+    let policy = sigstore_verify::VerificationPolicy::new(identity.to_string(), issuer);
+    let result = verifier
+        .verify(digest, bundle, &policy)
+        .map_err(|e| format!("keyless verification failed: {e}"))?;
+    let time = result
+        .integrated_time()
+        .map(|t| format!(", logged in Rekor at {t}"))
+        .unwrap_or_default();
+    Ok(format!(
+        "Sigstore identity {identity} (issuer {issuer}){time}"
+    ))
 }
 
 fn read_small_text(path: &Path) -> Result<String, Error> {
@@ -393,15 +429,18 @@ pub fn verify(
             "the bundle holds a message signature, not a DSSE envelope (not a model signature)",
         ));
     };
-    if !bundle.verification_material.tlog_entries.is_empty() {
-        return Err(Error::input(
-            signature,
-            "a keyless Sigstore signature (Fulcio certificate, Rekor entry): not supported yet; Probity verifies key and certificate mode signatures",
-        ));
-    }
     let sig_name = signature.display();
+    let keyless = matches!(trust, Trust::Keyless { .. });
+    if !keyless && !bundle.verification_material.tlog_entries.is_empty() {
+        return Err(Error::Failed(vec![format!(
+            "{sig_name}: the signature is a keyless Sigstore one (Fulcio certificate, Rekor entry): verify it with --identity and --issuer"
+        )]));
+    }
     let fail = |m: String| Err(Error::Failed(vec![format!("{sig_name}: {m}")]));
     let (key, signer) = match (trust, &bundle.verification_material.content) {
+        (Trust::Keyless { identity, issuer }, _) => {
+            return verify_keyless_model(model, signature, &bundle, envelope, identity, issuer, opts)
+        }
         (Trust::Key(key), VerificationMaterialContent::PublicKey(id)) => {
             let expected = key.model_signing_hint();
             if !id.hint.is_empty() && !id.hint.eq_ignore_ascii_case(&expected) {
@@ -462,15 +501,55 @@ pub fn verify(
             "{sig_name}: the signature does not verify with the {signer}: wrong key, or the signed statement was altered"
         )]));
     }
-    let parsed = match statement::parse(envelope.payload.as_bytes()) {
-        Ok(p) => p,
-        Err(ParseError::Malformed(r)) => return Err(Error::input(signature, r)),
-        Err(ParseError::Inconsistent { subject, computed }) => {
-            return Err(Error::Failed(vec![format!(
-                "{sig_name}: the signed root digest {subject} is not the digest of the signed files ({computed})"
-            )]))
-        }
-    };
+    let parsed = parse_statement(signature, envelope.payload.as_bytes())?;
+    check_files(model, signature, parsed, signer, opts)
+}
+
+fn parse_statement(signature: &Path, payload: &[u8]) -> Result<statement::Parsed, Error> {
+    let sig_name = signature.display();
+    match statement::parse(payload) {
+        Ok(p) => Ok(p),
+        Err(ParseError::Malformed(r)) => Err(Error::input(signature, r)),
+        Err(ParseError::Inconsistent { subject, computed }) => Err(Error::Failed(vec![format!(
+            "{sig_name}: the signed root digest {subject} is not the digest of the signed files ({computed})"
+        )])),
+    }
+}
+
+fn verify_keyless_model(
+    model: &Path,
+    signature: &Path,
+    bundle: &Bundle,
+    envelope: &DsseEnvelope,
+    identity: &str,
+    issuer: &str,
+    opts: &HashOptions,
+) -> Result<Verified, Error> {
+    if envelope.payload_type != PAYLOAD_TYPE {
+        return Err(Error::input(
+            signature,
+            format!(
+                "DSSE payload type is {:?}, expected {PAYLOAD_TYPE}",
+                envelope.payload_type
+            ),
+        ));
+    }
+    // the statement is read first for its subject digest, which the
+    // verifier then binds to the signature
+    let parsed = parse_statement(signature, envelope.payload.as_bytes())?;
+    let signer = verify_keyless(bundle, &parsed.root_digest, identity, issuer)
+        .map_err(|r| Error::Failed(vec![format!("{}: {r}", signature.display())]))?;
+    check_files(model, signature, parsed, signer, opts)
+}
+
+/// Hashes the model and compares it with the verified statement.
+fn check_files(
+    model: &Path,
+    signature: &Path,
+    parsed: statement::Parsed,
+    signer: String,
+    opts: &HashOptions,
+) -> Result<Verified, Error> {
     let root = model_root(model)?;
     let is_dir = root.is_dir();
     let user = if is_dir {
