@@ -166,3 +166,67 @@ fn describe(e: &webpki::Error) -> String {
         other => format!("the certificate chain is not valid: {other}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    const CA: &str = include_str!("testdata/ca.crt");
+    const OTHER_CA: &str = include_str!("testdata/other-ca.crt");
+    const SIGNER: &str = include_str!("testdata/signer.crt");
+    const SERVER: &str = include_str!("testdata/server.crt");
+    const SIGNER_KEY: &str = include_str!("testdata/signer.pem");
+
+    fn der(pem: &str) -> Vec<u8> {
+        pem_certificates(pem.as_bytes()).unwrap().remove(0)
+    }
+
+    /// 2030-01-01, inside the certificates' validity (2025-2035).
+    fn in_2030() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_893_456_000)
+    }
+
+    #[test]
+    fn chain_checks() {
+        let (ca, signer) = (der(CA), der(SIGNER));
+        let ok = verify_chain(&signer, &[], std::slice::from_ref(&ca), in_2030()).unwrap();
+        assert_eq!(ok.subject, "CN=unit test signer");
+        assert_eq!(ok.fingerprint, hex(&Sha256::digest(&signer)));
+        // the certificate's key is the signing key's
+        let key = crate::PrivateKey::from_pem(SIGNER_KEY).unwrap();
+        assert_eq!(ok.public.fingerprint(), key.public().fingerprint());
+        let reason = |r: Result<CertSigner, ChainError>| match r {
+            Err(ChainError::Untrusted(m)) => m,
+            other => panic!("expected an untrusted chain, got {other:?}"),
+        };
+        // expired, not yet valid
+        let m = reason(verify_chain(
+            &signer,
+            &[],
+            std::slice::from_ref(&ca),
+            UNIX_EPOCH + Duration::from_secs(2_209_000_000), // 2040
+        ));
+        assert!(m.contains("has expired"), "{m}");
+        let m = reason(verify_chain(
+            &signer,
+            &[],
+            std::slice::from_ref(&ca),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000), // 2023
+        ));
+        assert!(m.contains("not valid yet"), "{m}");
+        // another CA
+        let m = reason(verify_chain(&signer, &[], &[der(OTHER_CA)], in_2030()));
+        assert!(m.contains("does not chain"), "{m}");
+        // a certificate for TLS servers only
+        let m = reason(verify_chain(&der(SERVER), &[], &[ca], in_2030()));
+        assert!(m.contains("code signing"), "{m}");
+        // garbage
+        assert!(matches!(
+            verify_chain(b"\x30\x03\x02\x01\x00", &[], &[], in_2030()),
+            Err(ChainError::Malformed(_))
+        ));
+        assert!(pem_certificates(b"no certificate here").is_err());
+        assert!(pem_certificates(SIGNER_KEY.as_bytes()).is_err());
+    }
+}
