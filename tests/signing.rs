@@ -806,3 +806,62 @@ fn keyless_release_vector() {
     let o = verify_keyless(&m, &stripped, id, issuer);
     assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
 }
+
+/// Symbolic links: refused by default on both sides; with --allow-symlinks
+/// (`--allow_symlinks`) the link is signed under its own name with its
+/// target's content, and each tool verifies the other's signature.
+#[test]
+fn symlinks_both_ways() {
+    let Some(bin) = signing_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let m = make_model(dir.path());
+    std::fs::create_dir(dir.path().join("shared")).unwrap();
+    std::fs::write(dir.path().join("shared/vocab.txt"), b"a\nb\n").unwrap();
+    std::os::unix::fs::symlink("../shared/vocab.txt", m.join("vocab.txt")).unwrap();
+    let (key, public) = keypair(&bin, dir.path(), "signer", Curve::P256);
+    let sig = dir.path().join("ours.sig");
+    let sign = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_probity"));
+        c.args([os("sign"), m.as_os_str(), os("--key"), key.as_os_str()])
+            .args([os("--signature"), sig.as_os_str()])
+            .args(extra);
+        c.output().unwrap()
+    };
+    let o = sign(&[]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("vocab.txt is a symbolic link"), "{err}");
+    let o = sign(&["--allow-symlinks"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(text(&o).0.contains("4 files"));
+    let o = Command::new(bin.join("model_signing"))
+        .args([os("verify"), os("key"), m.as_os_str()])
+        .args([os("--public_key"), public.as_os_str()])
+        .args([os("--signature"), sig.as_os_str(), os("--allow_symlinks")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "model_signing verify: {:?}", text(&o));
+    let theirs = dir.path().join("theirs.sig");
+    let o = Command::new(bin.join("model_signing"))
+        .args([os("sign"), os("key"), m.as_os_str()])
+        .args([os("--private_key"), key.as_os_str()])
+        .args([
+            os("--signature"),
+            theirs.as_os_str(),
+            os("--allow_symlinks"),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "model_signing sign: {:?}", text(&o));
+    assert_eq!(signed_root(&sig), signed_root(&theirs));
+    assert_eq!(verify(&m, &theirs, &public).status.code(), Some(0));
+    // the target changed: the link's signed content changed
+    std::fs::write(dir.path().join("shared/vocab.txt"), b"a\nc\n").unwrap();
+    assert_fails(&verify(&m, &theirs, &public), "file changed: vocab.txt");
+    // a signature that does not allow links, on a model that has one
+    std::fs::remove_file(m.join("vocab.txt")).unwrap();
+    let plain = dir.path().join("plain.sig");
+    ms_sign(&bin, &m, &key, &plain);
+    std::os::unix::fs::symlink("../shared/vocab.txt", m.join("vocab.txt")).unwrap();
+    assert_fails(&verify(&m, &plain, &public), "vocab.txt is a symbolic link");
+}
