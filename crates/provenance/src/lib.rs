@@ -410,7 +410,8 @@ pub fn read_bundle(path: &Path) -> Result<Bundle, Error> {
 }
 
 /// Verifies the model at `model` against the bundle at `signature`, trusting
-/// `trust`: a public key (key mode) or certificates (certificate mode).
+/// `trust`: a public key (key mode), certificates (certificate mode) or a
+/// Sigstore identity and issuer (keyless mode).
 ///
 /// The signature's own serialization settings are used (its ignored paths
 /// and symbolic-link choice, both signed), plus the signature file itself
