@@ -23,8 +23,9 @@ use probity_scan::Ctx;
     version,
     about = "Tells an ML team whether a model is safe to ship.",
     long_about = "Probity screens model files before deployment.\n\n\
-`probity scan` reads every common model format byte by byte — it never loads or executes them — and reports findings with stable rule IDs and severities. Exit codes gate CI: 0 clean, 1 findings at or above --fail-on, 2 an input could not be scanned or a usage error.",
-    after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity deep ./fine-tune --base ./base-model\n  probity rules\n  probity formats"
+`probity scan` reads every common model format byte by byte — it never loads or executes them — and reports findings with stable rule IDs and severities. Exit codes gate CI: 0 clean, 1 findings at or above --fail-on, 2 an input could not be scanned or a usage error.\n\n\
+`probity sign` and `probity verify` write and check model signatures compatible with OpenSSF model signing (key mode).",
+    after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity deep ./fine-tune --base ./base-model\n  probity sign ./my-model --key signing-key.pem --signature my-model.sig\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity rules\n  probity formats"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -130,6 +131,78 @@ enum Command {
     #[cfg(feature = "deep")]
     #[command(name = "__worker", hide = true)]
     Worker,
+    /// Sign a model: write a signature compatible with OpenSSF model signing (key or certificate mode).
+    #[command(
+        long_about = "Sign a model folder (or a single file) with an ECDSA private key, writing a signature that OpenSSF model signing (`model_signing verify key`, or `model_signing verify certificate` with --certificate; model-signing 1.x) and `probity verify` accept.\n\nEvery file under MODEL is hashed with SHA-256 (files in parallel, each streamed); the list of files and digests is an in-toto Statement v1 (predicate type https://model_signing/signature/v1.0) whose subject carries the root digest over them, signed as a DSSE envelope inside a Sigstore bundle (v0.3) that names the key by its hint (key mode) or carries the signing certificate and the chain above it (certificate mode, --certificate), and has no transparency-log entry. Signing the same files with the same key writes the same bytes.\n\nLeft out of the signature: .git, .gitattributes, .github and .gitignore (unless --no-ignore-git-paths), the signature file itself when it lies inside MODEL, and each --ignore-paths; the list is recorded in the signature. Symbolic links are refused unless --allow-symlinks.",
+        after_help = "Exit codes: 0 = signature written; 2 = error (unreadable model, key or certificate, unsupported key, a certificate whose key is not --key's, symbolic link without --allow-symlinks, cannot write the signature).\n\nExamples:\n  openssl ecparam -name prime256v1 -genkey -noout -out signing-key.pem\n  openssl ec -in signing-key.pem -pubout -out signing-key.pub\n  probity sign ./my-model --key signing-key.pem --signature my-model.sig\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity sign ./my-model --key signing-key.pem --certificate signing.crt --certificate-chain ca.crt --signature my-model.sig"
+    )]
+    Sign {
+        /// The model: a folder (every file under it) or a single file.
+        #[arg(value_name = "MODEL")]
+        model: PathBuf,
+        /// ECDSA private key, PEM: PKCS#8 (BEGIN PRIVATE KEY) or SEC1 (BEGIN EC PRIVATE KEY), on P-256 or P-384; not encrypted.
+        #[arg(long, value_name = "PRIV.pem")]
+        key: PathBuf,
+        /// Certificate mode: the signing certificate (PEM) of --key's public key; the signature then carries it, and verifiers check it against their trusted certificates instead of a bare key.
+        #[arg(long, value_name = "CERT.pem")]
+        certificate: Option<PathBuf>,
+        /// Certificate mode: PEM files of the certificates above the signing certificate (intermediates, root), put in the signature after it in this order. Repeat for several.
+        #[arg(
+            long = "certificate-chain",
+            value_name = "PEM",
+            requires = "certificate"
+        )]
+        certificate_chain: Vec<PathBuf>,
+        /// Where to write the signature (a Sigstore bundle, JSON).
+        #[arg(long, value_name = "FILE", default_value = "model.sig")]
+        signature: PathBuf,
+        /// A path to leave out of the signature, relative to MODEL (a folder leaves out everything under it; an absolute path must lie inside MODEL). Repeat for several.
+        #[arg(long = "ignore-paths", value_name = "PATH")]
+        ignore_paths: Vec<PathBuf>,
+        /// Sign .git, .gitattributes, .github and .gitignore too.
+        #[arg(long)]
+        no_ignore_git_paths: bool,
+        /// Include symbolic links (their targets' content, under the link's name) instead of refusing them.
+        #[arg(long)]
+        allow_symlinks: bool,
+    },
+    /// Verify a model against an OpenSSF model signing signature (key, certificate or keyless mode).
+    #[command(
+        long_about = "Verify that the files of MODEL are exactly those signed in SIGNATURE (a model signing 1.x Sigstore bundle, written by `probity sign` or `model_signing sign key` / `sign certificate`), and that the signature was made with the private key paired with --key (key mode) or by a signing certificate that chains to one of the --certificate-chain certificates (certificate mode), or by the Sigstore identity --identity from --issuer (keyless mode: Fulcio certificate and Rekor entry, checked offline against the Sigstore public-good trusted root built into Probity).\n\nIn certificate mode the chain is checked at the current time: a signing certificate that has expired is refused (model_signing itself checks it at the certificate's start date).\n\nThe DSSE signature over the signed statement is checked with the public key, the statement's root digest is checked against its file list, then every file under MODEL is hashed again (SHA-256, files in parallel, each streamed) and compared with the list. Left out, as the signer chose: the paths the signature records as ignored and its symbolic-link setting; also left out: the signature file when it lies inside MODEL, and each --ignore-paths (which cannot hide a signed file).\n\nOn success one line: the number of files, the root digest, and the signer: the key's curve and fingerprint (SHA-256 of its DER SubjectPublicKeyInfo, as `openssl pkey -pubin -in PUB.pem -outform DER | sha256sum` prints it), or the signing certificate's subject and fingerprint (SHA-256 of its DER: `openssl x509 -in CERT.pem -noout -fingerprint -sha256` prints the same bytes, in capitals with colons).",
+        after_help = "Exit codes: 0 = verified; 1 = verification failed, one line per reason naming the file: a file changed, added, removed or renamed, a signed file hidden by --ignore-paths, a symbolic link the signature does not allow, the wrong key, an altered signed statement, a signing certificate that is expired, not yet valid, not trusted or not allowed to sign, a signature checked in another mode than it was made in, a keyless signature from another identity or issuer or without a valid Rekor entry; 2 = error (unreadable model, key or certificate file, malformed or unsupported signature file).\n\nExamples:\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub --ignore-paths README.md\n  probity verify ./my-model --signature my-model.sig --certificate-chain ca.crt\n  probity verify ./my-model --signature model.sig --identity you@example.com --issuer https://accounts.google.com"
+    )]
+    Verify {
+        /// The model: the folder (or single file) that was signed.
+        #[arg(value_name = "MODEL")]
+        model: PathBuf,
+        /// The signature file (a Sigstore bundle, JSON).
+        #[arg(long, value_name = "FILE")]
+        signature: PathBuf,
+        /// Key mode: the ECDSA public key, PEM (BEGIN PUBLIC KEY), P-256 or P-384, paired with the signing key.
+        #[arg(
+            long,
+            value_name = "PUB.pem",
+            required_unless_present_any = ["certificate_chain", "identity"],
+            conflicts_with_all = ["certificate_chain", "identity"]
+        )]
+        key: Option<PathBuf>,
+        /// Certificate mode: PEM files of trusted certificates (roots or intermediates). The signing certificate in the signature must chain to one of them (through the certificates the signature carries), be valid now, and be allowed to sign (key usage digitalSignature or extended key usage codeSigning). Repeat for several.
+        #[arg(
+            long = "certificate-chain",
+            value_name = "PEM",
+            conflicts_with = "identity"
+        )]
+        certificate_chain: Vec<PathBuf>,
+        /// Keyless mode (Sigstore public good): the identity the Fulcio signing certificate must name (an email address or a workload URI, matched exactly). Needs --issuer. Checked offline against the Sigstore trusted root built into Probity, with the Rekor entry the signature carries.
+        #[arg(long, value_name = "IDENTITY", requires = "issuer")]
+        identity: Option<String>,
+        /// Keyless mode: the OIDC issuer that vouched for --identity (e.g. https://accounts.google.com, https://token.actions.githubusercontent.com).
+        #[arg(long, value_name = "URL", requires = "identity")]
+        issuer: Option<String>,
+        /// A path to leave out when hashing MODEL, relative to MODEL (a folder leaves out everything under it; an absolute path must lie inside MODEL). Repeat for several.
+        #[arg(long = "ignore-paths", value_name = "PATH")]
+        ignore_paths: Vec<PathBuf>,
+    },
     /// List the rule catalogue (IDs, severities and documentation).
     Rules {
         /// Output format (markdown is the content of docs/rules.md).
@@ -166,6 +239,15 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// A failed `sign` or `verify`: one `probity: ` line per reason on standard
+/// error, exit 1 (verification failed) or 2 (an input error).
+fn provenance_failure(e: probity_provenance::Error) -> ExitCode {
+    for line in e.lines() {
+        eprintln!("probity: {line}");
+    }
+    ExitCode::from(e.exit_code())
+}
+
 /// The help after `probity scan --help`'s options: exit codes, the formats
 /// read (from the scanner's registry, so the list cannot go stale) and
 /// examples.
@@ -193,6 +275,90 @@ fn main() -> ExitCode {
         Command::Deep(args) => deep_cmd::deep(args),
         #[cfg(feature = "deep")]
         Command::Spectral(args) => deep_cmd::spectral(args),
+        Command::Sign {
+            model,
+            key,
+            certificate,
+            certificate_chain,
+            signature,
+            ignore_paths,
+            no_ignore_git_paths,
+            allow_symlinks,
+        } => {
+            let opts = probity_provenance::HashOptions {
+                ignore_paths,
+                allow_symlinks,
+            };
+            let signed = probity_provenance::read_private_key(&key).and_then(|k| {
+                let certs = match &certificate {
+                    Some(c) => {
+                        probity_provenance::read_signing_certificates(c, &certificate_chain, &k)?
+                    }
+                    None => Vec::new(),
+                };
+                probity_provenance::sign(
+                    &model,
+                    &k,
+                    &certs,
+                    &signature,
+                    &opts,
+                    !no_ignore_git_paths,
+                )
+            });
+            match signed {
+                Ok(s) => {
+                    println!(
+                        "signed {}: {} files, root digest sha256:{}, by {} -> {}",
+                        model.display(),
+                        s.files,
+                        s.root_digest,
+                        s.signer,
+                        signature.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => provenance_failure(e),
+            }
+        }
+        Command::Verify {
+            model,
+            signature,
+            key,
+            certificate_chain,
+            identity,
+            issuer,
+            ignore_paths,
+        } => {
+            let opts = probity_provenance::HashOptions {
+                ignore_paths,
+                allow_symlinks: false,
+            };
+            let trust = match (&key, identity, issuer) {
+                (Some(k), _, _) => {
+                    probity_provenance::read_public_key(k).map(probity_provenance::Trust::Key)
+                }
+                (None, Some(identity), Some(issuer)) => {
+                    Ok(probity_provenance::Trust::Keyless { identity, issuer })
+                }
+                _ => probity_provenance::read_certificates(&certificate_chain)
+                    .map(probity_provenance::Trust::Certificates),
+            };
+            let verified =
+                trust.and_then(|t| probity_provenance::verify(&model, &signature, &t, &opts));
+            match verified {
+                Ok(v) => {
+                    println!(
+                        "verified {}: {} files, root digest sha256:{}, signed by {}",
+                        model.display(),
+                        v.files,
+                        v.root_digest,
+                        v.signer
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => provenance_failure(e),
+            }
+        }
         Command::Rules { format } => {
             let s = match format {
                 RulesFormat::Text => probity_scan::catalogue::text(),
