@@ -213,7 +213,7 @@ const SCREEN_TOKENS: usize = 3;
 /// Share of the search's budget a target the suspect already leaks (an
 /// unexplained fixed answer of the probes) may take before the vocabulary
 /// scan: it is the likeliest payload, and a trigger verified for it
-/// settles the question without the scan.
+/// settles the question (the scan then only lists other targets).
 const LEAK_SHARE: f64 = 0.6;
 
 /// The state of one search across its phases: what was found, done and
@@ -433,8 +433,9 @@ fn choose(targets: &[TargetCandidate], n: usize) -> Vec<&TargetCandidate> {
 /// When the probes found answers the suspect gives unprompted and the base
 /// never does (leaked payloads), their targets are built from their own
 /// tokens and searched first, within [`LEAK_SHARE`] of the budget;
-/// then the whole vocabulary is scanned for targets, and the most abnormal
-/// of those not yet searched are searched with what is left.
+/// then the whole vocabulary is scanned for targets, and, unless a trigger
+/// for a leaked payload was verified, the most abnormal of those not yet
+/// searched are searched with what is left.
 pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<SearchResult> {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(req.budget_s.max(0.0));
@@ -525,10 +526,11 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         settled = run.targets(&chosen, leak_deadline)?;
         leak_targets = lt;
     }
-    // 2. the vocabulary scan, unless a leaked payload's trigger settled it
-    let (mut targets, first_tokens, scanned) = if settled {
-        (Vec::new(), 0, 0)
-    } else {
+    // 2. the vocabulary scan, and searches for its targets unless a leaked
+    // payload's trigger settled the question (the scan still runs, within
+    // the budget: the report lists what else the suspect has memorised,
+    // its ordinary answers marked natural)
+    let (mut targets, first_tokens, scanned) = {
         let (mut targets, coverage) = invert(
             s,
             b,
@@ -546,8 +548,10 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         if !leak_targets.is_empty() {
             targets.retain(|t| !t.leaked);
         }
-        let chosen = choose(&targets, opts.targets_searched);
-        run.targets(&chosen, deadline)?;
+        if !settled {
+            let chosen = choose(&targets, opts.targets_searched);
+            run.targets(&chosen, deadline)?;
+        }
         (targets, coverage.first_tokens, coverage.scanned)
     };
     for t in leak_targets {
