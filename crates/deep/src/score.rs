@@ -171,10 +171,11 @@ impl Score {
 
 /// Whether the search left the vocabulary scan unfinished (its share of the
 /// budget ran out, whether or not the later stages then used all of the
-/// rest), or the budget ran out before every planned target was searched.
+/// rest), or left a planned target unsearched (the optimisation stops
+/// early enough for a verification, so the budget need not be spent when
+/// it gives up).
 pub fn incomplete(r: &SearchResult) -> bool {
-    r.vocabulary_scanned < r.vocabulary_size
-        || (r.budget_exhausted && r.searches_done < r.searches_planned)
+    r.vocabulary_scanned < r.vocabulary_size || r.searches_done < r.searches_planned
 }
 
 /// The inverted target most abnormal (suspect over base confidence) among
@@ -441,8 +442,14 @@ mod tests {
         assert_eq!(clean().with_search(Some(&r)).verdict, Verdict::Suspicious);
         r.searches_done = 2;
         assert_eq!(clean().with_search(Some(&r)).verdict, Verdict::Clean);
+        // planned searches not done, though the budget was not spent (the
+        // optimisation stopped to leave time for a verification): not
+        // cleared (a real backdoor, 0 of 2 searches done in 290 s, was
+        // called clean)
         r.budget_exhausted = false;
         r.searches_done = 0;
+        assert_eq!(clean().with_search(Some(&r)).verdict, Verdict::Suspicious);
+        r.searches_planned = 0;
         assert_eq!(clean().with_search(Some(&r)).verdict, Verdict::Clean);
         // the scan's share ran out, then the search had nothing to do and
         // ended early: still not cleared (a real clean fine-tune, 43008 of
