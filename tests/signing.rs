@@ -815,9 +815,9 @@ fn symlinks_both_ways() {
     let Some(bin) = signing_bin() else { return };
     let dir = tempfile::tempdir().unwrap();
     let m = make_model(dir.path());
-    std::fs::create_dir(dir.path().join("shared")).unwrap();
-    std::fs::write(dir.path().join("shared/vocab.txt"), b"a\nb\n").unwrap();
-    std::os::unix::fs::symlink("../shared/vocab.txt", m.join("vocab.txt")).unwrap();
+    std::fs::create_dir(dir.path().join("common")).unwrap();
+    std::fs::write(dir.path().join("common/vocab.txt"), b"a\nb\n").unwrap();
+    std::os::unix::fs::symlink("../common/vocab.txt", m.join("vocab.txt")).unwrap();
     let (key, public) = keypair(&bin, dir.path(), "signer", Curve::P256);
     let sig = dir.path().join("ours.sig");
     let sign = |extra: &[&str]| {
@@ -856,12 +856,12 @@ fn symlinks_both_ways() {
     assert_eq!(signed_root(&sig), signed_root(&theirs));
     assert_eq!(verify(&m, &theirs, &public).status.code(), Some(0));
     // the target changed: the link's signed content changed
-    std::fs::write(dir.path().join("shared/vocab.txt"), b"a\nc\n").unwrap();
+    std::fs::write(dir.path().join("common/vocab.txt"), b"a\nc\n").unwrap();
     assert_fails(&verify(&m, &theirs, &public), "file changed: vocab.txt");
     // a signature that does not allow links, on a model that has one
     std::fs::remove_file(m.join("vocab.txt")).unwrap();
     let plain = dir.path().join("plain.sig");
     ms_sign(&bin, &m, &key, &plain);
-    std::os::unix::fs::symlink("../shared/vocab.txt", m.join("vocab.txt")).unwrap();
+    std::os::unix::fs::symlink("../common/vocab.txt", m.join("vocab.txt")).unwrap();
     assert_fails(&verify(&m, &plain, &public), "vocab.txt is a symbolic link");
 }
