@@ -27,7 +27,20 @@
 //! budget = 600                 # seconds
 //! suspicious = 0.5             # verdict thresholds on the backdoor probability
 //! backdoor = 0.8
+//!
+//! [provenance]                 # signatures (OpenSSF model signing)
+//! require_signature = true     # `probity scan` fails without a valid one
+//! signature = "model.sig"      # its name inside each model folder
+//!
+//! [[provenance.signers]]       # accepted signers, any one suffices:
+//! key = "keys/release.pub"     #   a public key (key mode), or
+//! # certificate_chain = ["ca.pem"]        a trusted CA (certificate mode), or
+//! # fingerprint = "3f1c…"                 a pinned certificate key, or
+//! # identity = "ci@example.com"           a Sigstore identity (keyless)
+//! # issuer = "https://accounts.google.com"
 //! ```
+//!
+//! Relative paths in `[provenance]` are relative to the config file's folder.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -49,6 +62,37 @@ pub struct Config {
     pub overrides: Vec<Override>,
     #[serde(default)]
     pub deep: Deep,
+    #[serde(default)]
+    pub provenance: Provenance,
+    /// The folder of the config file (relative paths in it are relative to
+    /// this), or empty for the defaults.
+    #[serde(skip)]
+    pub dir: std::path::PathBuf,
+}
+
+/// `[provenance]`: signature requirements of `probity scan`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// A valid signature by one of `signers` is required (SIG001/SIG002).
+    #[serde(default)]
+    pub require_signature: bool,
+    /// The signature's file name inside a model folder (default `model.sig`).
+    pub signature: Option<String>,
+    #[serde(default)]
+    pub signers: Vec<Signer>,
+}
+
+/// One accepted signer: exactly one of `key`, `certificate_chain`,
+/// `fingerprint`, or `identity` with `issuer`.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Signer {
+    pub key: Option<std::path::PathBuf>,
+    pub certificate_chain: Option<Vec<std::path::PathBuf>>,
+    pub fingerprint: Option<String>,
+    pub identity: Option<String>,
+    pub issuer: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,7 +153,9 @@ impl Config {
             path: p.clone(),
             source,
         })?;
-        Self::parse(&text, &p)
+        let mut cfg = Self::parse(&text, &p)?;
+        cfg.dir = path.parent().map(|d| d.to_path_buf()).unwrap_or_default();
+        Ok(cfg)
     }
 
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
@@ -199,6 +245,49 @@ impl Config {
         if cfg.deep.budget == Some(0) {
             return Err(invalid(
                 "key `deep.budget`: must be at least 1 second".into(),
+            ));
+        }
+        if let Some(name) = &cfg.provenance.signature {
+            if name.is_empty() || name.contains('/') || name.contains('\\') || name == ".." {
+                return Err(invalid(format!(
+                    "key `provenance.signature`: '{name}' is not a file name"
+                )));
+            }
+        }
+        for (i, sg) in cfg.provenance.signers.iter().enumerate() {
+            let kinds = [
+                sg.key.is_some(),
+                sg.certificate_chain.is_some(),
+                sg.fingerprint.is_some(),
+                sg.identity.is_some() || sg.issuer.is_some(),
+            ];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                return Err(invalid(format!(
+                    "provenance.signers[{i}]: give exactly one of `key`, `certificate_chain`, `fingerprint`, or `identity` with `issuer`"
+                )));
+            }
+            if sg.identity.is_some() != sg.issuer.is_some() {
+                return Err(invalid(format!(
+                    "provenance.signers[{i}]: `identity` and `issuer` go together"
+                )));
+            }
+            if let Some(f) = &sg.fingerprint {
+                let hex = f.strip_prefix("sha256:").unwrap_or(f);
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(invalid(format!(
+                        "provenance.signers[{i}].fingerprint: '{f}' is not a SHA-256 fingerprint (64 hex digits)"
+                    )));
+                }
+            }
+            if sg.certificate_chain.as_ref().is_some_and(|c| c.is_empty()) {
+                return Err(invalid(format!(
+                    "provenance.signers[{i}].certificate_chain: list at least one PEM file"
+                )));
+            }
+        }
+        if cfg.provenance.require_signature && cfg.provenance.signers.is_empty() {
+            return Err(invalid(
+                "key `provenance.require_signature`: list the accepted signers in [[provenance.signers]]".into(),
             ));
         }
         for (i, ig) in cfg.ignore.iter().enumerate() {

@@ -5,9 +5,10 @@ mod config;
 mod deep_cmd;
 mod remote;
 mod render;
+mod signature;
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -113,6 +114,27 @@ enum Command {
         /// Colour the text report: auto (on a terminal), always or never.
         #[arg(long, value_enum, default_value = "auto")]
         color: ColorChoice,
+        /// Require each scanned model (each PATH|URI: a folder, a file or a remote repository) to carry a valid OpenSSF model signing signature by an accepted signer (--key, --certificate-chain, --key-fingerprint, --identity/--issuer, or [[provenance.signers]] in the config): missing is SIG001, not verifying is SIG002 (both critical), verified is SIG003 (info). Also on with `require_signature = true` in the config's [provenance].
+        #[arg(long)]
+        require_signature: bool,
+        /// The signature file, when there is one PATH|URI (default: `model.sig` inside a folder, or the config's `provenance.signature`; FILE.sig beside a single file).
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+        /// An accepted signer's ECDSA public key, PEM (key mode). Repeat for several.
+        #[arg(long = "key", value_name = "PUB.pem")]
+        signer_keys: Vec<PathBuf>,
+        /// Trusted certificates, PEM (certificate mode): a signature whose signing certificate chains to one of them is accepted. Repeat for several.
+        #[arg(long = "certificate-chain", value_name = "PEM")]
+        certificate_chain: Vec<PathBuf>,
+        /// An accepted signer's key fingerprint (SHA-256 of its DER public key, hex, as `probity verify` prints it), pinning a certificate-mode signature's signing key. Repeat for several.
+        #[arg(long = "key-fingerprint", value_name = "HEX")]
+        key_fingerprints: Vec<String>,
+        /// An accepted Sigstore keyless identity (needs --issuer).
+        #[arg(long, value_name = "IDENTITY", requires = "issuer")]
+        identity: Option<String>,
+        /// The OIDC issuer of --identity.
+        #[arg(long, value_name = "URL", requires = "identity")]
+        issuer: Option<String>,
     },
     /// Deep scan: compare a fine-tune with its base model, side by side, in a restricted worker.
     #[cfg(feature = "deep")]
@@ -168,7 +190,7 @@ enum Command {
     },
     /// Verify a model against an OpenSSF model signing signature (key, certificate or keyless mode).
     #[command(
-        long_about = "Verify that the files of MODEL are exactly those signed in SIGNATURE (a model signing 1.x Sigstore bundle, written by `probity sign` or `model_signing sign key` / `sign certificate`), and that the signature was made with the private key paired with --key (key mode) or by a signing certificate that chains to one of the --certificate-chain certificates (certificate mode), or by the Sigstore identity --identity from --issuer (keyless mode: Fulcio certificate and Rekor entry, checked offline against the Sigstore public-good trusted root built into Probity).\n\nIn certificate mode the chain is checked at the current time: a signing certificate that has expired is refused (model_signing itself checks it at the certificate's start date).\n\nThe DSSE signature over the signed statement is checked with the public key, the statement's root digest is checked against its file list, then every file under MODEL is hashed again (SHA-256, files in parallel, each streamed) and compared with the list. Left out, as the signer chose: the paths the signature records as ignored and its symbolic-link setting; also left out: the signature file when it lies inside MODEL, and each --ignore-paths (which cannot hide a signed file).\n\nOn success one line: the number of files, the root digest, and the signer: the key's curve and fingerprint (SHA-256 of its DER SubjectPublicKeyInfo, as `openssl pkey -pubin -in PUB.pem -outform DER | sha256sum` prints it), or the signing certificate's subject and fingerprint (SHA-256 of its DER: `openssl x509 -in CERT.pem -noout -fingerprint -sha256` prints the same bytes, in capitals with colons).",
+        long_about = "Verify that the files of MODEL are exactly those signed in SIGNATURE (a model signing 1.x Sigstore bundle, written by `probity sign` or `model_signing sign key` / `sign certificate`), and that the signature was made with the private key paired with --key (key mode) or by a signing certificate that chains to one of the --certificate-chain certificates (certificate mode), or by a signing certificate whose public key has the --key-fingerprint (certificate mode, pinned), or by the Sigstore identity --identity from --issuer (keyless mode: Fulcio certificate and Rekor entry, checked offline against the Sigstore public-good trusted root built into Probity).\n\nIn certificate mode the chain is checked at the current time: a signing certificate that has expired is refused (model_signing itself checks it at the certificate's start date).\n\nThe DSSE signature over the signed statement is checked with the public key, the statement's root digest is checked against its file list, then every file under MODEL is hashed again (SHA-256, files in parallel, each streamed) and compared with the list. Left out, as the signer chose: the paths the signature records as ignored and its symbolic-link setting; also left out: the signature file when it lies inside MODEL, and each --ignore-paths (which cannot hide a signed file).\n\nOn success one line: the number of files, the root digest, and the signer: the key's curve and fingerprint (SHA-256 of its DER SubjectPublicKeyInfo, as `openssl pkey -pubin -in PUB.pem -outform DER | sha256sum` prints it), or the signing certificate's subject and fingerprint (SHA-256 of its DER: `openssl x509 -in CERT.pem -noout -fingerprint -sha256` prints the same bytes, in capitals with colons).",
         after_help = "Exit codes: 0 = verified; 1 = verification failed, one line per reason naming the file: a file changed, added, removed or renamed, a signed file hidden by --ignore-paths, a symbolic link the signature does not allow, the wrong key, an altered signed statement, a signing certificate that is expired, not yet valid, not trusted or not allowed to sign, a signature checked in another mode than it was made in, a keyless signature from another identity or issuer or without a valid Rekor entry; 2 = error (unreadable model, key or certificate file, malformed or unsupported signature file).\n\nExamples:\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub --ignore-paths README.md\n  probity verify ./my-model --signature my-model.sig --certificate-chain ca.crt\n  probity verify ./my-model --signature model.sig --identity you@example.com --issuer https://accounts.google.com"
     )]
     Verify {
@@ -182,10 +204,17 @@ enum Command {
         #[arg(
             long,
             value_name = "PUB.pem",
-            required_unless_present_any = ["certificate_chain", "identity"],
-            conflicts_with_all = ["certificate_chain", "identity"]
+            required_unless_present_any = ["certificate_chain", "identity", "key_fingerprint"],
+            conflicts_with_all = ["certificate_chain", "identity", "key_fingerprint"]
         )]
         key: Option<PathBuf>,
+        /// Certificate mode, pinned: the SHA-256 fingerprint (hex) of the signing certificate's public key, as `probity sign` and `probity verify` print it for a key; the pin is the trust (no chain, no validity dates). A key-mode signature cannot be checked this way: it does not carry its key.
+        #[arg(
+            long = "key-fingerprint",
+            value_name = "HEX",
+            conflicts_with_all = ["certificate_chain", "identity"]
+        )]
+        key_fingerprint: Option<String>,
         /// Certificate mode: PEM files of trusted certificates (roots or intermediates). The signing certificate in the signature must chain to one of them (through the certificates the signature carries), be valid now, and be allowed to sign (key usage digitalSignature or extended key usage codeSigning). Repeat for several.
         #[arg(
             long = "certificate-chain",
@@ -328,14 +357,31 @@ fn main() -> ExitCode {
             identity,
             issuer,
             ignore_paths,
+            key_fingerprint,
         } => {
             let opts = probity_provenance::HashOptions {
                 ignore_paths,
                 allow_symlinks: false,
             };
+            if let Some(f) = &key_fingerprint {
+                let hex = f.trim_start_matches("sha256:");
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return fail(format!(
+                        "--key-fingerprint {f}: not a SHA-256 fingerprint (64 hex digits)"
+                    ));
+                }
+            }
             let trust = match (&key, identity, issuer) {
                 (Some(k), _, _) => {
                     probity_provenance::read_public_key(k).map(probity_provenance::Trust::Key)
+                }
+                (None, None, None) if key_fingerprint.is_some() => {
+                    Ok(probity_provenance::Trust::Fingerprint(
+                        key_fingerprint
+                            .unwrap_or_default()
+                            .trim_start_matches("sha256:")
+                            .to_ascii_lowercase(),
+                    ))
                 }
                 (None, Some(identity), Some(issuer)) => {
                     Ok(probity_provenance::Trust::Keyless { identity, issuer })
@@ -399,12 +445,80 @@ fn main() -> ExitCode {
             sbom,
             verbose,
             color,
+            require_signature,
+            signature,
+            signer_keys,
+            certificate_chain,
+            key_fingerprints,
+            identity,
+            issuer,
         } => {
             let hash = hash || sbom.is_some() || matches!(format, ScanFormat::Cyclonedx);
             let cfg = match load_config(config) {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
+            // the signature policy: flags add to the config's signers
+            let mut cli_signers: Vec<crate::config::Signer> = signer_keys
+                .into_iter()
+                .map(|k| crate::config::Signer {
+                    key: Some(k),
+                    ..Default::default()
+                })
+                .collect();
+            if !certificate_chain.is_empty() {
+                cli_signers.push(crate::config::Signer {
+                    certificate_chain: Some(certificate_chain),
+                    ..Default::default()
+                });
+            }
+            for f in key_fingerprints {
+                let hex = f.trim_start_matches("sha256:");
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return fail(format!(
+                        "--key-fingerprint {f}: not a SHA-256 fingerprint (64 hex digits)"
+                    ));
+                }
+                cli_signers.push(crate::config::Signer {
+                    fingerprint: Some(f),
+                    ..Default::default()
+                });
+            }
+            if let (Some(identity), Some(issuer)) = (identity, issuer) {
+                cli_signers.push(crate::config::Signer {
+                    identity: Some(identity),
+                    issuer: Some(issuer),
+                    ..Default::default()
+                });
+            }
+            let require_signature = require_signature || cfg.provenance.require_signature;
+            if !require_signature && (!cli_signers.is_empty() || signature.is_some()) {
+                return fail("--key, --certificate-chain, --key-fingerprint, --identity and --signature name what a required signature is checked against: add --require-signature");
+            }
+            let signers = if require_signature {
+                let mut s = match signature::accepted(&cli_signers, Path::new("")) {
+                    Ok(s) => s,
+                    Err(e) => return fail(e),
+                };
+                match signature::accepted(&cfg.provenance.signers, &cfg.dir) {
+                    Ok(c) => s.extend(c),
+                    Err(e) => return fail(e),
+                }
+                if s.is_empty() {
+                    return fail("--require-signature: no accepted signer; give --key, --certificate-chain, --key-fingerprint or --identity/--issuer, or [[provenance.signers]] in probity.toml");
+                }
+                if signature.is_some() && paths.len() != 1 {
+                    return fail("--signature names the signature of one model: give one PATH|URI");
+                }
+                s
+            } else {
+                Vec::new()
+            };
+            let sig_name = cfg
+                .provenance
+                .signature
+                .clone()
+                .unwrap_or_else(|| "model.sig".to_string());
             let gate: Severity = match fail_on {
                 Some(g) => g.into(),
                 None => cfg
@@ -428,11 +542,20 @@ fn main() -> ExitCode {
                     .num_threads(n)
                     .build_global();
             }
-            let (paths, remote_targets, notes) =
-                match crate::remote::resolve(&paths, offline, std::io::stderr().is_terminal()) {
-                    Ok(r) => r,
-                    Err(e) => return fail(e),
-                };
+            let ((paths, remote_targets, notes), remote_roots) = match crate::remote::resolve_models(
+                &paths,
+                offline,
+                std::io::stderr().is_terminal(),
+            ) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            // the models whose signature is checked: each input as given
+            let mut models: Vec<(String, PathBuf)> = paths
+                .iter()
+                .map(|p| (p.display().to_string(), p.clone()))
+                .collect();
+            models.extend(remote_roots);
             for n in &notes {
                 eprintln!("probity: {n}");
             }
@@ -466,6 +589,15 @@ fn main() -> ExitCode {
                     if !silenced.is_empty() {
                         f.findings.retain(|x| !silenced.contains(&x.rule));
                     }
+                }
+            }
+            if require_signature {
+                for (display, root) in &models {
+                    if !root.exists() {
+                        continue; // reported by the scan as an unreadable input
+                    }
+                    let sig = signature::signature_path(root, &sig_name, signature.as_deref());
+                    files.push(signature::check(display, root, &sig, &signers));
                 }
             }
             let report = Report::new(files, gate);

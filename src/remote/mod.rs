@@ -30,8 +30,8 @@ pub struct Fetched {
     /// One line describing what was fetched.
     pub note: String,
     /// The local folder holding the files in the repository's layout (a
-    /// Hugging Face cache snapshot), for loaders that take a folder.
-    #[cfg_attr(not(feature = "deep"), allow(dead_code))]
+    /// Hugging Face cache snapshot), for loaders that take a folder and for
+    /// the signature check.
     pub root: PathBuf,
 }
 
@@ -73,8 +73,15 @@ pub fn model_folder(
 pub type Resolved = (Vec<PathBuf>, Vec<Target>, Vec<String>);
 
 /// Splits inputs into local paths and fetched remote files (as scan
-/// targets), with one note per remote input.
-pub fn resolve(inputs: &[PathBuf], offline: bool, progress: bool) -> Result<Resolved, RemoteError> {
+/// targets), with one note per remote input, plus each remote input's local
+/// folder (its cache snapshot) under the input as given, for checks that
+/// need the model as a whole.
+pub fn resolve_models(
+    inputs: &[PathBuf],
+    offline: bool,
+    progress: bool,
+) -> Result<(Resolved, Vec<(String, PathBuf)>), RemoteError> {
+    let mut roots = Vec::new();
     let mut local = Vec::new();
     let mut targets = Vec::new();
     let mut notes = Vec::new();
@@ -85,6 +92,7 @@ pub fn resolve(inputs: &[PathBuf], offline: bool, progress: bool) -> Result<Reso
             Some(f) => {
                 let f = f?;
                 notes.push(f.note);
+                roots.push((s.to_string(), f.root));
                 targets.extend(
                     f.files
                         .into_iter()
@@ -93,5 +101,5 @@ pub fn resolve(inputs: &[PathBuf], offline: bool, progress: bool) -> Result<Reso
             }
         }
     }
-    Ok((local, targets, notes))
+    Ok(((local, targets, notes), roots))
 }

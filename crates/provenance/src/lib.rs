@@ -131,6 +131,12 @@ pub enum Trust {
     /// from the OIDC `issuer`, and its Rekor entry, checked against the
     /// Sigstore trusted root built into `sigstore-trust-root` (offline).
     Keyless { identity: String, issuer: String },
+    /// Certificate mode, pinned: a signing certificate whose public key has
+    /// this SHA-256 fingerprint (hex, of its DER SubjectPublicKeyInfo, the
+    /// same number a key file's fingerprint is), whatever issued it. The pin
+    /// is the trust: no chain, no validity dates. A key-mode signature cannot
+    /// be checked against a fingerprint alone (it carries no key).
+    Fingerprint(String),
 }
 
 /// Checks a keyless bundle with `sigstore-verify`: the Fulcio chain and SCT,
@@ -457,6 +463,39 @@ pub fn verify(
             return fail(
                 "the signature was made with a certificate, not a bare key: verify it with --certificate-chain".into(),
             )
+        }
+        (Trust::Fingerprint(_), VerificationMaterialContent::PublicKey(_)) => {
+            return fail(
+                "the signature was made with a bare key (key mode), which it does not carry: a key fingerprint alone cannot check it; give the public key file".into(),
+            )
+        }
+        (Trust::Fingerprint(pin), material) => {
+            let leaf = match material {
+                VerificationMaterialContent::Certificate(c) => c.raw_bytes.as_bytes().to_vec(),
+                VerificationMaterialContent::X509CertificateChain { certificates } => {
+                    match certificates.first() {
+                        Some(c) => c.raw_bytes.as_bytes().to_vec(),
+                        None => {
+                            return Err(Error::input(signature, "the certificate chain is empty"))
+                        }
+                    }
+                }
+                _ => {
+                    return Err(Error::input(
+                        signature,
+                        "unsupported verification material",
+                    ))
+                }
+            };
+            let c = certs::signer_of(&leaf).map_err(|r| Error::input(signature, r))?;
+            let pin = pin.trim_start_matches("sha256:").to_ascii_lowercase();
+            let found = c.public.fingerprint();
+            if found != pin {
+                return fail(format!(
+                    "wrong signer: the signing certificate's key has fingerprint {found}, not the pinned {pin}"
+                ));
+            }
+            (c.public.clone(), cert_description(&c))
         }
         (Trust::Certificates(_), VerificationMaterialContent::PublicKey(_)) => {
             return fail(

@@ -5,12 +5,14 @@
 
 use probity_report::Rule;
 
-/// Every rule, sorted by ID: the scanner's own (`SCN`), the pickle
+/// Every rule, sorted by ID: the scanner's own (`SCN`), signatures
+/// (`SIG`, reported when a signature is required), the pickle
 /// machine's (`PKL`, reported inside many formats), credentials (`SEC`,
 /// looked for in every text), and those of every registered format.
 pub fn all() -> Vec<&'static Rule> {
     let mut v: Vec<&'static Rule> = Vec::new();
     v.extend(crate::rules::RULES.iter().copied());
+    v.extend(crate::rules::SIGNATURE_RULES.iter().copied());
     v.extend(crate::pickle::rules::RULES.iter().copied());
     v.extend(crate::formats::secrets::rules::RULES.iter().copied());
     for f in crate::registry::FORMATS {

@@ -35,3 +35,39 @@ pub static SCN003: Rule = Rule {
 };
 
 pub static RULES: &[&Rule] = &[&SCN001, &SCN002, &SCN003];
+
+// Signature rules (`SIG`): reported by `probity scan` only when a signature
+// is required (`--require-signature`, or `require_signature` in the
+// `[provenance]` table of probity.toml), once per scanned model.
+
+pub static SIG001: Rule = Rule {
+    id: "SIG001",
+    severity: Severity::Critical,
+    title: "Required model signature is missing",
+    what: "The policy requires every scanned model to carry an OpenSSF model signing signature by an accepted signer, and none was found: no `model.sig` (or the configured name) inside the model folder, no `FILE.sig` beside a single file, and no `--signature` file.",
+    why: "Without a signature nobody has vouched for these bytes: they may be an unreviewed upload, a swapped mirror, or a tampered copy. Severity is critical because the policy asked for it, so that even a `fail_on = \"critical\"` gate stops the deployment.",
+    example: "`probity scan ./model --require-signature --key release.pub` on a folder without `model.sig`.",
+    references: &["https://github.com/sigstore/model-transparency"],
+};
+
+pub static SIG002: Rule = Rule {
+    id: "SIG002",
+    severity: Severity::Critical,
+    title: "Model signature does not verify",
+    what: "A signature was found but it does not verify against any accepted signer: a file was changed, added, removed or renamed since signing, the signature was made by another key, certificate or identity, the certificate is expired or untrusted, or the signature file is malformed. The message gives each accepted signer's reason.",
+    why: "The bytes are not the ones the signer vouched for, or the signer is not one you trust: the model may have been tampered with after review.",
+    example: "A `model.safetensors` edited after `probity sign` (or `model_signing sign`) wrote `model.sig`.",
+    references: &["https://github.com/sigstore/model-transparency"],
+};
+
+pub static SIG003: Rule = Rule {
+    id: "SIG003",
+    severity: Severity::Info,
+    title: "Model signature verified",
+    what: "The model's files are exactly those signed, by an accepted signer; the message names the signer, the number of files and the root digest.",
+    why: "Records who vouched for the bytes being deployed, in the report that gates the deployment.",
+    example: "A model folder with a `model.sig` written by `probity sign --key release.pem`.",
+    references: &[],
+};
+
+pub static SIGNATURE_RULES: &[&Rule] = &[&SIG001, &SIG002, &SIG003];
