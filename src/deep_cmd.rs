@@ -218,7 +218,7 @@ pub fn deep(args: DeepArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             bar.finish_and_clear();
-            eprintln!("probity: {e}");
+            eprintln!("probity: {}", crate::first_line(&e.to_string()));
             return ExitCode::from(e.exit_code() as u8);
         }
     };

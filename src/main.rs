@@ -264,8 +264,14 @@ fn load_config(config: Option<PathBuf>) -> Result<Config, crate::config::ConfigE
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("probity: {msg}");
+    eprintln!("probity: {}", first_line(&msg.to_string()));
     ExitCode::from(2)
+}
+
+/// The first line of an error message: candle's errors carry a backtrace
+/// after it when RUST_BACKTRACE is set, and an error is one line.
+pub(crate) fn first_line(msg: &str) -> &str {
+    msg.lines().next().unwrap_or_default().trim_end()
 }
 
 /// A failed `sign` or `verify`: one `probity: ` line per reason on standard

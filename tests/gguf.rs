@@ -93,3 +93,95 @@ fn gguf_paths() {
     let e = model_path(&not).unwrap_err().to_string();
     assert!(e.contains("not a GGUF file"), "{e}");
 }
+
+/// Runs probity with `args`, killed after `limit` (a hang guard, not a
+/// timing check): (exit code, stderr).
+fn probity_guarded(args: &[&std::ffi::OsStr], limit: std::time::Duration) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_probity"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.and_then(|s| s.code()), err)
+}
+
+/// Malformed GGUF files that still start with the GGUF magic (truncated at
+/// every part, absurd counts and lengths) are refused by `probity deep` and
+/// `probity spectral` with exit 2 and one line naming the file, never a
+/// panic, a hang or unbounded memory; the static scan reads them without
+/// crashing.
+#[test]
+fn malformed_gguf_files_are_one_line_exit_2() {
+    let good = dir().join("qwen2-q8.gguf");
+    let bytes = std::fs::read(&good).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for cut in [6, 20, 40, 300, 5000, bytes.len() / 2, bytes.len() - 64] {
+        cases.push((format!("truncated-{cut}"), bytes[..cut].to_vec()));
+    }
+    let patched = |at: usize, v: u64| {
+        let mut b = bytes.clone();
+        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        b
+    };
+    // header: version u32 at 4, tensor count u64 at 8, metadata count u64
+    // at 16, then the first key's length u64 at 24
+    cases.push(("tensor-count".into(), patched(8, 1 << 60)));
+    cases.push(("metadata-count".into(), patched(16, u64::MAX)));
+    cases.push(("key-length".into(), patched(24, 1 << 40)));
+    let mut v = bytes.clone();
+    v[4..8].copy_from_slice(&99u32.to_le_bytes());
+    cases.push(("version".into(), v));
+    for (name, b) in &cases {
+        let p = tmp.path().join(format!("{name}.gguf"));
+        std::fs::write(&p, b).unwrap();
+        for cmd in ["deep", "spectral"] {
+            let (code, err) = probity_guarded(
+                &[
+                    cmd.as_ref(),
+                    p.as_os_str(),
+                    "--base".as_ref(),
+                    good.as_os_str(),
+                    "--budget".as_ref(),
+                    "30".as_ref(),
+                ][..if cmd == "deep" { 6 } else { 4 }],
+                std::time::Duration::from_secs(300),
+            );
+            assert_eq!(code, Some(2), "{cmd} {name}: {err}");
+            let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+            assert_eq!(lines.len(), 1, "{cmd} {name}: {err}");
+            assert!(
+                lines[0].starts_with("probity: ") && lines[0].contains(&format!("{name}.gguf")),
+                "{cmd} {name}: {err}"
+            );
+            assert!(!err.contains("panicked"), "{cmd} {name}: {err}");
+        }
+        let (code, err) = probity_guarded(
+            &["scan".as_ref(), p.as_os_str()],
+            std::time::Duration::from_secs(120),
+        );
+        assert!(matches!(code, Some(0..=2)), "scan {name}: {code:?} {err}");
+        assert!(!err.contains("panicked"), "scan {name}: {err}");
+    }
+}

@@ -71,8 +71,14 @@ impl Gguf {
     pub fn open(path: &Path) -> GgufResult<Self> {
         let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
         let mut r = BufReader::with_capacity(1 << 20, file.try_clone().map_err(|e| e.to_string())?);
-        let content =
-            Content::read(&mut r).map_err(|e| format!("not a readable GGUF file: {e}"))?;
+        let content = Content::read(&mut r).map_err(|e| {
+            // without the backtrace candle adds when RUST_BACKTRACE is set
+            let e = e.to_string();
+            format!(
+                "not a readable GGUF file: {}",
+                e.lines().next().unwrap_or_default()
+            )
+        })?;
         let arch = content
             .metadata
             .get("general.architecture")
@@ -80,6 +86,23 @@ impl Gguf {
             .to_string()
             .map_err(|e| meta_err("general.architecture", e))?
             .clone();
+        // every tensor's data must lie inside the file: a truncated file is
+        // refused here, whichever tensors a stage later reads
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+        names.sort();
+        for name in names {
+            let t = &content.tensor_infos[name];
+            let elems = t.shape.elem_count() as u128;
+            let block = t.ggml_dtype.block_size() as u128;
+            let bytes = elems.div_ceil(block) * t.ggml_dtype.type_size() as u128;
+            let end = content.tensor_data_offset as u128 + t.offset as u128 + bytes;
+            if end > len as u128 {
+                return Err(format!(
+                    "not a readable GGUF file: tensor '{name}' ends at byte {end}, past the end of the file ({len} bytes; truncated?)"
+                ));
+            }
+        }
         Ok(Gguf {
             content,
             file,
