@@ -27,6 +27,9 @@
 //! budget = 600                 # seconds
 //! suspicious = 0.5             # verdict thresholds on the backdoor probability
 //! backdoor = 0.8
+//!
+//! [provenance]
+//! ledger = "probity-ledger.db" # append scan/deep/verify records (relative to this file)
 //! ```
 
 use std::collections::HashSet;
@@ -49,6 +52,17 @@ pub struct Config {
     pub overrides: Vec<Override>,
     #[serde(default)]
     pub deep: Deep,
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+/// Provenance settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The ledger file `scan`, `deep` and `verify` append to (relative to
+    /// the config file's folder); `--ledger` and `PROBITY_LEDGER` win.
+    pub ledger: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,7 +123,15 @@ impl Config {
             path: p.clone(),
             source,
         })?;
-        Self::parse(&text, &p)
+        let mut cfg = Self::parse(&text, &p)?;
+        if let Some(l) = &mut cfg.provenance.ledger {
+            if l.is_relative() {
+                if let Some(dir) = path.parent() {
+                    *l = dir.join(&*l);
+                }
+            }
+        }
+        Ok(cfg)
     }
 
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
@@ -296,6 +318,7 @@ mod tests {
                 "deep.suspicious",
             ),
             ("[deep]\nbudgett = 3\n", "budgett"),
+            ("[provenance]\nledgr = \"x\"\n", "ledgr"),
             (
                 "[[override]]\npaths = [\"a[\"]\nignore = [\"PKL002\"]\nreason = \"x\"\n",
                 "override[0].paths",
@@ -318,6 +341,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.deep.budget, Some(60));
+        assert_eq!(c.provenance.ledger, None);
+        let c = Config::parse("[provenance]\nledger = \"l.db\"\n", "p.toml").unwrap();
+        assert_eq!(c.provenance.ledger, Some("l.db".into()));
         assert!(c.allowed().contains("mylab.layers.*"));
         let e = Config::parse("[[allow]]\ncallable = \"a.b\"\nreason = \" \"\n", "p.toml")
             .unwrap_err()
