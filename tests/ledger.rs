@@ -672,14 +672,17 @@ const C0: &str = "0000000000000000000000000000000000000aaa";
 const C1: &str = "1111111111111111111111111111111111111bbb";
 const C2: &str = "2222222222222222222222222222222222222ccc";
 
-/// (commit, files, title, author, date), oldest first.
-fn history() -> Vec<(
+/// A commit: (id, files, title, author, date).
+type Commit = (
     &'static str,
     Vec<(&'static str, Vec<u8>)>,
     &'static str,
     &'static str,
     &'static str,
-)> {
+);
+
+/// The repository's commits, oldest first.
+fn history() -> Vec<Commit> {
     let card = b"---\nbase_model: acme/base\n---\n".to_vec();
     vec![
         (
