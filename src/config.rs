@@ -28,7 +28,8 @@
 //! suspicious = 0.5             # verdict thresholds on the backdoor probability
 //! backdoor = 0.8
 //!
-//! [provenance]                 # signatures (OpenSSF model signing)
+//! [provenance]                 # signatures (OpenSSF model signing), ledger
+//! ledger = "probity-ledger.db" # append scan/deep/verify records
 //! require_signature = true     # `probity scan` fails without a valid one
 //! signature = "model.sig"      # its name inside each model folder
 //!
@@ -70,7 +71,7 @@ pub struct Config {
     pub dir: std::path::PathBuf,
 }
 
-/// `[provenance]`: signature requirements of `probity scan`.
+/// `[provenance]`: signature requirements of `probity scan`, and the ledger.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provenance {
@@ -81,6 +82,9 @@ pub struct Provenance {
     pub signature: Option<String>,
     #[serde(default)]
     pub signers: Vec<Signer>,
+    /// The ledger file `scan`, `deep` and `verify` append to (relative to
+    /// the config file's folder); `--ledger` and `PROBITY_LEDGER` win.
+    pub ledger: Option<std::path::PathBuf>,
 }
 
 /// One accepted signer: exactly one of `key`, `certificate_chain`,
@@ -155,6 +159,13 @@ impl Config {
         })?;
         let mut cfg = Self::parse(&text, &p)?;
         cfg.dir = path.parent().map(|d| d.to_path_buf()).unwrap_or_default();
+        if let Some(l) = &mut cfg.provenance.ledger {
+            if l.is_relative() {
+                if let Some(dir) = path.parent() {
+                    *l = dir.join(&*l);
+                }
+            }
+        }
         Ok(cfg)
     }
 
@@ -385,6 +396,7 @@ mod tests {
                 "deep.suspicious",
             ),
             ("[deep]\nbudgett = 3\n", "budgett"),
+            ("[provenance]\nledgr = \"x\"\n", "ledgr"),
             (
                 "[[override]]\npaths = [\"a[\"]\nignore = [\"PKL002\"]\nreason = \"x\"\n",
                 "override[0].paths",
@@ -407,6 +419,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.deep.budget, Some(60));
+        assert_eq!(c.provenance.ledger, None);
+        let c = Config::parse("[provenance]\nledger = \"l.db\"\n", "p.toml").unwrap();
+        assert_eq!(c.provenance.ledger, Some("l.db".into()));
         assert!(c.allowed().contains("mylab.layers.*"));
         let e = Config::parse("[[allow]]\ncallable = \"a.b\"\nreason = \" \"\n", "p.toml")
             .unwrap_err()

@@ -60,6 +60,9 @@ pub struct DeepArgs {
     /// A folder with only PyTorch pickle weights (pytorch_model.bin) is refused unless this is given; with it, such weights are read as data inside the worker (never unpickled: only a state dict's dicts, tuples, numbers and storage references are understood) and only when the folder's static scan has no finding at warning level or above.
     #[arg(long)]
     pub allow_pickle_weights: bool,
+    /// Append a provenance record of SUSPECT (its identity and file manifest, the base model's, who ran the scan, upstream authorship, claimed lineage, the verdict and score) to this ledger when a report is written. Default: PROBITY_LEDGER, else `ledger` in the [provenance] table of the config. A ledger that cannot be written exits 2.
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -141,6 +144,7 @@ pub fn deep(args: DeepArgs) -> ExitCode {
         max_new_tokens,
         spectral_device,
         allow_pickle_weights,
+        ledger,
     } = args;
     let device = match device {
         DeviceChoice::Cpu => DeviceKind::Cpu,
@@ -168,13 +172,21 @@ pub fn deep(args: DeepArgs) -> ExitCode {
             backdoor: cfg.deep.backdoor.unwrap_or(d.backdoor),
         }
     });
+    let ledger = crate::ledger_cmd::destination(ledger, cfg.provenance.ledger.clone());
     let mut folders = Vec::new();
+    let mut subjects = Vec::new();
     for input in [&suspect, &base] {
         match crate::remote::model_folder(input, offline) {
-            Ok((dir, note)) => {
+            Ok((dir, note, origin)) => {
                 if let Some(n) = note {
                     eprintln!("probity: {n}");
                 }
+                subjects.push(crate::ledger_cmd::Subject {
+                    input: input.display().to_string(),
+                    root: dir.clone(),
+                    origin,
+                    ignore: Vec::new(),
+                });
                 folders.push(dir);
             }
             Err(e) => return fail(e),
@@ -182,6 +194,8 @@ pub fn deep(args: DeepArgs) -> ExitCode {
     }
     let base = folders.pop().unwrap_or(base);
     let suspect = folders.pop().unwrap_or(suspect);
+    let base_subject = subjects.pop();
+    let suspect_subject = subjects.pop();
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -233,6 +247,32 @@ pub fn deep(args: DeepArgs) -> ExitCode {
         FailOn::Backdoor => report.verdict >= Verdict::Backdoor,
         FailOn::Never => false,
     };
+    if let (Some(l), Some(subject), Some(b)) = (&ledger, suspect_subject, base_subject) {
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "base".into(),
+            serde_json::json!({
+                "source": b.input,
+                "root_digest": probity_provenance::model_manifest(&b.root, &[])
+                    .map(|m| probity_provenance::manifest::Manifest::root_digest(&m.entries))
+                    .ok(),
+            }),
+        );
+        let entry = crate::ledger_cmd::Entry {
+            subject,
+            verdict: serde_json::json!({
+                "result": report.verdict.name(),
+                "score": report.score,
+                "exit_code": i32::from(fails),
+                "trigger": report.trigger.as_ref().map(|t| t.text.clone()),
+            }),
+            signature: serde_json::json!({"status": "not checked"}),
+            extra,
+        };
+        if let Err(e) = crate::ledger_cmd::append(l, "deep", offline, vec![entry]) {
+            return crate::ledger_cmd::ledger_failure(l, e);
+        }
+    }
     if fails {
         ExitCode::from(1)
     } else {

@@ -3,6 +3,7 @@
 mod config;
 #[cfg(feature = "deep")]
 mod deep_cmd;
+mod ledger_cmd;
 mod remote;
 mod render;
 mod signature;
@@ -25,8 +26,9 @@ use probity_scan::Ctx;
     about = "Tells an ML team whether a model is safe to ship.",
     long_about = "Probity screens model files before deployment.\n\n\
 `probity scan` reads every common model format byte by byte — it never loads or executes them — and reports findings with stable rule IDs and severities. Exit codes gate CI: 0 clean, 1 findings at or above --fail-on, 2 an input could not be scanned or a usage error.\n\n\
-`probity sign` and `probity verify` write and check model signatures compatible with OpenSSF model signing (key mode).",
-    after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity deep ./fine-tune --base ./base-model\n  probity sign ./my-model --key signing-key.pem --signature my-model.sig\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity rules\n  probity formats"
+`probity sign` and `probity verify` write and check model signatures compatible with OpenSSF model signing (key mode).\n\n\
+With a ledger (--ledger FILE, PROBITY_LEDGER, or `ledger` in the [provenance] table of probity.toml), `scan`, `deep` and `verify` append a hash-chained provenance record per model to an SQLite file; `probity log` shows a model's history and checks the chain.",
+    after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity deep ./fine-tune --base ./base-model\n  probity sign ./my-model --key signing-key.pem --signature my-model.sig\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity scan ./my-model --ledger provenance.db\n  probity log ./my-model --ledger provenance.db\n  probity rules\n  probity formats"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -135,6 +137,9 @@ enum Command {
         /// The OIDC issuer of --identity.
         #[arg(long, value_name = "URL", requires = "identity")]
         issuer: Option<String>,
+        /// Append a provenance record per model to this ledger (SQLite, created when missing): the model's identity and file manifest, who ran the command, upstream authorship, claimed lineage, the verdict. Default: PROBITY_LEDGER, else `ledger` in the [provenance] table of the config. Without one, nothing is recorded. A ledger that cannot be written exits 2.
+        #[arg(long, value_name = "FILE")]
+        ledger: Option<PathBuf>,
     },
     /// Deep scan: compare a fine-tune with its base model, side by side, in a restricted worker.
     #[cfg(feature = "deep")]
@@ -231,6 +236,31 @@ enum Command {
         /// A path to leave out when hashing MODEL, relative to MODEL (a folder leaves out everything under it; an absolute path must lie inside MODEL). Repeat for several.
         #[arg(long = "ignore-paths", value_name = "PATH")]
         ignore_paths: Vec<PathBuf>,
+        /// Append a provenance record (the model's manifest, the signature status and signer, who ran it) to this ledger when the verification succeeds or fails (not on an input error). Default: PROBITY_LEDGER, else `ledger` in the [provenance] table of probity.toml in the current directory. A ledger that cannot be written exits 2.
+        #[arg(long, value_name = "FILE")]
+        ledger: Option<PathBuf>,
+    },
+    /// Show a model's provenance history from the ledger, or check the ledger's hash chain.
+    #[command(
+        long_about = "Show the history the ledger holds of MODEL (or of every model without it), in the order the records were appended: each version (revision, commit, root digest of its files), who changed it upstream and when (Hugging Face commits since the last recorded revision; the MLflow version's creator and source run), the lineage it claims (base model, datasets), who ran the command (user@host, or the CI identity with its run URL), the command, the verdict and finding counts, the signature status, and which files were added, removed or changed since the previous record of the same model.\n\nMODEL is matched against each record's source (as given to scan, deep or verify), its model key (hf://ORG/NAME or models:/NAME for every revision or version), its local path (canonicalised), or a root digest (or a prefix of at least 8 hex digits).\n\nWith --verify, the hash chain of the whole ledger is checked instead: every record's digest is recomputed over the previous record's digest and its body, and the first record that was edited, deleted or moved is named. Deleting the last records (or rewriting the whole chain, which anyone who can write the file can do) leaves a valid chain: only a head digest kept elsewhere shows it. `log --verify` prints the head digest; pin it (a CI artifact, a protected variable) and later pass it with --expect-head: the check then also fails when that record is no longer in the ledger.",
+        after_help = "Exit codes: 0 = history shown, or chain intact; 1 = chain broken (--verify, --expect-head), with one line naming the record and the reason; 2 = error (no ledger configured, unreadable file, not a Probity ledger).\n\nExamples:\n  probity log ./my-model --ledger provenance.db\n  probity log hf://acme/tiny --format json\n  probity log --verify --ledger provenance.db\n  probity log --verify --expect-head sha256:3f1a... --ledger provenance.db"
+    )]
+    Log {
+        /// The model: a path, a URI (hf://ORG/NAME[@REV], models:/NAME[/VERSION], runs:/...) or a root digest. Default: every record.
+        #[arg(value_name = "MODEL")]
+        model: Option<String>,
+        /// The ledger file. Default: PROBITY_LEDGER, else `ledger` in the [provenance] table of probity.toml in the current directory.
+        #[arg(long, value_name = "FILE")]
+        ledger: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Check the hash chain of the whole ledger instead of showing history.
+        #[arg(long)]
+        verify: bool,
+        /// With --verify (implied): fail unless the record with this digest (sha256:HEX, as `log --verify` printed it) is still in the ledger, which detects deleted last records and a rewritten chain.
+        #[arg(long, value_name = "DIGEST")]
+        expect_head: Option<String>,
     },
     /// List the rule catalogue (IDs, severities and documentation).
     Rules {
@@ -364,7 +394,12 @@ fn main() -> ExitCode {
             issuer,
             ignore_paths,
             key_fingerprint,
+            ledger,
         } => {
+            let ledger = match ledger_cmd::destination_from_cwd(ledger) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
             let opts = probity_provenance::HashOptions {
                 ignore_paths,
                 allow_symlinks: false,
@@ -397,6 +432,47 @@ fn main() -> ExitCode {
             };
             let verified =
                 trust.and_then(|t| probity_provenance::verify(&model, &signature, &t, &opts));
+            if let Some(l) = &ledger {
+                let sig = match &verified {
+                    Ok(v) => Some(serde_json::json!({
+                        "status": "verified",
+                        "signer": v.signer,
+                        "signed_root_digest": v.root_digest,
+                        "signature_file": signature.display().to_string(),
+                    })),
+                    Err(probity_provenance::Error::Failed(lines)) => Some(serde_json::json!({
+                        "status": "failed",
+                        "reasons": lines,
+                        "signature_file": signature.display().to_string(),
+                    })),
+                    Err(_) => None,
+                };
+                if let Some(sig) = sig {
+                    let code = if verified.is_ok() { 0 } else { 1 };
+                    let entry = ledger_cmd::Entry {
+                        subject: ledger_cmd::Subject {
+                            input: model.display().to_string(),
+                            root: model.clone(),
+                            origin: None,
+                            ignore: vec![signature.clone()],
+                        },
+                        verdict: serde_json::json!({
+                            "result": if code == 0 { "verified" } else { "failed" },
+                            "exit_code": code,
+                        }),
+                        signature: sig,
+                        extra: Default::default(),
+                    };
+                    if let Err(e) = ledger_cmd::append(l, "verify", false, vec![entry]) {
+                        if let Err(v) = verified {
+                            for line in v.lines() {
+                                eprintln!("probity: {line}");
+                            }
+                        }
+                        return ledger_cmd::ledger_failure(l, e);
+                    }
+                }
+            }
             match verified {
                 Ok(v) => {
                     println!(
@@ -411,6 +487,13 @@ fn main() -> ExitCode {
                 Err(e) => provenance_failure(e),
             }
         }
+        Command::Log {
+            model,
+            ledger,
+            format,
+            verify,
+            expect_head,
+        } => ledger_cmd::log(model, ledger, format, verify, expect_head),
         Command::Rules { format } => {
             let s = match format {
                 RulesFormat::Text => probity_scan::catalogue::text(),
@@ -458,6 +541,7 @@ fn main() -> ExitCode {
             key_fingerprints,
             identity,
             issuer,
+            ledger,
         } => {
             let hash = hash || sbom.is_some() || matches!(format, ScanFormat::Cyclonedx);
             let cfg = match load_config(config) {
@@ -548,20 +632,17 @@ fn main() -> ExitCode {
                     .num_threads(n)
                     .build_global();
             }
-            let ((paths, remote_targets, notes), remote_roots) = match crate::remote::resolve_models(
-                &paths,
-                offline,
-                std::io::stderr().is_terminal(),
-            ) {
-                Ok(r) => r,
-                Err(e) => return fail(e),
-            };
+            let ledger = ledger_cmd::destination(ledger, cfg.provenance.ledger.clone());
+            let (paths, remote_targets, notes, sources) =
+                match crate::remote::resolve(&paths, offline, std::io::stderr().is_terminal()) {
+                    Ok(r) => r,
+                    Err(e) => return fail(e),
+                };
             // the models whose signature is checked: each input as given
-            let mut models: Vec<(String, PathBuf)> = paths
+            let models: Vec<(String, PathBuf)> = sources
                 .iter()
-                .map(|p| (p.display().to_string(), p.clone()))
+                .map(|s| (s.input.clone(), s.root.clone()))
                 .collect();
-            models.extend(remote_roots);
             for n in &notes {
                 eprintln!("probity: {n}");
             }
@@ -650,6 +731,38 @@ fn main() -> ExitCode {
                     {
                         // stdout closed (e.g. piped into `head`): the exit code still tells the verdict
                     }
+                }
+            }
+            if let Some(l) = &ledger {
+                let entries = sources
+                    .into_iter()
+                    .map(|src| {
+                        let files: Vec<&probity_report::FileReport> = report
+                            .files
+                            .iter()
+                            .filter(|f| {
+                                if src.origin.is_some() {
+                                    src.displays.contains(&f.path)
+                                } else {
+                                    ledger_cmd::under_input(&f.path, &src.input)
+                                }
+                            })
+                            .collect();
+                        ledger_cmd::Entry {
+                            verdict: ledger_cmd::scan_verdict(&files, gate),
+                            subject: ledger_cmd::Subject {
+                                input: src.input,
+                                root: src.root,
+                                origin: src.origin,
+                                ignore: Vec::new(),
+                            },
+                            signature: serde_json::json!({"status": "not checked"}),
+                            extra: Default::default(),
+                        }
+                    })
+                    .collect();
+                if let Err(e) = ledger_cmd::append(l, "scan", offline, entries) {
+                    return ledger_cmd::ledger_failure(l, e);
                 }
             }
             ExitCode::from(report.exit_code() as u8)

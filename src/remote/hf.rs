@@ -291,6 +291,11 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
         return Ok(Fetched {
             files,
             root: snap,
+            origin: Some(super::Origin::Hf {
+                repo: r.repo.clone(),
+                revision: r.revision.clone(),
+                commit: commit.clone(),
+            }),
             note: format!(
                 "hf://{}@{} from the cache (offline), commit {commit}",
                 r.repo, r.revision
@@ -392,7 +397,111 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
         .join(format!("models--{}", r.repo.replace('/', "--")))
         .join("snapshots")
         .join(&commit);
-    Ok(Fetched { files, note, root })
+    Ok(Fetched {
+        files,
+        note,
+        root,
+        origin: Some(super::Origin::Hf {
+            repo: r.repo.clone(),
+            revision: r.revision.clone(),
+            commit,
+        }),
+    })
+}
+
+/// The commit history of `repo` from `commit` back, newest first, as the
+/// Hub's commits API lists it (`/api/models/ORG/NAME/commits/COMMIT`,
+/// following `Link: rel="next"` pages): each `{id, title, date, authors}`.
+/// Stops at `since` (not included), after `cap` commits, or at the first
+/// commit. The second value says whether the list was cut at `cap`.
+pub fn commits(
+    repo: &str,
+    commit: &str,
+    since: Option<&str>,
+    cap: usize,
+) -> Result<(Vec<serde_json::Value>, bool), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let tok = token(&cache());
+    let mut url = format!("{}/api/models/{repo}/commits/{commit}", endpoint());
+    let mut out = Vec::new();
+    for _page in 0..20 {
+        let mut req = agent.get(&url);
+        if let Some(t) = &tok {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut resp = req
+            .call()
+            .map_err(|e| format!("cannot reach the Hub: {e}"))?;
+        let code = resp.status().as_u16();
+        if code != 200 {
+            return Err(format!(
+                "the Hub answered HTTP {code} for the commit history"
+            ));
+        }
+        let next = resp
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_link);
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(16 << 20)
+            .read_to_string()
+            .map_err(|e| format!("reading the commit history: {e}"))?;
+        let list: Vec<serde_json::Value> = serde_json::from_str(&body)
+            .map_err(|e| format!("the commit history is not a JSON list: {e}"))?;
+        for c in list {
+            let id = c.get("id").and_then(|i| i.as_str()).unwrap_or_default();
+            if since.is_some_and(|s| s == id) {
+                return Ok((out, false));
+            }
+            if out.len() == cap {
+                return Ok((out, true));
+            }
+            let authors: Vec<serde_json::Value> = c
+                .get("authors")
+                .and_then(|a| a.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.get("user").and_then(|u| u.as_str()))
+                        .map(|u| u.into())
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(serde_json::json!({
+                "id": id,
+                "title": c.get("title").and_then(|t| t.as_str()).unwrap_or_default(),
+                "date": c.get("date").and_then(|t| t.as_str()).unwrap_or_default(),
+                "authors": authors,
+            }));
+        }
+        match next {
+            Some(n) => url = n,
+            None => break,
+        }
+    }
+    Ok((out, false))
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(h: &str) -> Option<String> {
+    h.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"")
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
 }
 
 #[cfg(test)]
@@ -435,5 +544,10 @@ mod tests {
         assert!(!safe_name("../x") && !safe_name("/x") && !safe_name("a//b"));
         assert!(skipped("images/logo.PNG") && skipped(".gitattributes"));
         assert!(!skipped("model.safetensors"));
+        assert_eq!(
+            next_link("<https://h/api/models/a/b/commits/main?p=1>; rel=\"next\"").as_deref(),
+            Some("https://h/api/models/a/b/commits/main?p=1")
+        );
+        assert_eq!(next_link("<https://h/x>; rel=\"prev\""), None);
     }
 }

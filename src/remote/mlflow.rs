@@ -463,8 +463,14 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             ),
             files,
             root,
+            origin: Some(super::Origin::Mlflow {
+                key: ledger_key(r),
+                revision: None,
+                details: serde_json::json!({"status": "not fetched", "reason": "--offline: the tracking server was not asked"}),
+            }),
         });
     }
+    let mut version_json = None;
     let artifact_uri = match r {
         MlflowRef::Run { run_id, path } => join(&c.run_artifacts(run_id)?, path),
         MlflowRef::Version { name, version } => {
@@ -476,8 +482,10 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             let source = v
                 .pointer("/model_version/source")
                 .and_then(|s| s.as_str())
-                .ok_or_else(|| c.fail("the model version has no source"))?;
-            c.source_to_uri(source, 0)?
+                .ok_or_else(|| c.fail("the model version has no source"))?
+                .to_string();
+            version_json = v.get("model_version").cloned();
+            c.source_to_uri(&source, 0)?
         }
         MlflowRef::Alias { name, alias } => {
             let v = c.json(&format!(
@@ -488,10 +496,13 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             let source = v
                 .pointer("/model_version/source")
                 .and_then(|s| s.as_str())
-                .ok_or_else(|| c.fail("the aliased version has no source"))?;
-            c.source_to_uri(source, 0)?
+                .ok_or_else(|| c.fail("the aliased version has no source"))?
+                .to_string();
+            version_json = v.get("model_version").cloned();
+            c.source_to_uri(&source, 0)?
         }
     };
+    let origin = Some(origin_of(&c, r, version_json.as_ref()));
     if let Some(local) = artifact_uri.strip_prefix("file://").or_else(|| {
         artifact_uri
             .starts_with('/')
@@ -527,6 +538,7 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             note: format!("{what}: {} file(s) read in place from {local}", files.len()),
             root: root.clone(),
             files,
+            origin,
         });
     }
     let Some(rel_root) = proxied_path(&artifact_uri) else {
@@ -596,7 +608,83 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
         ),
         files,
         root,
+        origin,
     })
+}
+
+/// The name the ledger groups versions of this model under.
+pub fn ledger_key(r: &MlflowRef) -> String {
+    match r {
+        MlflowRef::Version { name, .. } | MlflowRef::Alias { name, .. } => {
+            format!("models:/{name}")
+        }
+        MlflowRef::Run { .. } => r.uri(),
+    }
+}
+
+/// What the tracking server says about who made this model version (or
+/// run) and when: the version's creator and creation time, its source run
+/// and that run's user. A failed lookup of the run is recorded, not fatal.
+fn origin_of(c: &Client, r: &MlflowRef, version: Option<&serde_json::Value>) -> super::Origin {
+    let s = |v: Option<&serde_json::Value>, k: &str| -> Option<String> {
+        v?.get(k).and_then(|x| {
+            x.as_str()
+                .map(str::to_string)
+                .or_else(|| x.as_i64().map(|n| n.to_string()))
+        })
+    };
+    let mut d = serde_json::Map::new();
+    d.insert("status".into(), "fetched".into());
+    let mut revision = None;
+    let mut run_id = match r {
+        MlflowRef::Run { run_id, .. } => Some(run_id.clone()),
+        _ => None,
+    };
+    if let Some(v) = version {
+        for k in ["name", "version", "user_id", "source", "run_id"] {
+            if let Some(x) = s(Some(v), k).filter(|x| !x.is_empty()) {
+                d.insert(k.into(), x.into());
+            }
+        }
+        if let Some(ms) = s(Some(v), "creation_timestamp").and_then(|t| t.parse::<i64>().ok()) {
+            d.insert(
+                "created".into(),
+                probity_provenance::ledger::rfc3339_secs(ms.div_euclid(1000)).into(),
+            );
+        }
+        revision = s(Some(v), "version").map(|n| format!("version {n}"));
+        run_id = s(Some(v), "run_id").filter(|x| !x.is_empty());
+    }
+    if let MlflowRef::Run { run_id, .. } = r {
+        revision = Some(format!("run {run_id}"));
+    }
+    if let Some(id) = run_id {
+        match c.json(&format!("/api/2.0/mlflow/runs/get?run_id={}", encode(&id))) {
+            Ok(run) => {
+                d.insert("run_id".into(), id.into());
+                if let Some(u) = s(run.pointer("/run/info"), "user_id").filter(|x| !x.is_empty()) {
+                    d.insert("run_user_id".into(), u.into());
+                }
+                if let Some(ms) =
+                    s(run.pointer("/run/info"), "start_time").and_then(|t| t.parse::<i64>().ok())
+                {
+                    d.insert(
+                        "run_started".into(),
+                        probity_provenance::ledger::rfc3339_secs(ms.div_euclid(1000)).into(),
+                    );
+                }
+            }
+            Err(e) => {
+                d.insert("run_id".into(), id.into());
+                d.insert("run_error".into(), e.to_string().into());
+            }
+        }
+    }
+    super::Origin::Mlflow {
+        key: ledger_key(r),
+        revision,
+        details: serde_json::Value::Object(d),
+    }
 }
 
 #[cfg(test)]

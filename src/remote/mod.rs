@@ -30,9 +30,43 @@ pub struct Fetched {
     /// One line describing what was fetched.
     pub note: String,
     /// The local folder holding the files in the repository's layout (a
-    /// Hugging Face cache snapshot), for loaders that take a folder and for
-    /// the signature check.
+    /// Hugging Face cache snapshot), for loaders that take a folder.
+    #[cfg_attr(not(feature = "deep"), allow(dead_code))]
     pub root: PathBuf,
+    /// What the source said about the model, for the ledger.
+    pub origin: Option<Origin>,
+}
+
+/// Where a fetched model came from, as the ledger records it.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A Hugging Face repository at a revision, resolved to a commit.
+    Hf {
+        repo: String,
+        revision: String,
+        commit: String,
+    },
+    /// An MLflow model version or run: `key` names the model across
+    /// versions (`models:/NAME`, or the run URI), `revision` this one
+    /// (`version 3`, `run ID`), `details` what the tracking server said
+    /// (creator, times, source run and its user) or why it was not asked.
+    Mlflow {
+        key: String,
+        revision: Option<String>,
+        details: serde_json::Value,
+    },
+}
+
+/// One scan input and where its files are, for the ledger.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The input as given.
+    pub input: String,
+    /// The local file or folder holding its files.
+    pub root: PathBuf,
+    pub origin: Option<Origin>,
+    /// The display names of its files in the report (remote inputs).
+    pub displays: Vec<String>,
 }
 
 /// Whether a path a server lists is safe to join to a cache folder: relative,
@@ -58,41 +92,48 @@ fn fetch(input: &str, offline: bool, progress: bool) -> Option<Result<Fetched, R
 pub fn model_folder(
     input: &std::path::Path,
     offline: bool,
-) -> Result<(PathBuf, Option<String>), RemoteError> {
+) -> Result<(PathBuf, Option<String>, Option<Origin>), RemoteError> {
     match fetch(&input.to_string_lossy(), offline, false) {
-        None => Ok((input.to_path_buf(), None)),
+        None => Ok((input.to_path_buf(), None, None)),
         Some(f) => {
             let f = f?;
-            Ok((f.root, Some(f.note)))
+            Ok((f.root, Some(f.note), f.origin))
         }
     }
 }
 
-/// Local paths, fetched remote files (as scan targets), and one note per
-/// remote input.
-pub type Resolved = (Vec<PathBuf>, Vec<Target>, Vec<String>);
+/// Local paths, fetched remote files (as scan targets), one note per
+/// remote input, and every input with where its files are.
+pub type Resolved = (Vec<PathBuf>, Vec<Target>, Vec<String>, Vec<Source>);
 
 /// Splits inputs into local paths and fetched remote files (as scan
-/// targets), with one note per remote input, plus each remote input's local
-/// folder (its cache snapshot) under the input as given, for checks that
-/// need the model as a whole.
-pub fn resolve_models(
-    inputs: &[PathBuf],
-    offline: bool,
-    progress: bool,
-) -> Result<(Resolved, Vec<(String, PathBuf)>), RemoteError> {
-    let mut roots = Vec::new();
+/// targets), with one note per remote input.
+pub fn resolve(inputs: &[PathBuf], offline: bool, progress: bool) -> Result<Resolved, RemoteError> {
     let mut local = Vec::new();
     let mut targets = Vec::new();
     let mut notes = Vec::new();
+    let mut sources = Vec::new();
     for input in inputs {
         let s = input.to_string_lossy();
         match fetch(&s, offline, progress) {
-            None => local.push(input.clone()),
+            None => {
+                local.push(input.clone());
+                sources.push(Source {
+                    input: s.into_owned(),
+                    root: input.clone(),
+                    origin: None,
+                    displays: Vec::new(),
+                });
+            }
             Some(f) => {
                 let f = f?;
                 notes.push(f.note);
-                roots.push((s.to_string(), f.root));
+                sources.push(Source {
+                    input: s.into_owned(),
+                    root: f.root.clone(),
+                    origin: f.origin.clone(),
+                    displays: f.files.iter().map(|(_, d)| d.clone()).collect(),
+                });
                 targets.extend(
                     f.files
                         .into_iter()
@@ -101,5 +142,5 @@ pub fn resolve_models(
             }
         }
     }
-    Ok(((local, targets, notes), roots))
+    Ok((local, targets, notes, sources))
 }

@@ -24,6 +24,7 @@
 
 pub mod certs;
 pub mod keys;
+pub mod ledger;
 pub mod manifest;
 pub mod statement;
 
@@ -373,6 +374,31 @@ pub fn sign(
         signer,
         ignore_paths: ser.ignore_paths,
     })
+}
+
+/// The manifest the ledger records for a model: the files `sign` would sign
+/// with its defaults (git paths left out, and each of `ignore`: the
+/// signature file when it lies inside the model), except that symbolic
+/// links are followed (a Hugging Face cache snapshot is made of them). For a
+/// model without symbolic links its root digest is `sign`'s.
+pub fn model_manifest(model: &Path, ignore: &[PathBuf]) -> Result<Manifest, Error> {
+    let root = model_root(model)?;
+    let mut ign = Vec::new();
+    if root.is_dir() {
+        ign.extend(
+            manifest::GIT_PATHS
+                .iter()
+                .filter_map(|p| IgnorePath::parse(p)),
+        );
+        for p in ignore {
+            if let Some(i) = inside_model(&root, p).and_then(|s| IgnorePath::parse(&s)) {
+                ign.push(i);
+            }
+        }
+    }
+    ign.sort();
+    ign.dedup();
+    hash_model(&root, &ign, true).map_err(|e| Error::input(model, e.to_string()))
 }
 
 /// Reads and parses a bundle file; every problem is an `Error::Input`.
