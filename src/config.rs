@@ -27,6 +27,9 @@
 //! budget = 600                 # seconds
 //! suspicious = 0.5             # verdict thresholds on the backdoor probability
 //! backdoor = 0.8
+//!
+//! [provenance]                 # `probity diff`
+//! trusted_authors = ["alice", "ml-bot"]
 //! ```
 
 use std::collections::HashSet;
@@ -49,6 +52,18 @@ pub struct Config {
     pub overrides: Vec<Override>,
     #[serde(default)]
     pub deep: Deep,
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+/// `[provenance]`: who may publish new versions of a model (`probity diff`
+/// flags an update by anyone else as unexpected).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// Hugging Face user names (commit authors) and MLflow user IDs.
+    #[serde(default)]
+    pub trusted_authors: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -291,6 +291,11 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
         return Ok(Fetched {
             files,
             root: snap,
+            origin: super::Origin::Hf {
+                repo: r.repo.clone(),
+                revision: r.revision.clone(),
+                commit: commit.clone(),
+            },
             note: format!(
                 "hf://{}@{} from the cache (offline), commit {commit}",
                 r.repo, r.revision
@@ -392,7 +397,68 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
         .join(format!("models--{}", r.repo.replace('/', "--")))
         .join("snapshots")
         .join(&commit);
-    Ok(Fetched { files, note, root })
+    Ok(Fetched {
+        files,
+        note,
+        root,
+        origin: super::Origin::Hf {
+            repo: r.repo.clone(),
+            revision: r.revision.clone(),
+            commit,
+        },
+    })
+}
+
+/// The Hub users who authored `commit` of `repo` (`GET
+/// /api/models/REPO/commits/COMMIT`: the first entry is that commit, with
+/// `authors: [{user}]`). `Err` with one line when the Hub does not say.
+pub fn commit_authors(repo: &str, commit: &str) -> Result<Vec<String>, String> {
+    let url = format!("{}/api/models/{repo}/commits/{commit}", endpoint());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut req = agent.get(&url);
+    if let Some(t) = token(&cache()) {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.call().map_err(|e| format!("commit history: {e}"))?;
+    let code = resp.status().as_u16();
+    if code != 200 {
+        return Err(format!("commit history: the Hub answered HTTP {code}"));
+    }
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_string()
+        .map_err(|e| format!("commit history: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("commit history is not JSON: {e}"))?;
+    let first = v
+        .as_array()
+        .and_then(|a| a.first())
+        .ok_or("commit history is empty")?;
+    if first.get("id").and_then(|i| i.as_str()) != Some(commit) {
+        return Err(format!("commit history does not start at commit {commit}"));
+    }
+    let mut authors: Vec<String> = first
+        .get("authors")
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("user").and_then(|u| u.as_str()))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    authors.sort();
+    authors.dedup();
+    if authors.is_empty() {
+        return Err("the commit names no Hub user as author".into());
+    }
+    Ok(authors)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::time::Duration;
 use base64::Engine;
 use sha2::Digest;
 
-use super::{safe_relative as safe_rel, Fetched, RemoteError};
+use super::{safe_relative as safe_rel, Fetched, Origin, RemoteError};
 
 /// What an MLflow URI names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -456,6 +456,8 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             }
             files.push((p, format!("{what}/{rel}")));
         }
+        let origin =
+            serde_json::from_value(rec["origin"].clone()).unwrap_or_else(|_| base_origin(r, &what));
         return Ok(Fetched {
             note: format!(
                 "{what}: {} file(s) from the cache (offline; as resolved by the last online fetch)",
@@ -463,8 +465,26 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             ),
             files,
             root,
+            origin,
         });
     }
+    let mut origin = base_origin(r, &what);
+    let mut version_of = |v: &serde_json::Value| {
+        if let Origin::Mlflow {
+            version, user_id, ..
+        } = &mut origin
+        {
+            let text = |p: &str| {
+                v.pointer(p).and_then(|x| match x {
+                    serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+            };
+            *version = text("/model_version/version").or(version.take());
+            *user_id = text("/model_version/user_id");
+        }
+    };
     let artifact_uri = match r {
         MlflowRef::Run { run_id, path } => join(&c.run_artifacts(run_id)?, path),
         MlflowRef::Version { name, version } => {
@@ -473,6 +493,7 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
                 encode(name),
                 encode(version)
             ))?;
+            version_of(&v);
             let source = v
                 .pointer("/model_version/source")
                 .and_then(|s| s.as_str())
@@ -485,6 +506,7 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
                 encode(name),
                 encode(alias)
             ))?;
+            version_of(&v);
             let source = v
                 .pointer("/model_version/source")
                 .and_then(|s| s.as_str())
@@ -527,6 +549,7 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             note: format!("{what}: {} file(s) read in place from {local}", files.len()),
             root: root.clone(),
             files,
+            origin,
         });
     }
     let Some(rel_root) = proxied_path(&artifact_uri) else {
@@ -581,6 +604,7 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
     let rec = serde_json::json!({
         "root": root.display().to_string(),
         "files": listed.iter().map(|(rel, _)| rel.clone()).collect::<Vec<_>>(),
+        "origin": origin,
     });
     if let Some(parent) = index.parent() {
         let _ = std::fs::create_dir_all(parent);
@@ -596,7 +620,24 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
         ),
         files,
         root,
+        origin,
     })
+}
+
+/// The origin of an MLflow URI before the server is asked.
+fn base_origin(r: &MlflowRef, uri: &str) -> Origin {
+    let (name, alias, version) = match r {
+        MlflowRef::Version { name, version } => (Some(name.clone()), None, Some(version.clone())),
+        MlflowRef::Alias { name, alias } => (Some(name.clone()), Some(alias.clone()), None),
+        MlflowRef::Run { .. } => (None, None, None),
+    };
+    Origin::Mlflow {
+        uri: uri.to_string(),
+        name,
+        alias,
+        version,
+        user_id: None,
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,40 @@ pub struct Fetched {
     /// Hugging Face cache snapshot), for loaders that take a folder.
     #[cfg_attr(not(feature = "deep"), allow(dead_code))]
     pub root: PathBuf,
+    /// What the input resolved to (commit, model version), for `probity diff`.
+    pub origin: Origin,
+}
+
+/// Where a fetched model came from, as its source resolved it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// A local file or folder.
+    #[default]
+    Local,
+    /// A Hugging Face Hub repository at a revision (a branch, tag or
+    /// commit) that resolved to `commit`.
+    Hf {
+        repo: String,
+        revision: String,
+        commit: String,
+    },
+    /// An MLflow model version, alias or run.
+    Mlflow {
+        uri: String,
+        /// The registered model's name (not for runs).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The alias the URI named (`models:/NAME@ALIAS`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alias: Option<String>,
+        /// The model version the URI resolved to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        /// The version's `user_id` (who registered it), when the server says.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
+    },
 }
 
 /// Whether a path a server lists is safe to join to a cache folder: relative,
@@ -45,7 +79,8 @@ pub fn safe_relative(p: &str) -> bool {
 }
 
 /// Fetches one remote input; `None` when `input` is a local path.
-fn fetch(input: &str, offline: bool, progress: bool) -> Option<Result<Fetched, RemoteError>> {
+/// `offline`: only the local cache.
+pub fn fetch(input: &str, offline: bool, progress: bool) -> Option<Result<Fetched, RemoteError>> {
     if let Some(r) = hf::parse(input) {
         return Some(r.and_then(|r| hf::fetch(&r, offline, progress)));
     }
