@@ -889,3 +889,102 @@ fn spectral_summary_of_two_zoo_llamas() {
         out(&o).contains("\nspectral ΔW: not done: different architectures (llama and qwen2)\n")
     );
 }
+
+// ---- a local MLflow tracking server: an alias that moves ----
+
+/// Answers the registry endpoints `probity` uses: `champion` names version
+/// 3 (by alice) on its first lookup and version 4 (by mallory) afterwards;
+/// each version's artifacts are a `file:` folder read in place.
+fn mlflow_server(dir: &Path) -> String {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let mut alias_lookups = 0;
+        for req in server.incoming_requests() {
+            let u = req.url().to_string();
+            let version = if u.starts_with("/api/2.0/mlflow/registered-models/alias?")
+                && u.contains("alias=champion")
+            {
+                alias_lookups += 1;
+                Some(if alias_lookups == 1 { 3 } else { 4 })
+            } else if u.starts_with("/api/2.0/mlflow/model-versions/get?") {
+                u.split("version=")
+                    .nth(1)
+                    .and_then(|v| v.split('&').next()?.parse::<u32>().ok())
+            } else {
+                None
+            };
+            let reply = match version {
+                Some(v) => {
+                    let user = if v == 3 { "alice" } else { "mallory" };
+                    let body = serde_json::json!({"model_version": {
+                        "name": "fraud", "version": v.to_string(), "user_id": user,
+                        "source": format!("file://{}", dir.join(format!("v{v}")).display())
+                    }});
+                    tiny_http::Response::from_string(body.to_string())
+                }
+                None => tiny_http::Response::from_string("{}").with_status_code(404),
+            };
+            let _ = req.respond(reply);
+        }
+    });
+    url
+}
+
+#[test]
+fn mlflow_alias_moved_and_versions_authors() {
+    let t = tempfile::tempdir().unwrap();
+    model(&t.path().join("v3"), BASIC, 3);
+    model(&t.path().join("v4"), BASIC, 4);
+    std::fs::write(
+        t.path().join("policy.toml"),
+        "[provenance]\ntrusted_authors = [\"alice\"]\n",
+    )
+    .unwrap();
+    let url = mlflow_server(t.path());
+    let cache = t.path().join("cache");
+    let env = [
+        ("MLFLOW_TRACKING_URI", url.as_str()),
+        ("PROBITY_CACHE_DIR", cache.to_str().unwrap()),
+    ];
+    let run = |a: &str, b: &str| {
+        let o = probity(
+            t.path(),
+            &[
+                "diff",
+                a,
+                b,
+                "--config",
+                "policy.toml",
+                "--format",
+                "json",
+                "--no-spectral",
+            ],
+            &env,
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&out(&o)).unwrap_or_else(|e| panic!("{e}: {}", err(&o)));
+        (o.status.code().unwrap(), v)
+    };
+    let (code, v) = run("models:/fraud@champion", "models:/fraud@champion");
+    assert_eq!(code, 1);
+    assert_eq!(
+        v["unexpected_update"],
+        serde_json::json!([
+            {"code": "untrusted-author", "message": "NEW was published by mallory, not in [provenance] trusted_authors"},
+            {"code": "weights-changed-under-same-tag", "message": "models:/fraud@champion (version 3 then 4): weights changed: model.safetensors"},
+        ])
+    );
+    assert_eq!(
+        v["new"]["origin"],
+        serde_json::json!({"kind": "mlflow", "uri": "models:/fraud@champion", "name": "fraud", "alias": "champion", "version": "4", "user_id": "mallory"})
+    );
+    // two version numbers name no movable tag; the author still counts
+    let (code, v) = run("models:/fraud/4", "models:/fraud/3");
+    assert_eq!(code, 0, "{}", v["unexpected_update"]);
+    assert_eq!(v["new"]["authors"], serde_json::json!(["alice"]));
+    let (code, v) = run("models:/fraud/3", "models:/fraud/4");
+    assert_eq!(code, 1);
+    assert_eq!(codes(&v), ["untrusted-author"]);
+}
