@@ -39,6 +39,9 @@
 //! # fingerprint = "3f1c…"                 a pinned certificate key, or
 //! # identity = "ci@example.com"           a Sigstore identity (keyless)
 //! # issuer = "https://accounts.google.com"
+//!
+//! # in [provenance]: who may publish new versions (`probity diff`)
+//! # trusted_authors = ["alice", "ml-bot"]
 //! ```
 //!
 //! Relative paths in `[provenance]` are relative to the config file's folder.
@@ -85,6 +88,11 @@ pub struct Provenance {
     /// The ledger file `scan`, `deep` and `verify` append to (relative to
     /// the config file's folder); `--ledger` and `PROBITY_LEDGER` win.
     pub ledger: Option<std::path::PathBuf>,
+    /// Who may publish new versions of a model (Hugging Face user names,
+    /// commit authors, and MLflow user IDs): `probity diff` flags an update
+    /// by anyone else as unexpected.
+    #[serde(default)]
+    pub trusted_authors: Vec<String>,
 }
 
 /// One accepted signer: exactly one of `key`, `certificate_chain`,
@@ -420,9 +428,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.deep.budget, Some(60));
         assert_eq!(c.provenance.ledger, None);
-        let c = Config::parse("[provenance]\nledger = \"l.db\"\n", "p.toml").unwrap();
-        assert_eq!(c.provenance.ledger, Some("l.db".into()));
         assert!(c.allowed().contains("mylab.layers.*"));
+        let l = Config::parse(
+            "[provenance]\nledger = \"l.db\"\ntrusted_authors = [\"alice\"]\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(l.provenance.ledger, Some("l.db".into()));
+        assert_eq!(l.provenance.trusted_authors, vec!["alice".to_string()]);
         let e = Config::parse("[[allow]]\ncallable = \"a.b\"\nreason = \" \"\n", "p.toml")
             .unwrap_err()
             .to_string();

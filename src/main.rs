@@ -3,6 +3,7 @@
 mod config;
 #[cfg(feature = "deep")]
 mod deep_cmd;
+mod diff;
 mod ledger_cmd;
 mod remote;
 mod render;
@@ -26,9 +27,9 @@ use probity_scan::Ctx;
     about = "Tells an ML team whether a model is safe to ship.",
     long_about = "Probity screens model files before deployment.\n\n\
 `probity scan` reads every common model format byte by byte — it never loads or executes them — and reports findings with stable rule IDs and severities. Exit codes gate CI: 0 clean, 1 findings at or above --fail-on, 2 an input could not be scanned or a usage error.\n\n\
-`probity sign` and `probity verify` write and check model signatures compatible with OpenSSF model signing (key mode).\n\n\
+`probity diff OLD NEW` compares two versions of a model and flags an unexpected update (exit 1).\n\n`probity sign` and `probity verify` write and check model signatures compatible with OpenSSF model signing (key and certificate modes; keyless verification); `probity scan --require-signature` makes a missing or invalid signature a finding.\n\n\
 With a ledger (--ledger FILE, PROBITY_LEDGER, or `ledger` in the [provenance] table of probity.toml), `scan`, `deep` and `verify` append a hash-chained provenance record per model to an SQLite file; `probity log` shows a model's history and checks the chain.",
-    after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity deep ./fine-tune --base ./base-model\n  probity sign ./my-model --key signing-key.pem --signature my-model.sig\n  probity verify ./my-model --signature my-model.sig --key signing-key.pub\n  probity scan ./my-model --ledger provenance.db\n  probity log ./my-model --ledger provenance.db\n  probity rules\n  probity formats"
+    after_help = "Examples:\n  probity scan model.pt\n  probity scan ./checkpoints --format json --output report.json\n  probity scan model.pkl --fail-on critical\n  probity deep ./fine-tune --base ./base-model\n  probity sign ./my-model --key signing-key.pem --signature my-model/model.sig\n  probity verify ./my-model --signature my-model/model.sig --key signing-key.pub\n  probity scan ./my-model --require-signature --key signing-key.pub\n  probity scan ./my-model --ledger provenance.db\n  probity log ./my-model --ledger provenance.db\n  probity diff ./model-v1 ./model-v2\n  probity rules\n  probity formats"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,7 +37,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
@@ -262,6 +263,12 @@ enum Command {
         #[arg(long, value_name = "DIGEST")]
         expect_head: Option<String>,
     },
+    /// Compare two versions of a model: files, tensors, security-relevant settings, ΔW; flag an unexpected update.
+    #[command(
+        long_about = "Compare two versions of a model, OLD and NEW: local folders (or single model files), Hugging Face repositories (hf://ORG/NAME@REVISION) or MLflow models (models:/NAME/VERSION, models:/NAME@ALIAS), fetched into the cache as `probity scan` fetches them.\n\nReported: files added, removed and changed, by SHA-256 (the root digest is OpenSSF model signing's, so it equals the one `probity sign` records; model.sig and .git, .gitattributes, .github, .gitignore are left out); tensors added, removed, re-shaped or re-typed, from the safetensors and GGUF headers (no weights read); security-relevant settings added, removed or changed: config.json auto_map, trust_remote_code, architectures, model_type, _name_or_path; tokenizer_config.json chat_template, auto_map, special tokens (bos/eos/pad/unk/sep/cls/mask, additional_special_tokens, added_tokens_decoder), special_tokens_map.json, tokenizer.json added_tokens, chat_template.json, *.jinja files, GGUF tokenizer.chat_template*, special token IDs, general.architecture and general.base_model.*; README.md front matter base_model; adapter_config.json base_model_name_or_path; and, when both load as the same architecture (deep feature), the spectral summary of ΔW = NEW − OLD (as `probity spectral NEW --base OLD`), or why it was not done.\n\nAn unexpected update is any of: weights changed under the same tag (both inputs name the same Hub repository and revision label, or the same MLflow model and alias, and a weight file differs); new remote code (a .py file added or changed, auto_map added or changed, trust_remote_code turned on); a changed chat template; a new unsigned version (OLD's model.sig valid, NEW's missing or invalid); an author outside [provenance] trusted_authors of the policy file (Hub commit authors; MLflow user_id; a local folder's author is unknown and not checked). See docs/provenance-diff.md.",
+        after_help = "Exit codes: 0 = no unexpected update; 1 = an unexpected update (each reason listed); 2 = an input could not be read (one line: probity: PATH: reason).\n\nExamples:\n  probity diff ./model-v1 ./model-v2\n  probity diff hf://org/name@v1.0 hf://org/name@main --format json\n  probity diff models:/fraud/3 models:/fraud/4 --config probity.toml\n  probity diff ./old ./new --key signing-key.pub --no-spectral"
+    )]
+    Diff(diff::DiffArgs),
     /// List the rule catalogue (IDs, severities and documentation).
     Rules {
         /// Output format (markdown is the content of docs/rules.md).
@@ -286,7 +293,7 @@ enum ColorChoice {
 /// The policy: the file given with --config, else `probity.toml` in the
 /// current directory (never one inside a scanned folder: a model's own files
 /// must not be able to weaken the policy that judges them), else defaults.
-fn load_config(config: Option<PathBuf>) -> Result<Config, crate::config::ConfigError> {
+pub(crate) fn load_config(config: Option<PathBuf>) -> Result<Config, crate::config::ConfigError> {
     match config.or_else(|| Some(PathBuf::from("probity.toml")).filter(|p| p.is_file())) {
         Some(p) => Config::load(&p),
         None => Ok(Config::default()),
@@ -330,7 +337,10 @@ fn scan_after_help() -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     #[cfg(feature = "deep")]
-    if matches!(cli.command, Command::Spectral(_) | Command::Deep(_)) {
+    if matches!(
+        cli.command,
+        Command::Spectral(_) | Command::Deep(_) | Command::Diff(_)
+    ) {
         deep_cmd::private_runtime_dir();
     }
     match cli.command {
@@ -340,6 +350,7 @@ fn main() -> ExitCode {
         Command::Deep(args) => deep_cmd::deep(args),
         #[cfg(feature = "deep")]
         Command::Spectral(args) => deep_cmd::spectral(args),
+        Command::Diff(args) => diff::run(args),
         Command::Sign {
             model,
             key,

@@ -488,6 +488,32 @@ pub fn commits(
     Ok((out, false))
 }
 
+/// The Hub users who authored `commit` of `repo` (the first entry of its
+/// commit history). `Err` with one line when the Hub does not say.
+pub fn commit_authors(repo: &str, commit: &str) -> Result<Vec<String>, String> {
+    let (list, _) = commits(repo, commit, None, 1).map_err(|e| format!("commit history: {e}"))?;
+    let first = list.first().ok_or("commit history is empty")?;
+    if first.get("id").and_then(|i| i.as_str()) != Some(commit) {
+        return Err(format!("commit history does not start at commit {commit}"));
+    }
+    let mut authors: Vec<String> = first
+        .get("authors")
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    authors.sort();
+    authors.dedup();
+    if authors.is_empty() {
+        return Err("the commit names no Hub user as author".into());
+    }
+    Ok(authors)
+}
+
 /// The `rel="next"` URL of a `Link` header.
 fn next_link(h: &str) -> Option<String> {
     h.split(',').find_map(|part| {

@@ -466,7 +466,15 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             origin: Some(super::Origin::Mlflow {
                 key: ledger_key(r),
                 revision: None,
-                details: serde_json::json!({"status": "not fetched", "reason": "--offline: the tracking server was not asked"}),
+                details: {
+                    let mut d = named_in(r);
+                    d.insert("status".into(), "not fetched".into());
+                    d.insert(
+                        "reason".into(),
+                        "--offline: the tracking server was not asked".into(),
+                    );
+                    serde_json::Value::Object(d)
+                },
             }),
         });
     }
@@ -622,6 +630,24 @@ pub fn ledger_key(r: &MlflowRef) -> String {
     }
 }
 
+/// What the URI itself names: the registered model, and the alias or
+/// version asked for.
+fn named_in(r: &MlflowRef) -> serde_json::Map<String, serde_json::Value> {
+    let mut d = serde_json::Map::new();
+    match r {
+        MlflowRef::Version { name, version } => {
+            d.insert("name".into(), name.clone().into());
+            d.insert("version".into(), version.clone().into());
+        }
+        MlflowRef::Alias { name, alias } => {
+            d.insert("name".into(), name.clone().into());
+            d.insert("alias".into(), alias.clone().into());
+        }
+        MlflowRef::Run { .. } => {}
+    }
+    d
+}
+
 /// What the tracking server says about who made this model version (or
 /// run) and when: the version's creator and creation time, its source run
 /// and that run's user. A failed lookup of the run is recorded, not fatal.
@@ -633,7 +659,7 @@ fn origin_of(c: &Client, r: &MlflowRef, version: Option<&serde_json::Value>) -> 
                 .or_else(|| x.as_i64().map(|n| n.to_string()))
         })
     };
-    let mut d = serde_json::Map::new();
+    let mut d = named_in(r);
     d.insert("status".into(), "fetched".into());
     let mut revision = None;
     let mut run_id = match r {

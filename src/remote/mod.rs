@@ -79,7 +79,7 @@ pub fn safe_relative(p: &str) -> bool {
 }
 
 /// Fetches one remote input; `None` when `input` is a local path.
-fn fetch(input: &str, offline: bool, progress: bool) -> Option<Result<Fetched, RemoteError>> {
+pub fn fetch(input: &str, offline: bool, progress: bool) -> Option<Result<Fetched, RemoteError>> {
     if let Some(r) = hf::parse(input) {
         return Some(r.and_then(|r| hf::fetch(&r, offline, progress)));
     }

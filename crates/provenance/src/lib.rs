@@ -571,6 +571,61 @@ pub fn verify(
     check_files(model, signature, parsed, signer, opts)
 }
 
+/// The signed statement of a key-mode or certificate-mode signature, read
+/// without hashing any model file: with `key`, the DSSE signature is checked
+/// against it (key mode) and the signer described; without one, the statement
+/// is only parsed and checked for self-consistency (its root digest against
+/// its file list) and the signer is `None`: such a statement says what was
+/// signed, not who signed it. Used by `probity diff` to compare a folder with
+/// its sidecar signature.
+pub fn read_signed_statement(
+    signature: &Path,
+    key: Option<&PublicKey>,
+) -> Result<(statement::Parsed, Option<String>), Error> {
+    let bundle = read_bundle(signature)?;
+    let SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
+        return Err(Error::input(
+            signature,
+            "the bundle holds a message signature, not a DSSE envelope (not a model signature)",
+        ));
+    };
+    if envelope.payload_type != PAYLOAD_TYPE {
+        return Err(Error::input(
+            signature,
+            format!(
+                "DSSE payload type is {:?}, expected {PAYLOAD_TYPE}",
+                envelope.payload_type
+            ),
+        ));
+    }
+    let sig_name = signature.display();
+    let signer = match key {
+        None => None,
+        Some(key) => {
+            if let VerificationMaterialContent::PublicKey(id) =
+                &bundle.verification_material.content
+            {
+                let expected = key.model_signing_hint();
+                if !id.hint.is_empty() && !id.hint.eq_ignore_ascii_case(&expected) {
+                    return Err(Error::Failed(vec![format!(
+                        "{sig_name}: wrong key: the signature names key hint {}, the given key's is {expected}",
+                        id.hint
+                    )]));
+                }
+            }
+            if !key.verify(&envelope.pae(), envelope.signature.sig.as_bytes()) {
+                return Err(Error::Failed(vec![format!(
+                    "{sig_name}: the signature does not verify with the {}: wrong key, or the signed statement was altered",
+                    key_description(key)
+                )]));
+            }
+            Some(key_description(key))
+        }
+    };
+    let parsed = parse_statement(signature, envelope.payload.as_bytes())?;
+    Ok((parsed, signer))
+}
+
 fn parse_statement(signature: &Path, payload: &[u8]) -> Result<statement::Parsed, Error> {
     let sig_name = signature.display();
     match statement::parse(payload) {
