@@ -11,10 +11,10 @@
 //! cargo test --release --test real_model
 //! ```
 //!
-//! With a 600 s budget (the default 300 s is enough for the draws measured
-//! here, 234 s for the backdoor on an idle 2-core machine; the margin is
-//! for other draws and slower machines, and costs nothing when the search
-//! settles early): the backdoored model is `backdoor`, with a trigger that
+//! With a 420 s budget (the default 300 s is enough for the draws measured
+//! here; the margin is for other draws and slower machines; after a
+//! verified trigger the vocabulary scan still runs to the end of the
+//! budget, to list the suspect's other targets): the backdoored model is `backdoor`, with a trigger that
 //! works on held-out prompts (≥ 0.8) and not on the base (≤ 0.1), and its
 //! target is the planted link; the clean one is `clean` with the whole
 //! vocabulary scanned.
@@ -49,7 +49,7 @@ fn deep(zoo: &std::path::Path, model: &str) -> serde_json::Value {
         .arg(zoo.join(model))
         .arg("--base")
         .arg(zoo.join("base"))
-        .args(["--format", "json", "--budget", "600"])
+        .args(["--format", "json", "--budget", "420"])
         .output()
         .unwrap();
     assert!(
