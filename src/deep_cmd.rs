@@ -185,7 +185,8 @@ pub fn deep(args: DeepArgs) -> ExitCode {
                     input: input.display().to_string(),
                     root: dir.clone(),
                     origin,
-                    ignore: Vec::new(),
+                    // the manifest is the signature's: without model.sig
+                    ignore: vec![dir.join("model.sig")],
                 });
                 folders.push(dir);
             }

@@ -265,8 +265,8 @@ enum Command {
     },
     /// Compare two versions of a model: files, tensors, security-relevant settings, ΔW; flag an unexpected update.
     #[command(
-        long_about = "Compare two versions of a model, OLD and NEW: local folders (or single model files), Hugging Face repositories (hf://ORG/NAME@REVISION) or MLflow models (models:/NAME/VERSION, models:/NAME@ALIAS), fetched into the cache as `probity scan` fetches them.\n\nReported: files added, removed and changed, by SHA-256 (the root digest is OpenSSF model signing's, so it equals the one `probity sign` records; model.sig and .git, .gitattributes, .github, .gitignore are left out); tensors added, removed, re-shaped or re-typed, from the safetensors and GGUF headers (no weights read); security-relevant settings added, removed or changed: config.json auto_map, trust_remote_code, architectures, model_type, _name_or_path; tokenizer_config.json chat_template, auto_map, special tokens (bos/eos/pad/unk/sep/cls/mask, additional_special_tokens, added_tokens_decoder), special_tokens_map.json, tokenizer.json added_tokens, chat_template.json, *.jinja files, GGUF tokenizer.chat_template*, special token IDs, general.architecture and general.base_model.*; README.md front matter base_model; adapter_config.json base_model_name_or_path; and, when both load as the same architecture (deep feature), the spectral summary of ΔW = NEW − OLD (as `probity spectral NEW --base OLD`), or why it was not done.\n\nAn unexpected update is any of: weights changed under the same tag (both inputs name the same Hub repository and revision label, or the same MLflow model and alias, and a weight file differs); new remote code (a .py file added or changed, auto_map added or changed, trust_remote_code turned on); a changed chat template; a new unsigned version (OLD's model.sig valid, NEW's missing or invalid); an author outside [provenance] trusted_authors of the policy file (Hub commit authors; MLflow user_id; a local folder's author is unknown and not checked). See docs/provenance-diff.md.",
-        after_help = "Exit codes: 0 = no unexpected update; 1 = an unexpected update (each reason listed); 2 = an input could not be read (one line: probity: PATH: reason).\n\nExamples:\n  probity diff ./model-v1 ./model-v2\n  probity diff hf://org/name@v1.0 hf://org/name@main --format json\n  probity diff models:/fraud/3 models:/fraud/4 --config probity.toml\n  probity diff ./old ./new --key signing-key.pub --no-spectral"
+        long_about = "Compare two versions of a model, OLD and NEW: local folders (or single model files), Hugging Face repositories (hf://ORG/NAME@REVISION) or MLflow models (models:/NAME/VERSION, models:/NAME@ALIAS), fetched into the cache as `probity scan` fetches them, or records of the ledger (ledger:SEQ, numbered as `probity log` shows them: only their files, signature status and upstream authors are compared, as the ledger holds no tensors or settings; the ledger's hash chain must be intact).\n\nReported: files added, removed and changed, by SHA-256 (the root digest is OpenSSF model signing's, so it equals the one `probity sign` records; model.sig and .git, .gitattributes, .github, .gitignore are left out); tensors added, removed, re-shaped or re-typed, from the safetensors and GGUF headers (no weights read); security-relevant settings added, removed or changed: config.json auto_map, trust_remote_code, architectures, model_type, _name_or_path; tokenizer_config.json chat_template, auto_map, special tokens (bos/eos/pad/unk/sep/cls/mask, additional_special_tokens, added_tokens_decoder), special_tokens_map.json, tokenizer.json added_tokens, chat_template.json, *.jinja files, GGUF tokenizer.chat_template*, special token IDs, general.architecture and general.base_model.*; README.md front matter base_model; adapter_config.json base_model_name_or_path; and, when both load as the same architecture (deep feature), the spectral summary of ΔW = NEW − OLD (as `probity spectral NEW --base OLD`), or why it was not done.\n\nAn unexpected update is any of: weights changed under the same tag (both inputs name the same Hub repository and revision label, or the same MLflow model and alias, and a weight file differs); new remote code (a .py file added or changed, auto_map added or changed, trust_remote_code turned on); a changed chat template; a new unsigned version (OLD's model.sig valid, NEW's missing or invalid); an author outside [provenance] trusted_authors of the policy file (Hub commit authors; MLflow user_id; a local folder's author is unknown and not checked). See docs/provenance-diff.md.",
+        after_help = "Exit codes: 0 = no unexpected update; 1 = an unexpected update (each reason listed); 2 = an input could not be read (one line: probity: PATH: reason).\n\nExamples:\n  probity diff ./model-v1 ./model-v2\n  probity diff hf://org/name@v1.0 hf://org/name@main --format json\n  probity diff models:/fraud/3 models:/fraud/4 --config probity.toml\n  probity diff ./old ./new --key signing-key.pub --no-spectral\n  probity diff ledger:3 ledger:7 --ledger provenance.db"
     )]
     Diff(diff::DiffArgs),
     /// List the rule catalogue (IDs, severities and documentation).
@@ -753,21 +753,31 @@ fn main() -> ExitCode {
                             .iter()
                             .filter(|f| {
                                 if src.origin.is_some() {
-                                    src.displays.contains(&f.path)
+                                    src.displays.contains(&f.path) || f.path == src.input
                                 } else {
                                     ledger_cmd::under_input(&f.path, &src.input)
                                 }
                             })
                             .collect();
+                        let sig = files
+                            .iter()
+                            .find(|f| f.path == src.input && f.format == signature::FORMAT)
+                            .map(|f| signature::ledger_status(f))
+                            .unwrap_or_else(|| serde_json::json!({"status": "not checked"}));
                         ledger_cmd::Entry {
                             verdict: ledger_cmd::scan_verdict(&files, gate),
                             subject: ledger_cmd::Subject {
                                 input: src.input,
+                                // the manifest is the signature's: without
+                                // the signature file itself
+                                ignore: match &signature {
+                                    Some(p) if models.len() == 1 => vec![p.clone()],
+                                    _ => vec![src.root.join(&sig_name)],
+                                },
                                 root: src.root,
                                 origin: src.origin,
-                                ignore: Vec::new(),
                             },
-                            signature: serde_json::json!({"status": "not checked"}),
+                            signature: sig,
                             extra: Default::default(),
                         }
                     })

@@ -12,6 +12,33 @@ use probity_scan::rules::{SIG001, SIG002, SIG003};
 
 use crate::config::Signer;
 
+/// The report entry format of a model's signature result.
+pub const FORMAT: &str = "model signature";
+
+/// A signature result as the ledger records it: `verified` with the
+/// signer, `failed` with the reasons, or `missing`.
+pub fn ledger_status(r: &FileReport) -> serde_json::Value {
+    let Some(f) = r.findings.first() else {
+        return serde_json::json!({"status": "not checked"});
+    };
+    match f.rule.as_str() {
+        "SIG003" => {
+            // "signed by SIGNER: N files, root digest sha256:D" (see `check`)
+            let (signer, rest) = f.message.rsplit_once(": ").unwrap_or((&f.message, ""));
+            let signer = signer.strip_prefix("signed by ").unwrap_or(signer);
+            let root = rest
+                .rsplit_once("sha256:")
+                .map(|(_, d)| d)
+                .unwrap_or_default();
+            serde_json::json!({"status": "verified", "signer": signer, "signed_root_digest": root, "signature": f.evidence})
+        }
+        "SIG002" => {
+            serde_json::json!({"status": "failed", "reasons": [f.message], "signature": f.evidence})
+        }
+        _ => serde_json::json!({"status": "missing", "reason": f.message}),
+    }
+}
+
 /// One accepted signer, ready to check: what to trust, and how to name it.
 pub struct Accepted {
     pub trust: Trust,
@@ -92,7 +119,7 @@ pub fn signature_path(model: &Path, name: &str, explicit: Option<&Path>) -> Path
 /// finding.
 pub fn check(display: &str, root: &Path, signature: &Path, signers: &[Accepted]) -> FileReport {
     let mut r = FileReport::new(display.to_string());
-    r.format = "model signature".into();
+    r.format = FORMAT.into();
     let sig_name = signature.display();
     if !signature.is_file() {
         r.findings.push(Finding::new(

@@ -352,18 +352,45 @@ fn signed_here_single_file_and_custom_signature_names() {
         ],
     );
     assert_eq!(s.status.code(), Some(0));
+    let signed = String::from_utf8_lossy(&s.stdout).into_owned();
+    let root = signed
+        .split("root digest sha256:")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
     std::fs::write(
         d.path().join("probity.toml"),
         "[provenance]\nrequire_signature = true\nsignature = \"release.sig\"\n[[provenance.signers]]\nkey = \"k.pub\"\n",
     )
     .unwrap();
-    let o = probity_in(d.path(), &["scan", "m", "w.bin", "--format", "json"]);
+    let o = probity_in(
+        d.path(),
+        &["scan", "m", "w.bin", "--format", "json", "--ledger", "l.db"],
+    );
     assert_eq!(
         o.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
+    // the ledger's manifest is the signature's: the signature file is left out
+    let log = json(&probity_in(
+        d.path(),
+        &["log", "m", "--ledger", "l.db", "--format", "json"],
+    ));
+    assert_eq!(log["records"].as_array().unwrap().len(), 1, "{log}");
+    let rec = &log["records"][0]["record"];
+    assert!(
+        rec["model"]["root_digest"]
+            .as_str()
+            .unwrap()
+            .ends_with(&root),
+        "{rec} vs {root}"
+    );
+    assert_eq!(rec["signature"]["status"], "verified");
     let f = sig_findings(&json(&o));
     assert_eq!(f.len(), 2, "{f:?}");
     assert!(
@@ -472,4 +499,193 @@ fn bad_signature_policies_are_one_line_exit_2() {
             needle,
         );
     }
+}
+
+#[test]
+fn the_ledger_records_the_signature_result_of_a_scan() {
+    let (d, m) = signed_vector();
+    let scan = |extra: &[&str]| {
+        let mut a = vec![
+            "scan",
+            "model",
+            "--require-signature",
+            "--key",
+            "vector.pub",
+            "--ledger",
+            "l.db",
+        ];
+        a.extend_from_slice(extra);
+        probity_in(d.path(), &a)
+    };
+    assert_eq!(scan(&[]).status.code(), Some(0));
+    std::fs::write(m.join("extra.bin"), b"x").unwrap();
+    assert_eq!(scan(&[]).status.code(), Some(1));
+    std::fs::remove_file(m.join("model.sig")).unwrap();
+    assert_eq!(scan(&[]).status.code(), Some(1));
+    let o = probity_in(d.path(), &["log", "--ledger", "l.db", "--format", "json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&o);
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 3, "{v}");
+    let status: Vec<&str> = recs
+        .iter()
+        .map(|r| r["record"]["signature"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(status, ["verified", "failed", "missing"]);
+    // the vector's signer left out `ignore-me`, which the ledger's manifest
+    // holds: the signed root digest is recorded beside it
+    assert_eq!(
+        recs[0]["record"]["signature"]["signed_root_digest"],
+        "92745110b1ab4368471cbe31664e10174e954b113a3df333db860317b2c6dec4"
+    );
+    assert!(recs[0]["record"]["signature"]["signer"]
+        .as_str()
+        .unwrap()
+        .contains(VECTOR_FP));
+    assert!(recs[1]["record"]["signature"]["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("extra.bin"));
+    // a scan without the requirement records that nothing was checked
+    let o = probity_in(d.path(), &["scan", "model", "--ledger", "l.db"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v = json(&probity_in(
+        d.path(),
+        &["log", "--ledger", "l.db", "--format", "json"],
+    ));
+    assert_eq!(
+        v["records"][3]["record"]["signature"]["status"],
+        "not checked"
+    );
+}
+
+/// `probity diff ledger:A ledger:B`: two recorded versions compared from the
+/// ledger alone (the files may be gone): files by digest, the signature
+/// status, new remote code; a broken chain or a missing record is exit 2.
+#[test]
+fn diff_of_two_ledger_records() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("k.pem"), KEY).unwrap();
+    std::fs::write(d.path().join("k.pub"), PUB).unwrap();
+    let m = d.path().join("m");
+    std::fs::create_dir(&m).unwrap();
+    std::fs::write(m.join("config.json"), b"{\"model_type\": \"llama\"}").unwrap();
+    std::fs::write(m.join("weights.bin"), vec![1u8; 2048]).unwrap();
+    let sign = probity_in(
+        d.path(),
+        &["sign", "m", "--key", "k.pem", "--signature", "m/model.sig"],
+    );
+    assert_eq!(sign.status.code(), Some(0));
+    let scan = || {
+        probity_in(
+            d.path(),
+            &[
+                "scan",
+                "m",
+                "--require-signature",
+                "--key",
+                "k.pub",
+                "--ledger",
+                "l.db",
+            ],
+        )
+    };
+    assert_eq!(scan().status.code(), Some(0)); // #1: signed
+                                               // a new version: changed weights and remote code, not signed again
+    std::fs::write(m.join("weights.bin"), vec![2u8; 2048]).unwrap();
+    std::fs::write(m.join("modeling_x.py"), b"import os\n").unwrap();
+    assert_eq!(scan().status.code(), Some(1)); // #2: signature fails
+                                               // the files are gone; the ledger still tells what changed
+    std::fs::remove_dir_all(&m).unwrap();
+    let o = probity_in(
+        d.path(),
+        &[
+            "diff", "ledger:1", "ledger:2", "--ledger", "l.db", "--format", "json",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&o);
+    let names = |k: &str| -> Vec<String> {
+        v["files"][k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("added"), ["modeling_x.py"]);
+    assert_eq!(names("changed"), ["weights.bin"]);
+    assert!(names("removed").is_empty());
+    let codes: Vec<&str> = v["unexpected_update"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["new-remote-code", "new-unsigned-version"], "{v}");
+    assert_eq!(v["old"]["signature"]["state"], "verified");
+    assert_eq!(v["new"]["signature"]["state"], "invalid");
+    assert!(
+        v["notes"]
+            .to_string()
+            .contains("not recorded in the ledger"),
+        "{v}"
+    );
+    // the same record on both sides: no change
+    let o = probity_in(
+        d.path(),
+        &["diff", "ledger:2", "ledger:#2", "--ledger", "l.db"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // bad record numbers and a missing ledger: one line, exit 2
+    for (args, needle) in [
+        (
+            vec!["diff", "ledger:1", "ledger:9", "--ledger", "l.db"],
+            "no record #9",
+        ),
+        (
+            vec!["diff", "ledger:1", "ledger:x", "--ledger", "l.db"],
+            "not a ledger record number",
+        ),
+        (
+            vec!["diff", "ledger:1", "ledger:2", "--ledger", "none.db"],
+            "none.db",
+        ),
+    ] {
+        let o = probity_in(d.path(), &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // an edited record breaks the chain: the diff refuses it
+    let c = rusqlite::Connection::open(d.path().join("l.db")).unwrap();
+    c.execute(
+        "UPDATE records SET body = replace(body, 'modeling_x.py', 'modeling_y.py') WHERE seq = 2",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let o = probity_in(
+        d.path(),
+        &["diff", "ledger:1", "ledger:2", "--ledger", "l.db"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("hash chain is broken at record #2"), "{err}");
 }

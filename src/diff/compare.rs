@@ -285,7 +285,8 @@ fn short(s: &str) -> &str {
 ///   (tokenizer_config.json, chat_template.json, a `.jinja` file, GGUF
 ///   `tokenizer.chat_template*`);
 /// * `new-unsigned-version`: OLD had a valid sidecar signature and NEW has
-///   none or an invalid one;
+///   none or an invalid one (a ledger record whose scan did not check the
+///   signature says neither);
 /// * `untrusted-author`: `trusted_authors` is set, NEW's authors are known,
 ///   and one of them is not in the list.
 ///
@@ -357,7 +358,10 @@ pub fn unexpected_update(
             message: templates.join("; "),
         });
     }
-    if old.signature.is_valid() && !new.signature.is_valid() {
+    if old.signature.is_valid()
+        && !new.signature.is_valid()
+        && new.signature != super::snapshot::Signature::NotChecked
+    {
         let now = match &new.signature {
             Signature::None => "NEW has no model.sig".to_string(),
             other => format!("NEW's {}", other.describe()),

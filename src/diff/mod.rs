@@ -15,7 +15,7 @@ use snapshot::{Signature, Snapshot};
 
 #[derive(clap::Args)]
 pub struct DiffArgs {
-    /// The earlier version: a folder (or a single model file), hf://ORG/NAME[@REVISION], or an MLflow URI (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH).
+    /// The earlier version: a folder (or a single model file), hf://ORG/NAME[@REVISION], an MLflow URI (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH), or ledger:SEQ (record SEQ of the ledger, as `probity log` numbers them: its files, signature status and upstream authors).
     #[arg(value_name = "OLD")]
     pub old: String,
     /// The later version, in the same forms as OLD.
@@ -39,6 +39,9 @@ pub struct DiffArgs {
     /// Skip the spectral summary of ΔW.
     #[arg(long)]
     pub no_spectral: bool,
+    /// The ledger that ledger:SEQ inputs come from. Default: PROBITY_LEDGER, else `ledger` in the [provenance] table of the config.
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
 }
 
 /// One side of the diff, as reported.
@@ -202,7 +205,15 @@ pub fn run(args: DiffArgs) -> ExitCode {
     };
     let mut snaps = Vec::new();
     let mut notes = Vec::new();
+    let ledger = crate::ledger_cmd::destination(args.ledger.clone(), cfg.provenance.ledger.clone());
     for input in [&args.old, &args.new] {
+        if let Some(seq) = snapshot::ledger_seq(input) {
+            match snapshot::from_ledger(input, ledger.as_deref(), seq) {
+                Ok(s) => snaps.push(s),
+                Err(e) => return fail(e),
+            }
+            continue;
+        }
         let (root, origin, note) = match snapshot::locate(input, args.offline) {
             Ok(x) => x,
             Err(e) => return fail(e),

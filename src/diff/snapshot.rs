@@ -112,6 +112,8 @@ pub enum Signature {
     /// Unreadable, altered, wrong key, or the files differ from the signed
     /// ones.
     Invalid { reason: String },
+    /// A ledger record of a scan that did not check the signature.
+    NotChecked,
 }
 
 impl Signature {
@@ -131,6 +133,7 @@ impl Signature {
                 "signed, files match (signer not checked: no --key)".into()
             }
             Signature::Invalid { reason } => format!("signature invalid: {reason}"),
+            Signature::NotChecked => "signature not checked when recorded".into(),
         }
     }
 }
@@ -547,4 +550,183 @@ pub fn find_authors(snap: &mut Snapshot, offline: bool) {
             }
         },
     }
+}
+
+/// `ledger:SEQ`: a record of the ledger as one side of a diff.
+pub fn ledger_seq(input: &str) -> Option<&str> {
+    input
+        .strip_prefix("ledger:")
+        .map(|s| s.trim_start_matches('#'))
+}
+
+/// A snapshot from ledger record `seq` (`ledger:SEQ`): the files and root
+/// digest, the origin, the signature status and the upstream authors the
+/// record holds. Tensors and settings are not recorded, so they are not
+/// compared (a note says so). The ledger's hash chain must be intact.
+pub fn from_ledger(input: &str, ledger: Option<&Path>, seq: &str) -> Result<Snapshot, BadInput> {
+    let Some(path) = ledger else {
+        return Err(BadInput {
+            path: input.to_string(),
+            reason: "no ledger: give --ledger FILE, PROBITY_LEDGER, or `ledger` in [provenance]"
+                .into(),
+        });
+    };
+    let seq: i64 = seq
+        .parse()
+        .map_err(|_| bad(Path::new(input), "not a ledger record number (ledger:SEQ)"))?;
+    let l = probity_provenance::ledger::Ledger::open_read(path).map_err(|e| bad(path, &e))?;
+    let rows = l.rows().map_err(|e| bad(path, &e))?;
+    let check = probity_provenance::ledger::check(&rows, None);
+    if let Some((at, why)) = check.broken {
+        let at = at.map(|s| format!(" at record #{s}")).unwrap_or_default();
+        return Err(bad(
+            path,
+            format!("the hash chain is broken{at}: {why} (see probity log --verify)"),
+        ));
+    }
+    let row = rows
+        .iter()
+        .find(|r| r.seq == seq)
+        .ok_or_else(|| bad(path, format!("no record #{seq}")))?;
+    let b: serde_json::Value =
+        serde_json::from_str(&row.body).map_err(|e| bad(path, format!("record #{seq}: {e}")))?;
+    let text = |v: &serde_json::Value, k: &str| -> Option<String> {
+        v.get(k).and_then(|x| x.as_str()).map(str::to_string)
+    };
+    let model = b.get("model").cloned().unwrap_or_default();
+    if let Some(e) = text(&model, "manifest_error") {
+        return Err(bad(
+            path,
+            format!("record #{seq} holds no file manifest: {e}"),
+        ));
+    }
+    let mut files: Vec<FileEntry> = model
+        .get("files")
+        .and_then(|f| f.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| {
+                    Some(FileEntry {
+                        name: text(f, "name")?,
+                        sha256: text(f, "sha256")?,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort_by(|a, b| manifest::canonical_order(&a.name, &b.name));
+    let source = text(&model, "source").unwrap_or_default();
+    let up = b.get("upstream").cloned().unwrap_or_default();
+    let origin = match text(&model, "kind").as_deref() {
+        Some("hf") => Origin::Hf {
+            repo: text(&model, "key")
+                .unwrap_or_default()
+                .trim_start_matches("hf://")
+                .to_string(),
+            revision: text(&model, "revision").unwrap_or_default(),
+            commit: text(&model, "commit").unwrap_or_default(),
+        },
+        Some("mlflow") => Origin::Mlflow {
+            uri: source.clone(),
+            name: text(&up, "name"),
+            alias: text(&up, "alias"),
+            version: text(&up, "version"),
+            user_id: text(&up, "user_id"),
+        },
+        _ => Origin::Local,
+    };
+    let sig = b.get("signature").cloned().unwrap_or_default();
+    let signature = match text(&sig, "status").as_deref() {
+        Some("verified") => Signature::Verified {
+            signer: text(&sig, "signer").unwrap_or_default(),
+            root_digest: text(&sig, "signed_root_digest")
+                .or_else(|| text(&model, "root_digest"))
+                .unwrap_or_default(),
+        },
+        Some("failed") => Signature::Invalid {
+            reason: sig
+                .get("reasons")
+                .and_then(|r| r.as_array())
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default(),
+        },
+        Some("missing") => Signature::None,
+        _ => Signature::NotChecked,
+    };
+    let (authors, authors_unknown) = match &origin {
+        Origin::Hf { .. } if text(&up, "status").as_deref() == Some("fetched") => {
+            let mut a: Vec<String> = up
+                .get("commits")
+                .and_then(|c| c.as_array())
+                .map(|c| {
+                    c.iter()
+                        .flat_map(|c| {
+                            c.get("authors")
+                                .and_then(|a| a.as_array())
+                                .cloned()
+                                .unwrap_or_default()
+                        })
+                        .filter_map(|a| a.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            a.sort();
+            a.dedup();
+            if a.is_empty() {
+                (
+                    None,
+                    Some("the recorded commits name no Hub user".to_string()),
+                )
+            } else {
+                (Some(a), None)
+            }
+        }
+        Origin::Hf { .. } => (
+            None,
+            Some(format!(
+                "the record holds no new commits ({})",
+                text(&up, "reason")
+                    .or_else(|| text(&up, "status"))
+                    .unwrap_or_default()
+            )),
+        ),
+        Origin::Mlflow {
+            user_id: Some(u), ..
+        } => (Some(vec![u.clone()]), None),
+        Origin::Mlflow { .. } => (None, Some("the record names no MLflow user_id".to_string())),
+        Origin::Local => (None, Some("a local folder records no author".to_string())),
+    };
+    let by = b
+        .get("actor")
+        .map(|a| {
+            let user = text(a, "user").unwrap_or_default();
+            match text(a, "host") {
+                Some(h) => format!("{user}@{h}"),
+                None => user,
+            }
+        })
+        .unwrap_or_default();
+    Ok(Snapshot {
+        input: format!("{input} ({source})"),
+        origin,
+        root_digest: text(&model, "root_digest").unwrap_or_default(),
+        files,
+        tensors: BTreeMap::new(),
+        settings: BTreeMap::new(),
+        architecture: None,
+        signature,
+        authors,
+        authors_unknown,
+        notes: vec![format!(
+            "{input}: record of `probity {}` by {by} at {}: files, signature and authors only; tensors and settings are not recorded in the ledger, so they are not compared",
+            text(&b, "command").unwrap_or_default(),
+            text(&b, "time").unwrap_or_default()
+        )],
+        root: None,
+    })
 }
