@@ -224,4 +224,68 @@ fn mlflow_registry_models_and_runs() {
     let (code, _, stderr) = probity("http://127.0.0.1:9", &cache, &["scan", "models:/benign/1"]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("cannot reach MLflow"), "{stderr}");
+    // the ledger records who made each version, as the real server says
+    let ledger = dir.path().join("l.db");
+    let l = ledger.to_str().unwrap();
+    for m in ["models:/benign/1", "models:/evil@champion"] {
+        let (code, _, stderr) = probity(&server.url, &cache, &["scan", m, "--ledger", l]);
+        assert!(matches!(code, Some(0 | 1)), "{m}: {stderr}");
+    }
+    let (code, stdout, stderr) = probity(
+        &server.url,
+        &cache,
+        &["log", "models:/evil", "--ledger", l, "--format", "json"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{v}");
+    let r = &recs[0]["record"];
+    assert_eq!(r["model"]["kind"], "mlflow", "{r}");
+    assert_eq!(r["model"]["key"], "models:/evil", "{r}");
+    let up = &r["upstream"];
+    assert_eq!(up["status"], "fetched", "{up}");
+    assert_eq!(up["alias"], "champion", "{up}");
+    assert_eq!(up["version"], ids["evil"]["version"], "{up}");
+    assert_eq!(up["run_id"], ids["evil"]["run_id"], "{up}");
+    assert!(
+        up["created"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{up}"
+    );
+    assert!(
+        up["run_user_id"].as_str().is_some_and(|u| !u.is_empty()),
+        "{up}"
+    );
+    assert_eq!(r["verdict"]["exit_code"], 1, "{r}");
+    // and a diff between two registered models, through the same server
+    let (code, stdout, stderr) = probity(
+        &server.url,
+        &cache,
+        &[
+            "diff",
+            "models:/benign/1",
+            "models:/evil@champion",
+            "--format",
+            "json",
+            "--no-spectral",
+        ],
+    );
+    assert!(matches!(code, Some(0 | 1)), "{stderr}");
+    let d: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let names = |k: &str| -> Vec<String> {
+        d["files"][k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("added"), ["model.pkl"], "{d}");
+    assert_eq!(
+        names("removed"),
+        ["config.json", "model.safetensors"],
+        "{d}"
+    );
+    assert_eq!(d["new"]["origin"]["alias"], "champion", "{d}");
+    assert_eq!(d["new"]["origin"]["version"], ids["evil"]["version"], "{d}");
 }
