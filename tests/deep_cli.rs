@@ -176,12 +176,16 @@ fn a_leaking_backdoor_is_caught_by_its_fixed_answer() {
 #[test]
 fn clean_fine_tune_is_clean() {
     let z = zoo();
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("l.db");
     let o = deep(&[
         z.join("clean-2").to_str().unwrap(),
         "--base",
         z.join("base").to_str().unwrap(),
         "--max-new-tokens",
         "16",
+        "--ledger",
+        ledger.to_str().unwrap(),
     ]);
     assert_eq!(
         o.status.code(),
@@ -193,6 +197,29 @@ fn clean_fine_tune_is_clean() {
     assert!(text.starts_with("verdict  CLEAN"), "{text}");
     assert!(text.contains("trigger  none verified"), "{text}");
     assert!(text.contains("trigger search:"), "{text}");
+    // the ledger holds the deep scan: the suspect, its base, the verdict
+    let log = Command::new(env!("CARGO_BIN_EXE_probity"))
+        .args(["log", "--format", "json", "--ledger"])
+        .arg(&ledger)
+        .output()
+        .unwrap();
+    assert_eq!(log.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&log.stdout).unwrap();
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{v}");
+    let r = &recs[0]["record"];
+    assert_eq!(r["command"], "deep", "{r}");
+    assert!(
+        r["model"]["source"].as_str().unwrap().ends_with("clean-2"),
+        "{r}"
+    );
+    assert!(
+        r["base"]["source"].as_str().unwrap().ends_with("base"),
+        "{r}"
+    );
+    assert_eq!(r["base"]["root_digest"].as_str().unwrap().len(), 64, "{r}");
+    assert_eq!(r["verdict"]["result"], "clean", "{r}");
+    assert_eq!(r["verdict"]["exit_code"], 0, "{r}");
 }
 
 #[test]
