@@ -562,6 +562,46 @@ fn ci_identity_from_github_actions() {
 }
 
 #[test]
+fn ci_identity_from_gitlab_ci_and_jenkins() {
+    let d = tempfile::tempdir().unwrap();
+    let m = model(d.path());
+    let ledger = d.path().join("ci.db");
+    let l = ledger.to_str().unwrap();
+    let scan = |env: &[(&str, &str)]| {
+        let mut c = cmd(d.path());
+        c.args(["scan", m.to_str().unwrap(), "--ledger", l]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        ok(&c.output().unwrap());
+    };
+    scan(&[
+        ("GITLAB_CI", "true"),
+        ("GITLAB_USER_LOGIN", "gl-user"),
+        ("CI_PROJECT_PATH", "acme/models"),
+        ("CI_JOB_URL", "https://gitlab.example/acme/models/-/jobs/7"),
+    ]);
+    scan(&[
+        ("JENKINS_URL", "https://ci.example/"),
+        ("BUILD_USER_ID", "jk-user"),
+        ("JOB_NAME", "release-models"),
+        ("BUILD_URL", "https://ci.example/job/release-models/12/"),
+    ]);
+    let v = log_json(d.path(), &["--ledger", l]);
+    let g = &v["records"][0]["record"]["actor"];
+    assert_eq!(g["kind"], "gitlab-ci");
+    assert_eq!(g["user"], "gl-user");
+    assert_eq!(g["repository"], "acme/models");
+    assert_eq!(g["run_url"], "https://gitlab.example/acme/models/-/jobs/7");
+    let j = &v["records"][1]["record"]["actor"];
+    assert_eq!(j["kind"], "jenkins");
+    assert_eq!(j["user"], "jk-user");
+    assert_eq!(j["job"], "release-models");
+    assert_eq!(j["run_url"], "https://ci.example/job/release-models/12/");
+    assert_eq!(j["authenticated"], false);
+}
+
+#[test]
 fn unwritable_ledger_is_one_line_exit_2() {
     let d = tempfile::tempdir().unwrap();
     let m = model(d.path());

@@ -496,24 +496,9 @@ pub fn verify(
             )
         }
         (Trust::Fingerprint(pin), material) => {
-            let leaf = match material {
-                VerificationMaterialContent::Certificate(c) => c.raw_bytes.as_bytes().to_vec(),
-                VerificationMaterialContent::X509CertificateChain { certificates } => {
-                    match certificates.first() {
-                        Some(c) => c.raw_bytes.as_bytes().to_vec(),
-                        None => {
-                            return Err(Error::input(signature, "the certificate chain is empty"))
-                        }
-                    }
-                }
-                _ => {
-                    return Err(Error::input(
-                        signature,
-                        "unsupported verification material",
-                    ))
-                }
-            };
-            let c = certs::signer_of(&leaf).map_err(|r| Error::input(signature, r))?;
+            let chain = bundle_certificates(material, signature)?;
+            let leaf = &chain[0];
+            let c = certs::signer_of(leaf).map_err(|r| Error::input(signature, r))?;
             let pin = pin.trim_start_matches("sha256:").to_ascii_lowercase();
             let found = c.public.fingerprint();
             if found != pin {
@@ -529,22 +514,8 @@ pub fn verify(
             )
         }
         (Trust::Certificates(anchors), material) => {
-            let chain: Vec<Vec<u8>> = match material {
-                VerificationMaterialContent::Certificate(c) => vec![c.raw_bytes.as_bytes().to_vec()],
-                VerificationMaterialContent::X509CertificateChain { certificates } => certificates
-                    .iter()
-                    .map(|c| c.raw_bytes.as_bytes().to_vec())
-                    .collect(),
-                _ => {
-                    return Err(Error::input(
-                        signature,
-                        "unsupported verification material",
-                    ))
-                }
-            };
-            let Some((leaf, rest)) = chain.split_first() else {
-                return Err(Error::input(signature, "the certificate chain is empty"));
-            };
+            let chain = bundle_certificates(material, signature)?;
+            let (leaf, rest) = (&chain[0], &chain[1..]);
             match certs::verify_chain(leaf, rest, anchors, std::time::SystemTime::now()) {
                 Ok(c) => (c.public.clone(), cert_description(&c)),
                 Err(certs::ChainError::Malformed(r)) => return Err(Error::input(signature, r)),
@@ -624,6 +595,26 @@ pub fn read_signed_statement(
     };
     let parsed = parse_statement(signature, envelope.payload.as_bytes())?;
     Ok((parsed, signer))
+}
+
+/// The certificates a certificate-mode bundle carries, signing certificate
+/// first; never empty.
+fn bundle_certificates(
+    material: &VerificationMaterialContent,
+    signature: &Path,
+) -> Result<Vec<Vec<u8>>, Error> {
+    let chain: Vec<Vec<u8>> = match material {
+        VerificationMaterialContent::Certificate(c) => vec![c.raw_bytes.as_bytes().to_vec()],
+        VerificationMaterialContent::X509CertificateChain { certificates } => certificates
+            .iter()
+            .map(|c| c.raw_bytes.as_bytes().to_vec())
+            .collect(),
+        _ => return Err(Error::input(signature, "unsupported verification material")),
+    };
+    if chain.is_empty() {
+        return Err(Error::input(signature, "the certificate chain is empty"));
+    }
+    Ok(chain)
 }
 
 fn parse_statement(signature: &Path, payload: &[u8]) -> Result<statement::Parsed, Error> {
