@@ -276,6 +276,30 @@ fn bad_inputs_are_exit_2_with_one_line() {
     let o = deep(&[w.to_str().unwrap(), "--base", base.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("model.safetensors"));
+    // attention heads that the key/value heads do not divide, and none
+    for (kv, heads) in [("3", "4"), ("4", "0")] {
+        let g = dir.path().join(format!("g{kv}{heads}"));
+        copy_dir(&z.join("clean-1"), &g);
+        let cfg = std::fs::read_to_string(g.join("config.json"))
+            .unwrap()
+            .replace(
+                "\"num_key_value_heads\": 4",
+                &format!("\"num_key_value_heads\": {kv}"),
+            )
+            .replace(
+                "\"num_attention_heads\": 4",
+                &format!("\"num_attention_heads\": {heads}"),
+            );
+        std::fs::write(g.join("config.json"), cfg).unwrap();
+        let o = deep(&[g.to_str().unwrap(), "--base", base.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("is not a positive multiple of num_key_value_heads"),
+            "{err}"
+        );
+    }
     // device not in this build
     let o = deep(&[
         z.join("clean-1").to_str().unwrap(),

@@ -71,7 +71,12 @@ fn main() -> ExitCode {
     config["num_hidden_layers"] = layers.into();
     config["intermediate_size"] = (hidden * 8 / 3 / 256 * 256).into();
     config["num_attention_heads"] = heads.into();
-    config["num_key_value_heads"] = (heads / 3).max(1).into();
+    // grouped-query attention: the largest divisor of the heads up to a third
+    let kv = (1..=(heads / 3).max(1))
+        .rev()
+        .find(|k| heads % k == 0)
+        .unwrap_or(1);
+    config["num_key_value_heads"] = kv.into();
     config["head_dim"] = (hidden / heads).into();
     for (name, seed) in [("base", 1u64), ("suspect", 2)] {
         match write(&out.join(name), &config, seed, &zoo_base) {

@@ -67,8 +67,11 @@ impl HfConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
     pub fn head_dim(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads)
+        self.head_dim.unwrap_or(
+            self.hidden_size
+                .checked_div(self.num_attention_heads)
+                .unwrap_or(0),
+        )
     }
     pub fn theta(&self) -> f64 {
         self.rope_parameters
@@ -179,6 +182,12 @@ fn rotate_half(x: &Tensor) -> Result<Tensor> {
 
 impl Llama {
     pub fn load(vb: VarBuilder, cfg: HfConfig) -> Result<Self> {
+        let (heads, kv) = (cfg.num_attention_heads, cfg.kv_heads());
+        if heads == 0 || kv == 0 || heads % kv != 0 {
+            return Err(candle_core::Error::Msg(format!(
+                "config.json: num_attention_heads ({heads}) is not a positive multiple of num_key_value_heads ({kv})"
+            )));
+        }
         let h = cfg.hidden_size;
         let hd = cfg.head_dim();
         let m = vb.pp("model");
