@@ -13,7 +13,7 @@ use probity_scan::rules::{SIG001, SIG002, SIG003};
 use crate::config::Signer;
 
 /// The report entry format of a model's signature result.
-pub const FORMAT: &str = "model signature";
+pub const FORMAT: &str = probity_report::MODEL_SIGNATURE_FORMAT;
 
 /// A signature result as the ledger records it: `verified` with the
 /// signer, `failed` with the reasons, or `missing`.

@@ -193,6 +193,11 @@ pub struct Summary {
 /// Schema identifier of the static scan report.
 pub const SCAN_SCHEMA: &str = "probity.scan/v1";
 
+/// The format of a report entry that holds a model's signature result
+/// (`probity scan --require-signature`): a check of the model as a whole,
+/// not a file, so it is not counted as one.
+pub const MODEL_SIGNATURE_FORMAT: &str = "model signature";
+
 /// A whole static scan.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
@@ -224,7 +229,7 @@ impl Report {
         for f in &files {
             if f.error.is_some() {
                 s.errors += 1;
-            } else {
+            } else if f.format != MODEL_SIGNATURE_FORMAT {
                 s.files_scanned += 1;
                 s.bytes_scanned += f.size;
             }
