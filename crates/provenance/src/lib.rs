@@ -456,12 +456,7 @@ pub fn verify(
     opts: &HashOptions,
 ) -> Result<Verified, Error> {
     let bundle = read_bundle(signature)?;
-    let SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
-        return Err(Error::input(
-            signature,
-            "the bundle holds a message signature, not a DSSE envelope (not a model signature)",
-        ));
-    };
+    let envelope = model_envelope(&bundle, signature)?;
     let sig_name = signature.display();
     let keyless = matches!(trust, Trust::Keyless { .. });
     if !keyless && !bundle.verification_material.tlog_entries.is_empty() {
@@ -523,15 +518,6 @@ pub fn verify(
             }
         }
     };
-    if envelope.payload_type != PAYLOAD_TYPE {
-        return Err(Error::input(
-            signature,
-            format!(
-                "DSSE payload type is {:?}, expected {PAYLOAD_TYPE}",
-                envelope.payload_type
-            ),
-        ));
-    }
     let pae = envelope.pae();
     if !key.verify(&pae, envelope.signature.sig.as_bytes()) {
         return Err(Error::Failed(vec![format!(
@@ -554,21 +540,7 @@ pub fn read_signed_statement(
     key: Option<&PublicKey>,
 ) -> Result<(statement::Parsed, Option<String>), Error> {
     let bundle = read_bundle(signature)?;
-    let SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
-        return Err(Error::input(
-            signature,
-            "the bundle holds a message signature, not a DSSE envelope (not a model signature)",
-        ));
-    };
-    if envelope.payload_type != PAYLOAD_TYPE {
-        return Err(Error::input(
-            signature,
-            format!(
-                "DSSE payload type is {:?}, expected {PAYLOAD_TYPE}",
-                envelope.payload_type
-            ),
-        ));
-    }
+    let envelope = model_envelope(&bundle, signature)?;
     let sig_name = signature.display();
     let signer = match key {
         None => None,
@@ -595,6 +567,27 @@ pub fn read_signed_statement(
     };
     let parsed = parse_statement(signature, envelope.payload.as_bytes())?;
     Ok((parsed, signer))
+}
+
+/// The DSSE envelope of a model signature: a bundle holding a message
+/// signature, or a payload other than an in-toto statement, is not one.
+fn model_envelope<'a>(bundle: &'a Bundle, signature: &Path) -> Result<&'a DsseEnvelope, Error> {
+    let SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
+        return Err(Error::input(
+            signature,
+            "the bundle holds a message signature, not a DSSE envelope (not a model signature)",
+        ));
+    };
+    if envelope.payload_type != PAYLOAD_TYPE {
+        return Err(Error::input(
+            signature,
+            format!(
+                "DSSE payload type is {:?}, expected {PAYLOAD_TYPE}",
+                envelope.payload_type
+            ),
+        ));
+    }
+    Ok(envelope)
 }
 
 /// The certificates a certificate-mode bundle carries, signing certificate
@@ -637,15 +630,6 @@ fn verify_keyless_model(
     issuer: &str,
     opts: &HashOptions,
 ) -> Result<Verified, Error> {
-    if envelope.payload_type != PAYLOAD_TYPE {
-        return Err(Error::input(
-            signature,
-            format!(
-                "DSSE payload type is {:?}, expected {PAYLOAD_TYPE}",
-                envelope.payload_type
-            ),
-        ));
-    }
     // the statement is read first for its subject digest, which the
     // verifier then binds to the signature
     let parsed = parse_statement(signature, envelope.payload.as_bytes())?;
