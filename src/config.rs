@@ -42,6 +42,12 @@
 //!
 //! # in [provenance]: who may publish new versions (`probity diff`)
 //! # trusted_authors = ["alice", "ml-bot"]
+//!
+//! [server]                     # `probity serve` (its flags win)
+//! bind = "127.0.0.1:8477"
+//! data = "/var/lib/probity"    # database, ledger, uploads
+//! allow_roots = ["/models"]    # local paths a caller may scan
+//! max_upload_bytes = 21474836480
 //! ```
 //!
 //! Relative paths in `[provenance]` are relative to the config file's folder.
@@ -68,6 +74,8 @@ pub struct Config {
     pub deep: Deep,
     #[serde(default)]
     pub provenance: Provenance,
+    #[serde(default)]
+    pub server: Server,
     /// The folder of the config file (relative paths in it are relative to
     /// this), or empty for the defaults.
     #[serde(skip)]
@@ -93,6 +101,25 @@ pub struct Provenance {
     /// by anyone else as unexpected.
     #[serde(default)]
     pub trusted_authors: Vec<String>,
+}
+
+/// `[server]`: settings of `probity serve` (flags win). Relative paths are
+/// relative to the config file's folder.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub bind: Option<String>,
+    pub data: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub allow_roots: Vec<std::path::PathBuf>,
+    pub max_upload_bytes: Option<u64>,
+    pub max_body_bytes: Option<usize>,
+    pub static_workers: Option<usize>,
+    pub static_timeout: Option<u64>,
+    pub deep_budget: Option<u64>,
+    pub min_watch_interval: Option<i64>,
+    pub webhook_attempts: Option<i64>,
+    pub public_url: Option<String>,
 }
 
 /// One accepted signer: exactly one of `key`, `certificate_chain`,
@@ -167,6 +194,18 @@ impl Config {
         })?;
         let mut cfg = Self::parse(&text, &p)?;
         cfg.dir = path.parent().map(|d| d.to_path_buf()).unwrap_or_default();
+        if let Some(dir) = path.parent() {
+            if let Some(d) = &mut cfg.server.data {
+                if d.is_relative() {
+                    *d = dir.join(&*d);
+                }
+            }
+            for r in &mut cfg.server.allow_roots {
+                if r.is_relative() {
+                    *r = dir.join(&*r);
+                }
+            }
+        }
         if let Some(l) = &mut cfg.provenance.ledger {
             if l.is_relative() {
                 if let Some(dir) = path.parent() {

@@ -63,6 +63,86 @@ pub struct DeepArgs {
     /// Append a provenance record of SUSPECT (its identity and file manifest, the base model's, who ran the scan, upstream authorship, claimed lineage, the verdict and score) to this ledger when a report is written. Default: PROBITY_LEDGER, else `ledger` in the [provenance] table of the config. A ledger that cannot be written exits 2.
     #[arg(long, value_name = "FILE")]
     pub ledger: Option<PathBuf>,
+    /// Submit the deep scan to a Probity service instead of running it here (local folders or files are uploaded; URIs are fetched by the service), wait, and print the report with the same formats and exit codes. The service runs it with its own policy, sandbox settings and ledger; --budget, --fail-on and --no-trigger-search are passed on. Default: PROBITY_SERVER.
+    #[arg(long, value_name = "URL", env = "PROBITY_SERVER")]
+    pub server: Option<String>,
+    /// The service's API token (role scan). Default: PROBITY_TOKEN.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "PROBITY_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+/// `probity deep --server`: the service runs the scan; the report is
+/// printed as a local one is.
+fn remote(args: DeepArgs, server: String) -> ExitCode {
+    let local_only = [
+        (args.offline, "--offline"),
+        (!matches!(args.device, DeviceChoice::Cpu), "--device"),
+        (!args.probes.is_empty(), "--probes"),
+        (args.config.is_some(), "--config"),
+        (args.require_sandbox, "--require-sandbox"),
+        (args.allow_pickle_weights, "--allow-pickle-weights"),
+        (args.ledger.is_some(), "--ledger"),
+    ];
+    if let Some((_, flag)) = local_only.iter().find(|(on, _)| *on) {
+        return fail(format!(
+            "{flag} does not apply with --server: the service runs the scan with its own settings"
+        ));
+    }
+    let fail_on = args.fail_on.unwrap_or(FailOn::Suspicious);
+    let mut options = serde_json::Map::new();
+    if let Some(b) = args.budget {
+        options.insert("budget".into(), b.into());
+    }
+    if let Some(f) = args.fail_on {
+        let name = match f {
+            FailOn::Suspicious => "suspicious",
+            FailOn::Backdoor => "backdoor",
+            FailOn::Never => "never",
+        };
+        options.insert("fail_on".into(), name.into());
+    }
+    if args.no_trigger_search {
+        options.insert("no_trigger_search".into(), true.into());
+    }
+    let v = match crate::serve_cmd::remote_deep(
+        &server,
+        args.token,
+        &args.suspect,
+        &args.base,
+        options.into(),
+    ) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let report: probity_deep::DeepReport = match serde_json::from_value(v) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(format!(
+                "the service's report is not a probity.deep/v1 report: {e}"
+            ))
+        }
+    };
+    let written = emit(
+        &report,
+        args.format,
+        args.output.as_deref(),
+        render::deep_text,
+    );
+    if written != ExitCode::SUCCESS {
+        return written;
+    }
+    use probity_deep::score::Verdict;
+    let fails = match fail_on {
+        FailOn::Suspicious => report.verdict >= Verdict::Suspicious,
+        FailOn::Backdoor => report.verdict >= Verdict::Backdoor,
+        FailOn::Never => false,
+    };
+    ExitCode::from(u8::from(fails))
 }
 
 #[derive(Args)]
@@ -126,7 +206,10 @@ pub enum DeviceChoice {
 }
 
 /// Runs `probity deep`.
-pub fn deep(args: DeepArgs) -> ExitCode {
+pub fn deep(mut args: DeepArgs) -> ExitCode {
+    if let Some(server) = args.server.take() {
+        return remote(args, server);
+    }
     let DeepArgs {
         suspect,
         base,
@@ -145,6 +228,8 @@ pub fn deep(args: DeepArgs) -> ExitCode {
         spectral_device,
         allow_pickle_weights,
         ledger,
+        server: _,
+        token: _,
     } = args;
     let device = match device {
         DeviceChoice::Cpu => DeviceKind::Cpu,

@@ -7,6 +7,7 @@ mod diff;
 mod ledger_cmd;
 mod remote;
 mod render;
+mod serve_cmd;
 mod signature;
 
 use std::io::{IsTerminal, Write};
@@ -141,7 +142,35 @@ enum Command {
         /// Append a provenance record per model to this ledger (SQLite, created when missing): the model's identity and file manifest, who ran the command, upstream authorship, claimed lineage, the verdict. Default: PROBITY_LEDGER, else `ledger` in the [provenance] table of the config. Without one, nothing is recorded. A ledger that cannot be written exits 2.
         #[arg(long, value_name = "FILE")]
         ledger: Option<PathBuf>,
+        /// Submit each PATH|URI to a Probity service instead of scanning here (a local file or folder is uploaded; a URI is fetched by the service), wait, and print the report with the same formats and exit codes. The service scans with its own policy file; --fail-on, --hash and --require-signature are passed on, and the service records each scan in its ledger. Default: PROBITY_SERVER.
+        #[arg(long, value_name = "URL", env = "PROBITY_SERVER")]
+        server: Option<String>,
+        /// The service's API token (role scan). Default: PROBITY_TOKEN.
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "PROBITY_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
     },
+    /// Run Probity as a service: an HTTP API with persistent scan jobs, the ledger, watches, alerts and a dashboard.
+    #[command(
+        long_about = "Run Probity as a service: a versioned JSON API under /v1 (OpenAPI 3.1 document at /openapi.json), backed by a job queue in DATA/server.db, so an accepted scan survives a crash or restart (it is run again, and marked failed after 3 interrupted attempts).\n\nEndpoints: POST /v1/scans (static or deep; a URI, a path under --allow-root, or an upload; Idempotency-Key makes retries safe), GET /v1/scans[/{id}[/report]], POST /v1/uploads (streamed to disk, size-capped), GET /v1/models, /v1/models/{id}/history, /v1/models/{id}/diff, POST/GET/DELETE /v1/watches, GET /v1/alerts, /healthz, /readyz, /metrics (Prometheus text). The dashboard is at /.\n\nEach scan runs as a child process of this binary (probity scan|deep --format json), with the policy file of --config, and appends to the ledger DATA/ledger.db. Static scans run in parallel (--workers), deep scans one at a time.\n\nAuthentication: bearer tokens made with `probity token create --data DIR --name NAME --role read|scan|admin` (stored hashed). read: view; scan: also submit; admin: also manage watches. Missing or invalid token: 401; wrong role: 403.\n\nWatches poll a Hugging Face repository (one listing request) or an MLflow model (its newest version or an alias) every interval; a new revision is scanned (and deep-scanned when the watch names a base) and compared with the previous one (`probity diff` of the two ledger records); an unexpected update, a worse verdict or a failed scan raises an alert, sent to the watch's webhooks: Probity's JSON payload signed with HMAC-SHA256 (header Probity-Signature: t=UNIX_SECONDS,v1=HEX over \"UNIX_SECONDS.\" + body; reject timestamps more than 300 s old) or a Slack message, retried with exponential backoff.",
+        after_help = "Examples:\n  probity token create --data /var/lib/probity --name ci --role scan\n  probity serve --data /var/lib/probity --allow-root /models\n  probity scan ./my-model --server http://127.0.0.1:8477 --token $PROBITY_TOKEN\n  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8477/v1/scans\n\nExit codes: 0 = stopped by SIGINT/SIGTERM; 2 = cannot start (bad settings, address in use, unusable data folder)."
+    )]
+    Serve(serve_cmd::ServeArgs),
+    /// Create, list and revoke the service's API tokens.
+    #[command(subcommand)]
+    Token(serve_cmd::TokenCmd),
+    /// Poll watched Hugging Face and MLflow models once (for cron or CI), scan new versions and send alerts.
+    #[command(
+        after_help = "The watches, scans, ledger and alerts live in the data folder, as for `probity serve` (the two can share one). SOURCEs given here are added as watches when not watched yet.\n\nExamples:\n  probity watch --once --data state/ hf://acme/support-bot --webhook https://hooks.example.com/probity\n  probity watch --once --data state/ models:/fraud@champion --slack https://hooks.slack.com/services/...\n\nExit codes: 0 = no alert; 1 = at least one alert raised; 2 = a poll or a scan failed, or bad arguments."
+    )]
+    Watch(serve_cmd::WatchArgs),
+    /// Webhook alerts: send a test alert.
+    #[command(subcommand)]
+    Alerts(serve_cmd::AlertsCmd),
     /// Deep scan: compare a fine-tune with its base model, side by side, in a restricted worker.
     #[cfg(feature = "deep")]
     #[command(
@@ -300,6 +329,59 @@ pub(crate) fn load_config(config: Option<PathBuf>) -> Result<Config, crate::conf
     }
 }
 
+/// Writes a static scan report in the chosen format (and the SBOM).
+fn emit_scan_report(
+    report: &Report,
+    format: ScanFormat,
+    output: Option<&Path>,
+    color: ColorChoice,
+    verbose: bool,
+    gate: Severity,
+    sbom: Option<&Path>,
+) -> Result<(), ExitCode> {
+    if let Some(p) = sbom {
+        if let Err(e) = std::fs::write(p, render::cyclonedx::render(report)) {
+            return Err(fail(format!("cannot write {}: {e}", p.display())));
+        }
+    }
+    let to_tty = output.is_none() && std::io::stdout().is_terminal();
+    let text = match format {
+        ScanFormat::Json => render::json::render(report),
+        ScanFormat::Sarif => render::sarif::render(report),
+        ScanFormat::Cyclonedx => render::cyclonedx::render(report),
+        ScanFormat::Text => render::text::render(
+            report,
+            &render::text::TextOptions {
+                color: match color {
+                    ColorChoice::Always => true,
+                    ColorChoice::Never => false,
+                    ColorChoice::Auto => to_tty && std::env::var_os("NO_COLOR").is_none(),
+                },
+                verbose,
+                gate,
+            },
+        ),
+    };
+    match output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, text.as_bytes()) {
+                return Err(fail(format!("cannot write {}: {e}", p.display())));
+            }
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            if out
+                .write_all(text.as_bytes())
+                .and_then(|_| out.flush())
+                .is_err()
+            {
+                // stdout closed (e.g. piped into `head`): the exit code still tells the verdict
+            }
+        }
+    }
+    Ok(())
+}
+
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("probity: {}", first_line(&msg.to_string()));
     ExitCode::from(2)
@@ -351,6 +433,10 @@ fn main() -> ExitCode {
         #[cfg(feature = "deep")]
         Command::Spectral(args) => deep_cmd::spectral(args),
         Command::Diff(args) => diff::run(args),
+        Command::Serve(args) => serve_cmd::serve(args),
+        Command::Token(c) => serve_cmd::token(c),
+        Command::Watch(args) => serve_cmd::watch(args),
+        Command::Alerts(c) => serve_cmd::alerts(c),
         Command::Sign {
             model,
             key,
@@ -553,7 +639,58 @@ fn main() -> ExitCode {
             identity,
             issuer,
             ledger,
+            server,
+            token,
         } => {
+            if let Some(server) = server {
+                let local_only = [
+                    (offline, "--offline"),
+                    (jobs.is_some(), "--jobs"),
+                    (config.is_some(), "--config"),
+                    (signature.is_some(), "--signature"),
+                    (
+                        !signer_keys.is_empty()
+                            || !certificate_chain.is_empty()
+                            || !key_fingerprints.is_empty()
+                            || identity.is_some(),
+                        "a signer flag",
+                    ),
+                    (ledger.is_some(), "--ledger"),
+                ];
+                if let Some((_, flag)) = local_only.iter().find(|(on, _)| *on) {
+                    return fail(format!("{flag} does not apply with --server: the service scans with its own policy, signers and ledger"));
+                }
+                let hash = hash || sbom.is_some() || matches!(format, ScanFormat::Cyclonedx);
+                let gate: Severity = fail_on.map(Into::into).unwrap_or(Severity::Warning);
+                let mut options = serde_json::Map::new();
+                if let Some(g) = fail_on {
+                    options.insert("fail_on".into(), Severity::from(g).to_string().into());
+                }
+                if hash {
+                    options.insert("hash".into(), true.into());
+                }
+                if require_signature {
+                    options.insert("require_signature".into(), true.into());
+                }
+                let report =
+                    match serve_cmd::remote_scan(&server, token, &paths, options.into(), gate) {
+                        Ok(r) => r,
+                        Err(e) => return fail(e),
+                    };
+                if let Err(code) = emit_scan_report(
+                    &report,
+                    format,
+                    output.as_deref(),
+                    color,
+                    verbose,
+                    gate,
+                    sbom.as_deref(),
+                ) {
+                    return code;
+                }
+                return ExitCode::from(report.exit_code() as u8);
+            }
+            let _ = token;
             let hash = hash || sbom.is_some() || matches!(format, ScanFormat::Cyclonedx);
             let cfg = match load_config(config) {
                 Ok(c) => c,
@@ -704,45 +841,16 @@ fn main() -> ExitCode {
                     eprintln!("probity: {e}");
                 }
             }
-            if let Some(p) = &sbom {
-                if let Err(e) = std::fs::write(p, render::cyclonedx::render(&report)) {
-                    return fail(format!("cannot write {}: {e}", p.display()));
-                }
-            }
-            let to_tty = output.is_none() && std::io::stdout().is_terminal();
-            let text = match format {
-                ScanFormat::Json => render::json::render(&report),
-                ScanFormat::Sarif => render::sarif::render(&report),
-                ScanFormat::Cyclonedx => render::cyclonedx::render(&report),
-                ScanFormat::Text => render::text::render(
-                    &report,
-                    &render::text::TextOptions {
-                        color: match color {
-                            ColorChoice::Always => true,
-                            ColorChoice::Never => false,
-                            ColorChoice::Auto => to_tty && std::env::var_os("NO_COLOR").is_none(),
-                        },
-                        verbose,
-                        gate,
-                    },
-                ),
-            };
-            match &output {
-                Some(p) => {
-                    if let Err(e) = std::fs::write(p, text.as_bytes()) {
-                        return fail(format!("cannot write {}: {e}", p.display()));
-                    }
-                }
-                None => {
-                    let mut out = std::io::stdout().lock();
-                    if out
-                        .write_all(text.as_bytes())
-                        .and_then(|_| out.flush())
-                        .is_err()
-                    {
-                        // stdout closed (e.g. piped into `head`): the exit code still tells the verdict
-                    }
-                }
+            if let Err(code) = emit_scan_report(
+                &report,
+                format,
+                output.as_deref(),
+                color,
+                verbose,
+                gate,
+                sbom.as_deref(),
+            ) {
+                return code;
             }
             if let Some(l) = &ledger {
                 let entries = sources

@@ -262,6 +262,23 @@ fn files_in(dir: &Path) -> Vec<(String, PathBuf)> {
     v
 }
 
+/// The commit a repository's revision names now, with one listing request
+/// (for watches).
+pub fn head(r: &HfRef) -> Result<String, RemoteError> {
+    let cache = cache();
+    let tok = token(&cache);
+    let has_token = tok.is_some();
+    let api = ApiBuilder::from_cache(cache)
+        .with_endpoint(endpoint())
+        .with_token(tok)
+        .with_progress(false)
+        .with_retries(0)
+        .build()
+        .map_err(|e| RemoteError::Fetch(format!("hf://{}: {e}", r.repo)))?;
+    let _dog = super::watchdog::Watchdog::start(format!("hf://{}: listing files", r.repo));
+    list(r, &api, has_token).map(|(commit, _)| commit)
+}
+
 /// Fetches a repository's files (or, offline, finds them in the cache).
 pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, RemoteError> {
     let cache = cache();

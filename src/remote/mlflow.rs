@@ -425,6 +425,52 @@ fn download(
     }
 }
 
+/// What a watched MLflow source names now, with one request: the version
+/// and the URI to scan. `models:/NAME` is the newest version (scanned as
+/// `models:/NAME/VERSION`); `models:/NAME@ALIAS` the aliased version
+/// (scanned through the alias, so the ledger keeps the alias).
+pub fn head(source: &str) -> Result<(String, String), RemoteError> {
+    if let Some(name) = source.strip_prefix("models:/") {
+        let name = name.trim_start_matches('/');
+        if !name.is_empty() && !name.contains(['/', '@']) {
+            let c = Client::from_env(source)?;
+            let v = c.json(&format!(
+                "/api/2.0/mlflow/registered-models/get?name={}",
+                encode(name)
+            ))?;
+            let newest = v
+                .pointer("/registered_model/latest_versions")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.get("version")?.as_str()?.parse::<u64>().ok())
+                .max()
+                .ok_or_else(|| c.fail("the registered model has no version"))?;
+            return Ok((newest.to_string(), format!("models:/{name}/{newest}")));
+        }
+    }
+    match parse(source) {
+        Some(Ok(MlflowRef::Alias { name, alias })) => {
+            let c = Client::from_env(source)?;
+            let v = c.json(&format!(
+                "/api/2.0/mlflow/registered-models/alias?name={}&alias={}",
+                encode(&name),
+                encode(&alias)
+            ))?;
+            let version = v
+                .pointer("/model_version/version")
+                .and_then(|s| s.as_str())
+                .ok_or_else(|| c.fail("the alias names no version"))?
+                .to_string();
+            Ok((version, source.to_string()))
+        }
+        Some(Err(e)) => Err(e),
+        _ => Err(RemoteError::Usage(format!(
+            "{source}: a watch follows models:/NAME (its newest version) or models:/NAME@ALIAS"
+        ))),
+    }
+}
+
 /// Resolves and fetches the artifacts an MLflow URI names.
 pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, RemoteError> {
     let what = r.uri();

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::probes::ProbePrompt;
 pub use crate::thresholds::{
@@ -15,7 +15,7 @@ pub use crate::thresholds::{
 };
 use crate::wire::Comparison;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CategoryStats {
     pub probes: usize,
     pub mean_prompt_kl: f32,
@@ -27,7 +27,7 @@ pub struct CategoryStats {
     pub top1_agreement: f32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RaisedToken {
     pub token: String,
     /// Sum over probes of the token's logit rise at the last prompt position.
@@ -36,7 +36,7 @@ pub struct RaisedToken {
     pub probes: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DivergentPrompt {
     pub category: String,
     pub prompt: String,
@@ -47,7 +47,7 @@ pub struct DivergentPrompt {
 }
 
 /// One answer the suspect gives, word for word, to many unrelated probes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FixedAnswer {
     /// The answer as first given (probe order).
     pub text: String,
@@ -75,7 +75,7 @@ pub struct FixedAnswer {
     pub unexplained: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Behavior {
     pub probes: usize,
     /// Median continuation KL over all probes: the fine-tune's ordinary drift.

@@ -21,7 +21,7 @@ pub mod wire;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use harness::sandbox::{DeviceKind, Isolation, Policy};
 use harness::{HarnessError, Worker};
@@ -80,7 +80,7 @@ impl DeepError {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub path: String,
     /// SHA-256 of each weight file, in file-name order.
@@ -91,7 +91,7 @@ pub struct ModelInfo {
     pub parameters: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Signals {
     pub behavior: diff::Behavior,
     /// ΔW analysis (`probity spectral`), or why it could not run.
@@ -103,7 +103,7 @@ pub struct Signals {
 }
 
 /// The trigger search inside a deep report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TriggerSignal {
     Done(Box<wire::SearchResult>),
@@ -111,7 +111,7 @@ pub enum TriggerSignal {
 }
 
 /// The trigger reported at the top level: verified on held-out prompts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TriggerReport {
     pub text: String,
     pub tokens: Vec<String>,
@@ -123,7 +123,7 @@ pub struct TriggerReport {
 }
 
 /// The target reported at the top level.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetReport {
     pub text: String,
     pub tokens: Vec<String>,
@@ -133,14 +133,14 @@ pub struct TargetReport {
 
 /// The spectral stage inside a deep report: its layers, candidates and
 /// summary, or the reason it was not done.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SpectralSignal {
     Done(Box<spectral::SpectralReport>),
     NotDone { error: String },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evidence {
     pub kind: String,
     pub category: String,
@@ -150,7 +150,7 @@ pub struct Evidence {
     pub continuation_kl: f32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Timings {
     pub static_scan_s: f64,
     pub worker_start_s: f64,
@@ -161,7 +161,7 @@ pub struct Timings {
     pub total_s: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeepReport {
     pub schema: String,
     pub tool: Tool,

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::models::weight_files;
 
@@ -74,7 +74,7 @@ impl Default for SpectralOptions {
 }
 
 /// Statistics of one matrix's change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerStats {
     pub name: String,
     /// The name with layer numbers replaced by `*` (layers of one kind).
@@ -108,7 +108,7 @@ pub struct LayerStats {
 /// The spectral shape of a weight matrix W itself (base-free mode: weaker
 /// evidence than ΔW, because a trained matrix is never random and nothing
 /// says what it looked like before).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WeightShape {
     /// Marchenko–Pastur bulk edge: the largest singular value a random
     /// matrix of W's shape and entry variance would have,
@@ -133,7 +133,7 @@ pub struct WeightShape {
 }
 
 /// A token whose row stands out.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenCandidate {
     pub id: u32,
     pub token: String,
@@ -143,7 +143,7 @@ pub struct TokenCandidate {
     pub source: String,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Candidates {
     /// Input-embedding rows that changed far more than the rest.
     pub trigger_tokens: Vec<TokenCandidate>,
@@ -152,18 +152,18 @@ pub struct Candidates {
     pub target_tokens: Vec<TokenCandidate>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceInfo {
     pub backend: String,
     pub adapter: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelRef {
     pub path: String,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Summary {
     pub layers_compared: usize,
     pub shape_mismatches: Vec<String>,
@@ -184,7 +184,7 @@ pub struct Summary {
 }
 
 /// Base-free summary: which layers' spectra look least like the rest.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct WeightsSummary {
     pub min_alpha: f64,
     pub median_alpha: f64,
@@ -198,14 +198,14 @@ pub struct WeightsSummary {
     pub heaviest_tailed: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpectralReport {
-    pub schema: &'static str,
+    pub schema: String,
     pub tool: probity_report::Tool,
     pub suspect: ModelRef,
     pub base: Option<ModelRef>,
     /// `delta` (ΔW against the base) or `weights` (base-free: W itself).
-    pub mode: &'static str,
+    pub mode: String,
     pub device: DeviceInfo,
     /// What the analysis did not do, and why (one line each).
     pub notices: Vec<String>,
@@ -971,7 +971,7 @@ pub fn analyse(
         list.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
     }
     Ok(SpectralReport {
-        schema: SPECTRAL_SCHEMA,
+        schema: SPECTRAL_SCHEMA.to_string(),
         tool: probity_report::Tool::default(),
         suspect: ModelRef {
             path: suspect.display().to_string(),
@@ -979,7 +979,7 @@ pub fn analyse(
         base: base.map(|d| ModelRef {
             path: d.display().to_string(),
         }),
-        mode: if b.is_some() { "delta" } else { "weights" },
+        mode: if b.is_some() { "delta" } else { "weights" }.to_string(),
         device,
         notices,
         layers,

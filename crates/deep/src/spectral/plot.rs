@@ -96,7 +96,7 @@ where
             ("relative ‖ΔW‖", |l| l.rel_delta),
         ]
     };
-    let title = match (&r.base, r.mode) {
+    let title = match (&r.base, r.mode.as_str()) {
         (Some(b), _) => format!("ΔW by layer: {} − {}", r.suspect.path, b.path),
         (None, _) => format!("Weight spectra by layer (base-free): {}", r.suspect.path),
     };
