@@ -88,7 +88,12 @@ pub fn actor() -> Value {
             m.insert(k.into(), v.into());
         }
     };
-    if env("GITHUB_ACTIONS").as_deref() == Some("true") {
+    if let Some(caller) = env("PROBITY_SERVICE_CALLER") {
+        // a scan the service ran for a caller: the token's name (or the
+        // watch) is who asked; the host is the service's
+        put("kind", Some("probity-service".into()));
+        put("user", Some(caller));
+    } else if env("GITHUB_ACTIONS").as_deref() == Some("true") {
         let server = env("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".into());
         let run_url = match (env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID")) {
             (Some(r), Some(id)) => Some(format!(

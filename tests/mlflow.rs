@@ -288,4 +288,62 @@ fn mlflow_registry_models_and_runs() {
     );
     assert_eq!(d["new"]["origin"]["alias"], "champion", "{d}");
     assert_eq!(d["new"]["origin"]["version"], ids["evil"]["version"], "{d}");
+
+    // watches (`probity watch --once`, as cron runs it): an alias and the
+    // newest version of a registered model
+    let state = dir.path().join("state");
+    let once = |extra: &[&str]| {
+        let mut args = vec!["watch", "--once", "--format", "json", "--data"];
+        args.push(state.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = probity(&server.url, &cache, &args);
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout} {stderr}"));
+        (code, v, stderr)
+    };
+    let (code, v, stderr) = once(&["models:/benign@champion", "models:/benign"]);
+    assert_eq!(code, Some(0), "{v} {stderr}");
+    assert_eq!(v["changed"], 2, "{v}");
+    let sources: Vec<&str> = v["scans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        ["models:/benign/1", "models:/benign@champion"],
+        "{v}"
+    );
+    assert!(
+        v["scans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["verdict"] == "clean"),
+        "{v}"
+    );
+    // unchanged: one request per watch, no scan
+    let (code, v, _) = once(&[]);
+    assert_eq!((code, v["changed"].as_i64()), (Some(0), Some(0)), "{v}");
+    // a new version, from the malicious folder, becomes the champion
+    let py = format!(
+        "import mlflow, sys\nfrom mlflow import MlflowClient\nmlflow.set_tracking_uri(sys.argv[1])\nc = MlflowClient()\nwith mlflow.start_run() as r:\n    mlflow.log_artifacts(sys.argv[2], artifact_path='model')\nmv = c.create_model_version('benign', source=r.info.artifact_uri + '/model', run_id=r.info.run_id)\nc.set_registered_model_alias('benign', 'champion', mv.version)\nprint(mv.version)"
+    );
+    let o = Command::new(bin.join("python"))
+        .args(["-c", &py, &server.url])
+        .arg(&evil)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, v, stderr) = once(&[]);
+    assert_eq!(code, Some(1), "{v} {stderr}");
+    assert_eq!(v["changed"], 2, "{v}");
+    assert_eq!(v["alerts"], 2, "{v}");
+    let store = probity_server::open(&state).unwrap();
+    let alerts = store.alerts(10).unwrap();
+    let text = serde_json::to_string(&alerts).unwrap();
+    assert!(text.contains("verdict-worse"), "{text}");
+    assert!(text.contains("models:/benign@champion"), "{text}");
 }

@@ -259,6 +259,7 @@ fn roles_scans_reports_idempotency_models_history_diff_metrics() {
     assert_eq!(again["id"], job["id"]);
     let done = wait(u, &read, &id);
     assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["submitted_by"], "ci");
     assert_eq!(done["verdict"], "flagged");
     assert_eq!(done["exit_code"], 1);
     let local = local_scan_json(&bad.canonicalize().unwrap());
@@ -312,6 +313,8 @@ fn roles_scans_reports_idempotency_models_history_diff_metrics() {
     assert_eq!(st, 200, "{h}");
     let recs = h["records"].as_array().unwrap();
     assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["record"]["actor"]["user"], "token ci", "{h}");
+    assert_eq!(recs[0]["record"]["actor"]["kind"], "probity-service", "{h}");
     let (a, b) = (
         recs[0]["seq"].as_i64().unwrap(),
         recs[1]["seq"].as_i64().unwrap(),
@@ -1197,6 +1200,20 @@ fn the_dashboard_renders_in_a_headless_browser() {
     assert!(dom.contains("class=\"v flagged\""), "{dom}");
     let dom = visit(&format!("/scans/{id}"), &["--dump-dom"]);
     assert!(dom.contains("PKL"), "{dom}");
+    // the model's timeline: who scanned it (the token's name), the verdict
+    let (_, ms) = get(&format!("{}/v1/models", s.url), Some(&read));
+    let mid = ms[0]["id"].as_str().unwrap().to_string();
+    let dom = visit(&format!("/models/{mid}"), &["--dump-dom"]);
+    assert!(dom.contains("token ci on"), "{dom}");
+    assert!(dom.contains("probity-service"), "{dom}");
+    let tshot = d.path().join("timeline.png");
+    visit(
+        &format!("/models/{mid}"),
+        &[&format!("--screenshot={}", tshot.display())],
+    );
+    if let Some(dir) = std::env::var_os("PROBITY_SCREENSHOT_DIR") {
+        let _ = std::fs::copy(&tshot, Path::new(&dir).join("dashboard-timeline.png"));
+    }
     let shot = d.path().join("models.png");
     visit("/", &[&format!("--screenshot={}", shot.display())]);
     let png = std::fs::read(&shot).unwrap();

@@ -221,19 +221,38 @@ async fn model(State(ctx): Shared, headers: HeaderMap, Path(id): Path<String>) -
         let rec = &r["record"];
         let _ = write!(
             b,
-            "<li><b>#{}</b> {} · <code>{}</code> {} {}<br><span class=muted>revision</span> <code>{}</code> <span class=muted>root</span> <code>{}</code>",
+            "<li><b>#{}</b> {} · <code>{}</code> {} {}<br>",
             r["seq"],
             esc(s(rec, "/time")),
             esc(s(rec, "/command")),
             badge(rec.pointer("/verdict/result").and_then(Value::as_str)),
             badge(rec.pointer("/signature/status").and_then(Value::as_str)),
-            esc(&format!("{} {}", s(rec, "/model/revision"), s(rec, "/model/commit"))),
-            esc(&s(rec, "/model/root_digest").chars().take(16).collect::<String>()),
         );
+        let rev = format!("{} {}", s(rec, "/model/revision"), s(rec, "/model/commit"));
+        if !rev.trim().is_empty() {
+            let _ = write!(
+                b,
+                "<span class=muted>revision</span> <code>{}</code> ",
+                esc(rev.trim())
+            );
+        }
         let _ = write!(
             b,
-            "<br><span class=muted>scanned by</span> {}",
-            esc(s(rec, "/actor/name"))
+            "<span class=muted>root digest</span> <code>{}</code>",
+            esc(&s(rec, "/model/root_digest")
+                .chars()
+                .take(16)
+                .collect::<String>()),
+        );
+        let mut who = s(rec, "/actor/user").to_string();
+        if !s(rec, "/actor/host").is_empty() {
+            who = format!("{who} on {}", s(rec, "/actor/host"));
+        }
+        let _ = write!(
+            b,
+            "<br><span class=muted>scanned by</span> {} <span class=muted>({})</span>",
+            esc(&who),
+            esc(s(rec, "/actor/kind"))
         );
         if let Some(a) = rec.pointer("/upstream/commits").and_then(Value::as_array) {
             for c in a.iter().take(10) {
@@ -252,8 +271,9 @@ async fn model(State(ctx): Shared, headers: HeaderMap, Path(id): Path<String>) -
             }
         }
         for (k, label) in [
-            ("/upstream/creator", "created by"),
-            ("/upstream/user_id", "created by"),
+            ("/upstream/user_id", "version created by"),
+            ("/upstream/created", "created"),
+            ("/upstream/run_user_id", "run by"),
         ] {
             if !s(rec, k).is_empty() {
                 let _ = write!(b, "<br><span class=muted>{label}</span> {}", esc(s(rec, k)));

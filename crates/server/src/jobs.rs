@@ -263,6 +263,14 @@ async fn execute(ctx: &Arc<Ctx>, job: &Job) -> Result<(i64, String), String> {
     cmd.args(&args)
         .current_dir(&src.cwd)
         .env_remove("PROBITY_LEDGER")
+        .env(
+            "PROBITY_SERVICE_CALLER",
+            match (&job.submitted_by, &job.watch_id) {
+                (Some(t), _) => format!("token {t}"),
+                (None, Some(w)) => format!("watch {w}"),
+                (None, None) => "probity serve".to_string(),
+            },
+        )
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

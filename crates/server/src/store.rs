@@ -147,6 +147,9 @@ pub struct Job {
     /// The watch that started it, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch_id: Option<String>,
+    /// The name of the token that submitted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
     /// Unix seconds.
     pub created: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -166,7 +169,7 @@ pub struct Job {
     pub error: Option<String>,
 }
 
-const JOB_COLS: &str = "id, kind, source, base, options, status, watch_id, created, started, finished, attempts, exit_code, verdict, error";
+const JOB_COLS: &str = "id, kind, source, base, options, status, watch_id, created, started, finished, attempts, exit_code, verdict, error, token";
 
 fn job_of(r: &Row) -> rusqlite::Result<Job> {
     let options: String = r.get(4)?;
@@ -185,6 +188,7 @@ fn job_of(r: &Row) -> rusqlite::Result<Job> {
         exit_code: r.get(11)?,
         verdict: r.get(12)?,
         error: r.get(13)?,
+        submitted_by: r.get(14)?,
     })
 }
 
@@ -516,7 +520,7 @@ impl Store {
             .map_err(db_err)?;
         let rows = st
             .query_map(params![source, verdict, since, before, limit + 1], |r| {
-                Ok((job_of(r)?, r.get::<_, i64>(14)?))
+                Ok((job_of(r)?, r.get::<_, i64>(15)?))
             })
             .map_err(db_err)?
             .collect::<Result<Vec<_>, _>>()
