@@ -327,11 +327,9 @@ fn mlflow_registry_models_and_runs() {
     let (code, v, _) = once(&[]);
     assert_eq!((code, v["changed"].as_i64()), (Some(0), Some(0)), "{v}");
     // a new version, from the malicious folder, becomes the champion
-    let py = format!(
-        "import mlflow, sys\nfrom mlflow import MlflowClient\nmlflow.set_tracking_uri(sys.argv[1])\nc = MlflowClient()\nwith mlflow.start_run() as r:\n    mlflow.log_artifacts(sys.argv[2], artifact_path='model')\nmv = c.create_model_version('benign', source=r.info.artifact_uri + '/model', run_id=r.info.run_id)\nc.set_registered_model_alias('benign', 'champion', mv.version)\nprint(mv.version)"
-    );
+    let py = "import mlflow, sys\nfrom mlflow import MlflowClient\nmlflow.set_tracking_uri(sys.argv[1])\nc = MlflowClient()\nwith mlflow.start_run() as r:\n    mlflow.log_artifacts(sys.argv[2], artifact_path='model')\nmv = c.create_model_version('benign', source=r.info.artifact_uri + '/model', run_id=r.info.run_id)\nc.set_registered_model_alias('benign', 'champion', mv.version)\nprint(mv.version)";
     let o = Command::new(bin.join("python"))
-        .args(["-c", &py, &server.url])
+        .args(["-c", py, &server.url])
         .arg(&evil)
         .current_dir(dir.path())
         .output()
