@@ -575,32 +575,71 @@ fn the_cli_submits_to_the_service_and_prints_the_same_report() {
 }
 
 #[test]
-fn a_killed_server_loses_no_accepted_scan() {
+fn a_server_killed_mid_load_loses_no_accepted_scan() {
     let (_d, data, models) = setup();
     let scan = token(&data, "ci", "scan");
     let s = Server::start(
         &data,
         &["--allow-root", models.to_str().unwrap(), "--workers", "1"],
     );
-    let addr = s.addr.clone();
-    let mut accepted = Vec::new();
-    for i in 0..40 {
-        let src = if i % 2 == 0 { "bad" } else { "good" };
-        let id = submit(
-            &s.url,
-            &scan,
-            json!({"source": models.join(src).join("model.pkl")}),
-        );
-        accepted.push((id, src));
-    }
-    // kill -9 while the queue is full and a scan is running
-    std::thread::sleep(Duration::from_millis(300));
+    let (url, addr) = (s.url.clone(), s.addr.clone());
+    // four clients submit and poll as fast as they can; a submission counts
+    // as accepted only when its 202 arrived
+    let accepted = Arc::new(Mutex::new(Vec::<(String, &'static str)>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|t| {
+            let (url, scan, accepted, stop, models) = (
+                url.clone(),
+                scan.clone(),
+                accepted.clone(),
+                stop.clone(),
+                models.clone(),
+            );
+            std::thread::spawn(move || {
+                let a = agent();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let src = if (t + i) % 2 == 0 { "bad" } else { "good" };
+                    let r = a
+                        .post(format!("{url}/v1/scans"))
+                        .header("Authorization", &format!("Bearer {scan}"))
+                        .send_json(json!({"source": models.join(src).join("model.pkl")}));
+                    match r {
+                        Ok(r) if r.status().as_u16() == 202 => {
+                            let v: Value = r.into_body().read_json().unwrap();
+                            accepted
+                                .lock()
+                                .unwrap()
+                                .push((v["id"].as_str().unwrap().to_string(), src));
+                        }
+                        Ok(r) => panic!("status {}", r.status()),
+                        // the server is gone: this one was not accepted
+                        Err(_) => return,
+                    }
+                    let _ = a
+                        .get(format!("{url}/v1/scans?limit=5"))
+                        .header("Authorization", &format!("Bearer {scan}"))
+                        .call();
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
     let mut s = s;
+    // kill -9 mid-load, with scans queued and one running
     unsafe {
         libc::kill(s.child.id() as i32, libc::SIGKILL);
     }
     let _ = s.child.wait();
     std::mem::forget(s);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(accepted.len() >= 20, "only {} accepted", accepted.len());
     let s = Server::start_at(&data, &addr, &["--allow-root", models.to_str().unwrap()]);
     for (id, src) in &accepted {
         let v = wait(&s.url, &scan, id);
@@ -612,8 +651,40 @@ fn a_killed_server_loses_no_accepted_scan() {
         );
         assert!(v["attempts"].as_i64().unwrap() <= 2, "{v}");
     }
-    let (_, page) = get(&format!("{}/v1/scans?limit=500", s.url), Some(&scan));
-    assert_eq!(page["items"].as_array().unwrap().len(), accepted.len());
+    eprintln!(
+        "{} scans accepted before kill -9; all finished after the restart",
+        accepted.len()
+    );
+    // besides the accepted scans, at most one per client whose 202 was lost
+    // with the connection; every one of them finished too
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = get(
+            &format!("{}/v1/scans?limit=500{cursor}", s.url),
+            Some(&scan),
+        );
+        all.extend(page["items"].as_array().unwrap().clone());
+        match page["next_cursor"].as_i64() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert!(
+        all.len() >= accepted.len() && all.len() <= accepted.len() + 4,
+        "{} vs {}",
+        all.len(),
+        accepted.len()
+    );
+    for j in &all {
+        assert_eq!(
+            wait(&s.url, &scan, j["id"].as_str().unwrap())["status"],
+            "done"
+        );
+    }
+    // `since` filters by creation time
+    let (_, later) = get(&format!("{}/v1/scans?since=4000000000", s.url), Some(&scan));
+    assert_eq!(later["items"], json!([]));
 }
 
 #[test]
