@@ -120,6 +120,7 @@ pub struct Server {
     pub min_watch_interval: Option<i64>,
     pub webhook_attempts: Option<i64>,
     pub public_url: Option<String>,
+    pub io_timeout: Option<u64>,
 }
 
 /// One accepted signer: exactly one of `key`, `certificate_chain`,

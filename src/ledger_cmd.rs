@@ -93,6 +93,7 @@ pub fn actor() -> Value {
         // watch) is who asked; the host is the service's
         put("kind", Some("probity-service".into()));
         put("user", Some(caller));
+        put("job", env("PROBITY_SERVICE_JOB"));
     } else if env("GITHUB_ACTIONS").as_deref() == Some("true") {
         let server = env("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".into());
         let run_url = match (env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID")) {

@@ -17,7 +17,8 @@ struct BinSources;
 
 impl probity_server::Sources for BinSources {
     fn is_remote(&self, source: &str) -> bool {
-        crate::remote::hf::parse(source).is_some() || crate::remote::mlflow::parse(source).is_some()
+        matches!(crate::remote::hf::parse(source), Some(Ok(_)))
+            || matches!(crate::remote::mlflow::parse(source), Some(Ok(_)))
     }
     fn check_watchable(&self, source: &str) -> Result<(), String> {
         match crate::remote::hf::parse(source) {
@@ -42,9 +43,11 @@ impl probity_server::Sources for BinSources {
         if let Some(r) = crate::remote::hf::parse(source) {
             let r = r.map_err(|e| e.to_string())?;
             let commit = crate::remote::hf::head(&r).map_err(|e| e.to_string())?;
+            // scan exactly the commit polled: a branch moved back before
+            // the scan runs cannot hide the version that was seen
             return Ok(Head {
+                scan: format!("hf://{}@{commit}", r.repo),
                 revision: commit,
-                scan: source.to_string(),
             });
         }
         let (revision, scan) = crate::remote::mlflow::head(source).map_err(|e| e.to_string())?;
@@ -78,6 +81,9 @@ pub struct ServeArgs {
     /// The URL the service is reached at, for links in alerts (default http://BIND).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Close a connection that sends or receives nothing for this long (slow or stalled clients, idle keep-alive), seconds (default 30).
+    #[arg(long, value_name = "SECONDS")]
+    io_timeout: Option<u64>,
 }
 
 fn settings(
@@ -161,6 +167,12 @@ pub fn serve(a: ServeArgs) -> ExitCode {
         s.webhook_attempts = n.max(1);
     }
     s.public_url = a.public_url.or(sc.public_url.clone());
+    if let Some(t) = a.io_timeout.or(sc.io_timeout) {
+        if t == 0 {
+            return fail("--io-timeout must be at least 1 second");
+        }
+        s.io_timeout_s = t;
+    }
     let data = s.data.clone();
     let r = probity_server::serve(s, Arc::new(BinSources), |addr| {
         use std::io::Write;
@@ -261,7 +273,7 @@ pub struct WatchArgs {
     /// Poll every watch once, run the scans a change needs, raise and deliver alerts, then exit (for cron or a CI schedule; `probity serve` polls continuously).
     #[arg(long, required = true)]
     once: bool,
-    /// The data folder (the same as a service's, or one of its own).
+    /// The data folder: its own, or a service's while that service is stopped (a running service polls its watches itself, and holds the folder's lock).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// Sources to watch, added when not watched yet: hf://ORG/NAME[@REVISION], models:/NAME (newest version), models:/NAME@ALIAS.

@@ -383,6 +383,8 @@ fn escapes_and_malformed_requests_get_4xx_and_the_service_stays_up() {
             models.to_str().unwrap(),
             "--max-upload-bytes",
             "4096",
+            "--io-timeout",
+            "2",
         ],
     );
     let u = &s.url;
@@ -497,7 +499,18 @@ fn escapes_and_malformed_requests_get_4xx_and_the_service_stays_up() {
     }
     let ok = submit(u, &scan, json!({"source": models.join("good/model.pkl")}));
     assert_eq!(wait(u, &scan, &ok)["status"], "done");
-    drop((slow, slow2));
+    // and the stalled connections are closed after the I/O timeout
+    for mut c in [slow, slow2] {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let t0 = Instant::now();
+        let mut buf = Vec::new();
+        let r = c.read_to_end(&mut buf);
+        assert!(
+            !matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+            "{r:?}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(25));
+    }
     assert_eq!(get(&format!("{u}/v1/nothing"), Some(&scan)).0, 404);
     assert_eq!(get(&format!("{u}/readyz"), None).0, 200);
 }
@@ -1012,12 +1025,20 @@ fn a_new_commit_on_a_watched_repository_triggers_one_scan_and_one_signed_alert()
     );
     assert_eq!(st, 400);
     // the first version: scanned once, clean, no alert
+    // the watch's scans: each of a pinned commit
     let scans_of = || {
-        let (_, p) = get(
-            &format!("{url}/v1/scans?source=hf://acme/watched"),
-            Some(&admin),
-        );
-        p["items"].as_array().unwrap().clone()
+        let (_, p) = get(&format!("{url}/v1/scans"), Some(&admin));
+        let all = p["items"].as_array().unwrap().clone();
+        for j in &all {
+            assert!(
+                j["source"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("hf://acme/watched@"),
+                "{j}"
+            );
+        }
+        all
     };
     let t0 = Instant::now();
     while !(scans_of().len() == 1 && scans_of()[0]["status"] == "done") {
@@ -1199,6 +1220,13 @@ fn watch_once_alerts_test_and_failed_deliveries_are_retried_and_recorded() {
         .unwrap();
     assert!(a.deliveries.len() >= 3, "{:?}", a.deliveries);
     assert!(a.deliveries.iter().all(|x| x.error.is_some()));
+    drop(store);
+    // a running service holds the data folder: watch --once refuses it
+    let s = Server::start(&data, &[]);
+    let o = once(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in use by another probity serve"));
+    drop(s);
     let gaps: Vec<i64> = a.deliveries.windows(2).map(|w| w[1].at - w[0].at).collect();
     assert!(
         gaps.windows(2).all(|g| g[1] >= g[0]),

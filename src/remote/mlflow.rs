@@ -427,8 +427,8 @@ fn download(
 
 /// What a watched MLflow source names now, with one request: the version
 /// and the URI to scan. `models:/NAME` is the newest version (scanned as
-/// `models:/NAME/VERSION`); `models:/NAME@ALIAS` the aliased version
-/// (scanned through the alias, so the ledger keeps the alias).
+/// `models:/NAME/VERSION`); `models:/NAME@ALIAS` the aliased version (also
+/// scanned as `models:/NAME/VERSION`, the version polled).
 pub fn head(source: &str) -> Result<(String, String), RemoteError> {
     if let Some(name) = source.strip_prefix("models:/") {
         let name = name.trim_start_matches('/');
@@ -462,7 +462,8 @@ pub fn head(source: &str) -> Result<(String, String), RemoteError> {
                 .and_then(|s| s.as_str())
                 .ok_or_else(|| c.fail("the alias names no version"))?
                 .to_string();
-            Ok((version, source.to_string()))
+            // the version polled, exactly
+            Ok((version.clone(), format!("models:/{name}/{version}")))
         }
         Some(Err(e)) => Err(e),
         _ => Err(RemoteError::Usage(format!(
@@ -564,6 +565,20 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
     }) {
         // a file: artifact store on this machine: read in place
         let root = PathBuf::from(local);
+        // a scan the service runs may read local stores only inside the
+        // service's allowed roots: a registered model version must not
+        // become a way to read the server's files
+        if let Some(roots) = std::env::var_os("PROBITY_SERVICE_ROOTS") {
+            let real = root.canonicalize().ok();
+            let inside = real.as_ref().is_some_and(|r| {
+                std::env::split_paths(&roots).any(|a| !a.as_os_str().is_empty() && r.starts_with(a))
+            });
+            if !inside {
+                return Err(c.fail(format!(
+                    "artifacts are stored at {local}, outside the service's allowed roots; the service reads file: stores only under --allow-root"
+                )));
+            }
+        }
         if !root.exists() {
             return Err(c.fail(format!(
                 "artifacts are stored at {local}, which is not on this machine; run the server with artifact proxying (mlflow server --serve-artifacts)"

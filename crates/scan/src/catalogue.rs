@@ -13,6 +13,7 @@ pub fn all() -> Vec<&'static Rule> {
     let mut v: Vec<&'static Rule> = Vec::new();
     v.extend(crate::rules::RULES.iter().copied());
     v.extend(crate::rules::SIGNATURE_RULES.iter().copied());
+    v.extend(crate::rules::DATA_RULES.iter().copied());
     v.extend(crate::pickle::rules::RULES.iter().copied());
     v.extend(crate::formats::secrets::rules::RULES.iter().copied());
     for f in crate::registry::FORMATS {

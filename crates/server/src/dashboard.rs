@@ -115,7 +115,7 @@ async fn login(State(ctx): Shared, Form(f): Form<LoginForm>) -> Response {
     // only a local path: never an open redirect
     let next = f
         .next
-        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains(['\\', '\r', '\n']))
+        .filter(|n| safe_next(n))
         .unwrap_or_else(|| "/".into());
     (
         StatusCode::SEE_OTHER,
@@ -129,6 +129,15 @@ async fn login(State(ctx): Shared, Form(f): Form<LoginForm>) -> Response {
         ],
     )
         .into_response()
+}
+
+/// A local dashboard path: no scheme, no host, no whitespace or control
+/// characters (browsers drop a tab, turning `/\t/evil` into `//evil`).
+fn safe_next(n: &str) -> bool {
+    n.starts_with('/')
+        && !n.starts_with("//")
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b))
 }
 
 async fn logout() -> Response {
@@ -526,6 +535,24 @@ pub fn routes() -> Router<Arc<Ctx>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        for ok in ["/", "/scans/scan_00ff", "/models/ab12"] {
+            assert!(super::safe_next(ok), "{ok}");
+        }
+        for bad in [
+            "//evil.example",
+            "/\t/evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "/a b",
+            "scans",
+            "/x?y=//z",
+        ] {
+            assert!(!super::safe_next(bad), "{bad:?}");
+        }
+    }
+
     #[test]
     fn escaping_covers_markup_and_quotes() {
         assert_eq!(

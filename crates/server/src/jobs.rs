@@ -19,6 +19,9 @@ const MAX_REPORT_BYTES: u64 = 256 << 20;
 /// The most of its standard error kept (for the failure reason).
 const MAX_STDERR_BYTES: u64 = 64 << 10;
 
+/// The longest deep-scan budget a caller may ask for (a day).
+pub const MAX_BUDGET_S: u64 = 86_400;
+
 /// Options a caller may set; each maps to one CLI flag, nothing else
 /// reaches the child's command line.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -64,8 +67,10 @@ impl Options {
         if kind != "deep" && (self.budget.is_some() || self.no_trigger_search) {
             return Err("options.budget and options.no_trigger_search apply to deep scans".into());
         }
-        if self.budget == Some(0) {
-            return Err("options.budget must be at least 1 second".into());
+        if self.budget == Some(0) || self.budget.is_some_and(|b| b > MAX_BUDGET_S) {
+            return Err(format!(
+                "options.budget: between 1 and {MAX_BUDGET_S} seconds"
+            ));
         }
         Ok(())
     }
@@ -199,9 +204,14 @@ fn argv(
     if let Some(f) = &opts.fail_on {
         a.extend(["--fail-on".into(), f.clone()]);
     }
-    if let Some(p) = &ctx.settings.policy {
-        a.extend(["--config".into(), p.display().to_string()]);
-    }
+    // always a policy file: without one, the child would read a
+    // probity.toml in its working folder (an upload could bring its own)
+    let policy = ctx
+        .settings
+        .policy
+        .clone()
+        .unwrap_or_else(|| ctx.settings.data.join("default-policy.toml"));
+    a.extend(["--config".into(), policy.display().to_string()]);
     // after `--` the source is never read as a flag
     a.push("--".into());
     a.push(src.arg.clone());
@@ -221,19 +231,37 @@ pub fn verdict_of(report: &Value) -> Option<String> {
 /// Runs one job to its end and stores the outcome.
 pub async fn run(ctx: &Arc<Ctx>, job: &Job) {
     let result = execute(ctx, job).await;
-    let store_result = match result {
-        Ok((code, report)) => {
-            let v: Value = serde_json::from_str(&report).unwrap_or(Value::Null);
-            ctx.store
-                .finish(&job.id, code, verdict_of(&v).as_deref(), &report)
+    let (c, id) = (ctx.clone(), job.id.clone());
+    let store_result = tokio::task::spawn_blocking(move || {
+        // a busy or full disk gets three tries; then the job stays
+        // `running` and a restart queues it again
+        let mut last = Ok(());
+        for attempt in 0..3 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            last = match &result {
+                Ok((code, report)) => {
+                    let v: Value = serde_json::from_str(report).unwrap_or(Value::Null);
+                    c.store
+                        .finish(&id, *code, verdict_of(&v).as_deref(), report)
+                }
+                Err(why) => c.store.fail(&id, why),
+            };
+            if last.is_ok() {
+                break;
+            }
         }
-        Err(why) => ctx.store.fail(&job.id, &why),
-    };
+        last
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
     if let Err(e) = store_result {
         eprintln!(
             "probity serve: scan {}: cannot store the outcome: {e}",
             job.id
         );
+        return;
     }
     if job.watch_id.is_some() {
         if let Ok(Some(done)) = ctx.store.job(&job.id) {
@@ -255,7 +283,9 @@ async fn execute(ctx: &Arc<Ctx>, job: &Job) -> Result<(i64, String), String> {
     }
     let args = argv(ctx, job, &opts, &src, base.as_ref());
     let timeout = if job.kind == "deep" {
-        opts.budget.unwrap_or(ctx.settings.deep_budget_s) + 900
+        opts.budget
+            .unwrap_or(ctx.settings.deep_budget_s)
+            .saturating_add(900)
     } else {
         ctx.settings.static_timeout_s
     };
@@ -263,6 +293,11 @@ async fn execute(ctx: &Arc<Ctx>, job: &Job) -> Result<(i64, String), String> {
     cmd.args(&args)
         .current_dir(&src.cwd)
         .env_remove("PROBITY_LEDGER")
+        .env(
+            "PROBITY_SERVICE_ROOTS",
+            std::env::join_paths(&ctx.settings.allow_roots).unwrap_or_default(),
+        )
+        .env("PROBITY_SERVICE_JOB", &job.id)
         .env(
             "PROBITY_SERVICE_CALLER",
             match (&job.submitted_by, &job.watch_id) {

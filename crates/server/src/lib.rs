@@ -12,6 +12,7 @@
 pub mod alerts;
 mod api;
 mod dashboard;
+mod guard;
 pub mod jobs;
 pub mod store;
 mod watch;
@@ -75,6 +76,11 @@ pub struct Settings {
     pub webhook_backoff_s: i64,
     /// Where the dashboard and alerts link to (default http://BIND).
     pub public_url: Option<String>,
+    /// A connection that sends or receives nothing for this long is closed
+    /// (slow clients, idle keep-alive).
+    pub io_timeout_s: u64,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 impl Settings {
@@ -96,6 +102,8 @@ impl Settings {
             webhook_attempts: 6,
             webhook_backoff_s: 2,
             public_url: None,
+            io_timeout_s: 30,
+            max_connections: 1024,
         }
     }
     pub fn ledger(&self) -> PathBuf {
@@ -134,7 +142,41 @@ pub fn open(data: &Path) -> Result<Store, String> {
     std::fs::create_dir_all(data.join("uploads"))
         .and_then(|_| std::fs::create_dir_all(data.join("work")))
         .map_err(|e| format!("{}: cannot create the data directory: {e}", data.display()))?;
+    let policy = data.join("default-policy.toml");
+    if !policy.exists() {
+        std::fs::write(
+            &policy,
+            "# the policy of scans when probity serve has no --config\n",
+        )
+        .map_err(|e| format!("{}: {e}", policy.display()))?;
+    }
     Store::open(&data.join("server.db"))
+}
+
+/// Holds the data folder's lock: one service (or one `watch --once`) runs
+/// the queue of a data folder at a time.
+pub struct DataLock(#[allow(dead_code)] std::fs::File);
+
+pub fn lock(data: &Path) -> Result<DataLock, String> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(data)
+        .map_err(|e| format!("{}: cannot create the data directory: {e}", data.display()))?;
+    let p = data.join("server.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+    // SAFETY: flock on a file descriptor this function owns
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(format!(
+            "{}: in use by another probity serve or watch --once (a running service polls its own watches)",
+            data.display()
+        ));
+    }
+    Ok(DataLock(f))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -162,6 +204,7 @@ pub fn serve(
     sources: Arc<dyn Sources>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), String> {
+    let _lock = lock(&settings.data)?;
     let ctx = context(settings, sources)?;
     let (requeued, failed) = ctx.store.recover()?;
     if requeued + failed > 0 {
@@ -185,15 +228,19 @@ pub fn serve(
         tokio::spawn(jobs::runner(ctx.clone(), "deep", 1));
         tokio::spawn(watch::scheduler(ctx.clone()));
         tokio::spawn(alerts::sender(ctx.clone()));
+        // scans that ended before a crash but were not yet evaluated
+        tokio::spawn(watch::evaluate_pending(ctx.clone()));
         ready(addr);
         let app = api::router(ctx.clone());
-        axum::serve(
+        let listener = guard::Guarded::new(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| format!("server: {e}"))
+            std::time::Duration::from_secs(ctx.settings.io_timeout_s),
+            ctx.settings.max_connections,
+        );
+        axum::serve(listener, app.into_make_service())
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| format!("server: {e}"))
     })
 }
 
@@ -226,6 +273,7 @@ pub struct OnceSummary {
 /// `probity watch --once`: polls every watch now, runs the scans a change
 /// needs, raises and delivers the alerts, and returns.
 pub fn watch_once(settings: Settings, sources: Arc<dyn Sources>) -> Result<OnceSummary, String> {
+    let _lock = lock(&settings.data)?;
     let ctx = context(settings, sources)?;
     ctx.store.recover()?;
     runtime()?.block_on(watch::once(ctx))

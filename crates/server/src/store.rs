@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   verdict TEXT,
   report TEXT,
   error TEXT,
+  evaluated INTEGER NOT NULL DEFAULT 0,
   UNIQUE (token, idem_key)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, kind, seq);
@@ -72,7 +73,7 @@ CREATE TABLE IF NOT EXISTS alerts (
   id TEXT PRIMARY KEY,
   seq INTEGER NOT NULL,
   watch_id TEXT,
-  job_id TEXT,
+  job_id TEXT UNIQUE,
   source TEXT NOT NULL,
   payload TEXT NOT NULL,
   created INTEGER NOT NULL
@@ -221,6 +222,7 @@ pub struct Watch {
 
 /// A webhook as stored.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Webhook {
     /// An http:// or https:// URL.
     pub url: String,
@@ -234,6 +236,23 @@ pub struct Webhook {
 
 fn json_format() -> String {
     "json".into()
+}
+
+/// A webhook URL as shown to readers: scheme and host only (a Slack
+/// incoming-webhook URL is itself a credential).
+pub fn redact_url(u: &str) -> String {
+    match u.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            if rest.len() > authority.len() {
+                format!("{scheme}://{host}/…")
+            } else {
+                format!("{scheme}://{host}")
+            }
+        }
+        None => "…".into(),
+    }
 }
 
 /// A webhook as the API shows it.
@@ -255,7 +274,7 @@ fn watch_of(r: &Row) -> rusqlite::Result<Watch> {
         webhooks: hooks
             .into_iter()
             .map(|h| WebhookView {
-                url: h.url,
+                url: redact_url(&h.url),
                 format: h.format,
                 signed: h.secret.is_some(),
             })
@@ -341,7 +360,11 @@ pub fn token_hash(token: &str) -> String {
 }
 
 pub struct Store {
+    /// Every write, and reads that must see them at once.
     conn: Mutex<Connection>,
+    /// Reads (WAL lets them run beside a write).
+    readers: Vec<Mutex<Connection>>,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 fn db_err(e: rusqlite::Error) -> String {
@@ -368,8 +391,22 @@ impl Store {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| format!("{}: not a Probity server database: {e}", path.display()))?;
+        let mut readers = Vec::new();
+        for _ in 0..4 {
+            let r = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+            r.busy_timeout(std::time::Duration::from_secs(10))
+                .map_err(db_err)?;
+            readers.push(Mutex::new(r));
+        }
         Ok(Store {
             conn: Mutex::new(conn),
+            readers,
+            next: Default::default(),
         })
     }
 
@@ -377,6 +414,17 @@ impl Store {
         // a panic while holding the lock leaves SQLite consistent (every
         // change is one statement or one transaction), so go on
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A reader: a free one, else the next in turn.
+    fn r(&self) -> MutexGuard<'_, Connection> {
+        for m in &self.readers {
+            if let Ok(g) = m.try_lock() {
+                return g;
+            }
+        }
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.readers.len();
+        self.readers[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     // ------------------------------------------------------------ tokens
@@ -423,7 +471,7 @@ impl Store {
 
     /// The name and role of a presented token.
     pub fn authenticate(&self, token: &str) -> Option<(String, Role)> {
-        let c = self.c();
+        let c = self.r();
         c.query_row(
             "SELECT name, role FROM tokens WHERE hash = ?1",
             params![token_hash(token)],
@@ -483,7 +531,7 @@ impl Store {
     }
 
     pub fn job(&self, id: &str) -> Result<Option<Job>, String> {
-        self.c()
+        self.r()
             .query_row(
                 &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
                 params![id],
@@ -494,7 +542,7 @@ impl Store {
     }
 
     pub fn report(&self, id: &str) -> Result<Option<String>, String> {
-        self.c()
+        self.r()
             .query_row("SELECT report FROM jobs WHERE id = ?1", params![id], |r| {
                 r.get::<_, Option<String>>(0)
             })
@@ -512,7 +560,7 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<(Vec<Job>, Option<i64>), String> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c
             .prepare(&format!(
                 "SELECT {JOB_COLS}, seq FROM jobs WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR verdict = ?2) AND (?3 IS NULL OR created >= ?3) AND (?4 IS NULL OR seq < ?4) ORDER BY seq DESC LIMIT ?5"
@@ -597,7 +645,7 @@ impl Store {
     }
 
     pub fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, String> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c
             .prepare("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status ORDER BY kind, status")
             .map_err(db_err)?;
@@ -610,7 +658,7 @@ impl Store {
     }
 
     pub fn verdict_counts(&self) -> Result<Vec<(String, String, i64)>, String> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c
             .prepare("SELECT kind, coalesce(verdict, 'none'), count(*) FROM jobs WHERE status = 'done' GROUP BY kind, verdict ORDER BY kind, verdict")
             .map_err(db_err)?;
@@ -624,7 +672,7 @@ impl Store {
 
     /// (kind, seconds) of every finished job.
     pub fn durations(&self) -> Result<Vec<(String, i64)>, String> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c
             .prepare("SELECT kind, finished - started FROM jobs WHERE status IN ('done', 'failed') AND started IS NOT NULL AND finished IS NOT NULL")
             .map_err(db_err)?;
@@ -638,7 +686,7 @@ impl Store {
 
     /// The latest finished job of each source: (source, job).
     pub fn latest_by_source(&self) -> Result<Vec<Job>, String> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c
             .prepare(&format!(
                 "SELECT {JOB_COLS} FROM jobs j WHERE seq = (SELECT max(seq) FROM jobs k WHERE k.source = j.source AND k.status IN ('done', 'failed')) ORDER BY source"
@@ -674,7 +722,7 @@ impl Store {
 
     /// An upload's stored name.
     pub fn upload(&self, id: &str) -> Result<Option<String>, String> {
-        self.c()
+        self.r()
             .query_row("SELECT name FROM uploads WHERE id = ?1", params![id], |r| {
                 r.get(0)
             })
@@ -720,7 +768,7 @@ impl Store {
     }
 
     pub fn watches(&self) -> Result<Vec<Watch>, String> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c
             .prepare(&format!("SELECT {WATCH_COLS} FROM watches ORDER BY source"))
             .map_err(db_err)?;
@@ -733,7 +781,7 @@ impl Store {
     }
 
     pub fn watch(&self, id: &str) -> Result<Option<Watch>, String> {
-        self.c()
+        self.r()
             .query_row(
                 &format!("SELECT {WATCH_COLS} FROM watches WHERE id = ?1"),
                 params![id],
@@ -860,11 +908,16 @@ impl Store {
                 r.get(0)
             })
             .map_err(db_err)?;
-        tx.execute(
-            "INSERT INTO alerts (id, seq, watch_id, job_id, source, payload, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![id, seq, watch_id, job_id, source, payload.to_string(), now()],
-        )
-        .map_err(db_err)?;
+        // one alert per scan, even when a scan is evaluated twice
+        let n = tx
+            .execute(
+                "INSERT OR IGNORE INTO alerts (id, seq, watch_id, job_id, source, payload, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, seq, watch_id, job_id, source, payload.to_string(), now()],
+            )
+            .map_err(db_err)?;
+        if n == 0 {
+            return Ok(id);
+        }
         for h in hooks {
             tx.execute(
                 "INSERT OR IGNORE INTO targets (alert_id, url, format, secret, state, next_at) VALUES (?1, ?2, ?3, ?4, 'pending', 0)",
@@ -874,6 +927,30 @@ impl Store {
         }
         tx.commit().map_err(db_err)?;
         Ok(id)
+    }
+
+    /// Marks a watch scan evaluated (its alert, if any, is stored).
+    pub fn mark_evaluated(&self, id: &str) -> Result<(), String> {
+        self.c()
+            .execute("UPDATE jobs SET evaluated = 1 WHERE id = ?1", params![id])
+            .map(|_| ())
+            .map_err(db_err)
+    }
+
+    /// Watch scans that ended but were not evaluated (a crash in between).
+    pub fn unevaluated(&self) -> Result<Vec<Job>, String> {
+        let c = self.c();
+        let mut st = c
+            .prepare(&format!(
+                "SELECT {JOB_COLS} FROM jobs WHERE watch_id IS NOT NULL AND evaluated = 0 AND status IN ('done', 'failed') ORDER BY seq"
+            ))
+            .map_err(db_err)?;
+        let v = st
+            .query_map([], job_of)
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err);
+        v
     }
 
     /// Whether the job already raised its alert (so a job evaluated twice after a crash alerts once).
@@ -889,7 +966,7 @@ impl Store {
     }
 
     pub fn alerts(&self, limit: i64) -> Result<Vec<Alert>, String> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c
             .prepare("SELECT id, watch_id, job_id, source, payload, created FROM alerts ORDER BY seq DESC LIMIT ?1")
             .map_err(db_err)?;
@@ -916,7 +993,7 @@ impl Store {
             a.deliveries = st
                 .query_map(params![a.id], |r| {
                     Ok(Delivery {
-                        url: r.get(0)?,
+                        url: redact_url(&r.get::<_, String>(0)?),
                         attempt: r.get(1)?,
                         at: r.get(2)?,
                         status: r.get(3)?,
@@ -1025,6 +1102,16 @@ mod tests {
         for bytes in [raw, wal] {
             assert!(!bytes.windows(t.len()).any(|w| w == t.as_bytes()));
         }
+    }
+
+    #[test]
+    fn webhook_urls_are_shown_without_path_or_credentials() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T0/B0/secret"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(redact_url("http://user:pw@h:8080"), "http://h:8080");
+        assert_eq!(redact_url("not a url"), "…");
     }
 
     #[test]

@@ -59,7 +59,7 @@ async fn poll(
             &opts,
             None,
             Some(&format!("{key}#deep")),
-            None,
+            Some(id),
         )?;
     }
     ctx.store.polled(id, Some(&head.revision), None)?;
@@ -89,21 +89,45 @@ pub async fn scheduler(ctx: Arc<Ctx>) {
     }
 }
 
-/// The ledger record a finished scan of `source` appended: the last one
-/// whose model source is `source`.
-fn ledger_seq(ctx: &Ctx, source: &str) -> Option<(i64, Value)> {
+/// The ledger record a finished scan appended: the one whose actor names
+/// the job.
+fn ledger_seq(ctx: &Ctx, job_id: &str) -> Option<(i64, Value)> {
     let l = probity_provenance::ledger::Ledger::open_read(&ctx.settings.ledger()).ok()?;
     l.rows().ok()?.into_iter().rev().find_map(|r| {
         let b: Value = serde_json::from_str(&r.body).ok()?;
-        (b.pointer("/model/source").and_then(Value::as_str) == Some(source)
-            && b.get("command").and_then(Value::as_str) == Some("scan"))
-        .then_some((r.seq, b))
+        (b.pointer("/actor/job").and_then(Value::as_str) == Some(job_id)).then_some((r.seq, b))
     })
 }
 
+/// Weight files, by name: what "the weights changed" means.
+fn weight_file(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        ".safetensors",
+        ".bin",
+        ".gguf",
+        ".pt",
+        ".pth",
+        ".ckpt",
+        ".onnx",
+        ".h5",
+        ".keras",
+        ".msgpack",
+        ".pkl",
+        ".joblib",
+        ".npz",
+        ".tflite",
+        ".pb",
+    ]
+    .iter()
+    .any(|e| n.ends_with(e))
+}
+
 /// `probity diff ledger:OLD ledger:NEW --format json`: the unexpected-update
-/// reasons.
-async fn diff_reasons(ctx: &Ctx, old: i64, new: i64) -> Result<Vec<Value>, String> {
+/// reasons. Each version is scanned pinned (the Hub commit, the MLflow
+/// version), so the diff cannot see that both came from the watched branch
+/// or alias: changed weights are flagged here.
+async fn diff_reasons(ctx: &Ctx, old: i64, new: i64, source: &str) -> Result<Vec<Value>, String> {
     let mut cmd = tokio::process::Command::new(&ctx.settings.exe);
     cmd.arg("diff")
         .arg(format!("ledger:{old}"))
@@ -128,10 +152,41 @@ async fn diff_reasons(ctx: &Ctx, old: i64, new: i64) -> Result<Vec<Value>, Strin
         ));
     }
     let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("probity diff: {e}"))?;
-    Ok(v.get("unexpected_update")
+    let mut reasons = v
+        .get("unexpected_update")
         .and_then(Value::as_array)
         .cloned()
-        .unwrap_or_default())
+        .unwrap_or_default();
+    let names = |k: &str| -> Vec<String> {
+        v.pointer(&format!("/files/{k}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.get("name").and_then(Value::as_str).or(f.as_str()))
+            .map(str::to_string)
+            .collect()
+    };
+    let weights: Vec<String> = ["changed", "added", "removed"]
+        .iter()
+        .flat_map(|k| names(k))
+        .filter(|n| weight_file(n))
+        .collect();
+    let pinned = source.contains('@') && source.starts_with("hf://") && {
+        let rev = source.rsplit('@').next().unwrap_or("");
+        rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit())
+    };
+    if !weights.is_empty()
+        && !pinned
+        && !reasons.iter().any(|r| {
+            r.get("code").and_then(Value::as_str) == Some("weights-changed-under-same-tag")
+        })
+    {
+        reasons.push(json!({
+            "code": "weights-changed-under-same-tag",
+            "message": format!("{source} now names different weights: {}", weights.join(", ")),
+        }));
+    }
+    Ok(reasons)
 }
 
 /// Decides whether a finished watch scan raises an alert, and raises it.
@@ -146,7 +201,38 @@ async fn evaluate_inner(ctx: &Arc<Ctx>, job: &Job) -> Result<(), String> {
         return Ok(());
     };
     if ctx.store.alert_for_job(&job.id)? {
-        return Ok(());
+        return ctx.store.mark_evaluated(&job.id);
+    }
+    let watch = ctx.store.watch(wid)?;
+    let source = watch
+        .as_ref()
+        .map(|w| w.source.clone())
+        .unwrap_or_else(|| job.source.clone());
+    if job.kind == "deep" {
+        // the deep scan of a new version: its verdict alone
+        let reasons = match (&job.status[..], job.verdict.as_deref()) {
+            ("failed", _) => vec![
+                json!({"code": "scan-failed", "message": format!("the deep scan of the new version failed: {}", job.error.as_deref().unwrap_or("unknown"))}),
+            ],
+            (_, Some(v @ ("suspicious" | "backdoor"))) => vec![
+                json!({"code": "backdoor-suspected", "message": format!("the deep scan's verdict is {v}")}),
+            ],
+            _ => Vec::new(),
+        };
+        if !reasons.is_empty() {
+            raise(
+                ctx,
+                wid,
+                job,
+                &source,
+                watch.as_ref(),
+                reasons,
+                None,
+                None,
+                Value::Null,
+            )?;
+        }
+        return ctx.store.mark_evaluated(&job.id);
     }
     let (prev_seq, prev_verdict) = ctx.store.watch_state(wid)?;
     let mut reasons: Vec<Value> = Vec::new();
@@ -158,13 +244,13 @@ async fn evaluate_inner(ctx: &Arc<Ctx>, job: &Job) -> Result<(), String> {
             "message": format!("the scan of the new version failed: {}", job.error.as_deref().unwrap_or("unknown"))
         }));
     } else {
-        if let Some((seq, body)) = ledger_seq(ctx, &job.source) {
+        if let Some((seq, body)) = ledger_seq(ctx, &job.id) {
             new_seq = Some(seq);
             record = body;
         }
         if let (Some(p), Some(n)) = (prev_seq, new_seq) {
             if p != n {
-                match diff_reasons(ctx, p, n).await {
+                match diff_reasons(ctx, p, n, &source).await {
                     Ok(r) => reasons.extend(r),
                     Err(e) => reasons.push(json!({"code": "diff-failed", "message": e})),
                 }
@@ -184,19 +270,43 @@ async fn evaluate_inner(ctx: &Arc<Ctx>, job: &Job) -> Result<(), String> {
             }));
         }
     }
+    if !reasons.is_empty() {
+        let upstream = record.get("upstream").cloned().unwrap_or(Value::Null);
+        raise(
+            ctx,
+            wid,
+            job,
+            &source,
+            watch.as_ref(),
+            reasons,
+            prev_verdict.clone(),
+            prev_seq.zip(new_seq),
+            upstream,
+        )?;
+    }
+    // the state moves on only once the alert is stored: a crash before
+    // this point evaluates the scan again after the restart
     ctx.store.set_watch_state(
         wid,
         new_seq,
         job.verdict.as_deref().or(prev_verdict.as_deref()),
     )?;
-    if reasons.is_empty() {
-        return Ok(());
-    }
-    let watch = ctx.store.watch(wid)?;
-    let source = watch
-        .as_ref()
-        .map(|w| w.source.clone())
-        .unwrap_or_else(|| job.source.clone());
+    ctx.store.mark_evaluated(&job.id)
+}
+
+/// Stores an alert (once per scan) with a delivery per webhook of the watch.
+#[allow(clippy::too_many_arguments)]
+fn raise(
+    ctx: &Arc<Ctx>,
+    wid: &str,
+    job: &Job,
+    source: &str,
+    watch: Option<&store::Watch>,
+    reasons: Vec<Value>,
+    prev_verdict: Option<String>,
+    seqs: Option<(i64, i64)>,
+    upstream: Value,
+) -> Result<(), String> {
     let base = ctx.settings.base_url();
     let id = store::new_id("alert");
     let payload = json!({
@@ -208,18 +318,32 @@ async fn evaluate_inner(ctx: &Arc<Ctx>, job: &Job) -> Result<(), String> {
         "scan_id": job.id,
         "scan_url": format!("{base}/v1/scans/{}", job.id),
         "dashboard_url": format!("{base}/scans/{}", job.id),
-        "revision": watch.as_ref().and_then(|w| w.last_revision.clone()),
+        "scanned": job.source,
+        "kind": job.kind,
+        "revision": watch.and_then(|w| w.last_revision.clone()),
         "verdict": job.verdict,
         "previous_verdict": prev_verdict,
-        "ledger": {"previous": prev_seq, "current": new_seq},
-        "upstream": record.get("upstream").cloned().unwrap_or(Value::Null),
+        "ledger": seqs.map(|(p, n)| json!({"previous": p, "current": n})),
+        "upstream": upstream,
         "reasons": reasons,
         "created": store::now(),
     });
     let hooks = ctx.store.webhooks(wid)?;
     ctx.store
-        .add_alert(Some(wid), Some(&job.id), &source, &payload, &hooks)?;
+        .add_alert(Some(wid), Some(&job.id), source, &payload, &hooks)?;
     Ok(())
+}
+
+/// After a restart: the watch scans that ended without being evaluated.
+pub async fn evaluate_pending(ctx: Arc<Ctx>) {
+    match ctx.store.unevaluated() {
+        Ok(jobs) => {
+            for j in jobs {
+                evaluate(&ctx, &j).await;
+            }
+        }
+        Err(e) => eprintln!("probity serve: watches: {e}"),
+    }
 }
 
 /// `probity watch --once`.
@@ -227,6 +351,7 @@ pub async fn once(ctx: Arc<Ctx>) -> Result<OnceSummary, String> {
     let mut s = OnceSummary::default();
     let alerts_before = ctx.store.alerts(i64::MAX)?.len();
     // scans left over from an earlier interrupted run first
+    evaluate_pending(ctx.clone()).await;
     s.scans.extend(crate::jobs::drain(&ctx).await?);
     let due = ctx.store.due_watches(true)?;
     s.watches = due.len();
