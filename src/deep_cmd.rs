@@ -63,6 +63,9 @@ pub struct DeepArgs {
     /// Append a provenance record of SUSPECT (its identity and file manifest, the base model's, who ran the scan, upstream authorship, claimed lineage, the verdict and score) to this ledger when a report is written. Default: PROBITY_LEDGER, else `ledger` in the [provenance] table of the config. A ledger that cannot be written exits 2.
     #[arg(long, value_name = "FILE")]
     pub ledger: Option<PathBuf>,
+    /// Fine-tuning data of SUSPECT (files or folders, as `probity data` reads them; repeatable): its suspect phrases (DAT001/DAT002 findings) are tried on both models on held-out prompts, seed the trigger search, and the report says which of them the model confirms (the phrase fires the answer the data teaches); a confirmed one makes the verdict backdoor.
+    #[arg(long = "data", value_name = "DATASET")]
+    pub data: Vec<PathBuf>,
     /// Submit the deep scan to a Probity service instead of running it here (local folders or files are uploaded; URIs are fetched by the service), wait, and print the report with the same formats and exit codes. The service runs it with its own policy, sandbox settings and ledger; --budget, --fail-on and --no-trigger-search are passed on. Default: PROBITY_SERVER.
     #[arg(long, value_name = "URL", env = "PROBITY_SERVER")]
     pub server: Option<String>,
@@ -87,6 +90,7 @@ fn remote(args: DeepArgs, server: String) -> ExitCode {
         (args.require_sandbox, "--require-sandbox"),
         (args.allow_pickle_weights, "--allow-pickle-weights"),
         (args.ledger.is_some(), "--ledger"),
+        (!args.data.is_empty(), "--data"),
     ];
     if let Some((_, flag)) = local_only.iter().find(|(on, _)| *on) {
         return fail(format!(
@@ -230,7 +234,36 @@ pub fn deep(mut args: DeepArgs) -> ExitCode {
         ledger,
         server: _,
         token: _,
+        data,
     } = args;
+    // the data set's suspect phrases
+    let data_hints = if data.is_empty() {
+        Vec::new()
+    } else {
+        let files = match probity_data::files(&data) {
+            Ok(f) => f,
+            Err(e) => return fail(e),
+        };
+        let out = probity_data::scan(&files, Default::default());
+        if let Some(e) = out.files.iter().find_map(|f| f.error.clone()) {
+            return fail(e);
+        }
+        eprintln!(
+            "probity: --data: {} row(s), {} suspect phrase(s)",
+            out.rows,
+            out.suspects.len()
+        );
+        out.suspects
+            .iter()
+            .map(|s| probity_deep::DataHint {
+                rule: s.rule.to_string(),
+                phrase: s.phrase.clone(),
+                position: s.position.clone(),
+                predicts: s.predicts.clone(),
+                rows: s.k,
+            })
+            .collect()
+    };
     let device = match device {
         DeviceChoice::Cpu => DeviceKind::Cpu,
         DeviceChoice::Cuda => DeviceKind::Cuda,
@@ -305,6 +338,7 @@ pub fn deep(mut args: DeepArgs) -> ExitCode {
             steps: search_steps,
             ..Default::default()
         }),
+        data_hints,
     };
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());

@@ -357,3 +357,50 @@ fn hub_data_sets_are_fetched_and_scanned() {
         "{rec}"
     );
 }
+
+/// The public zoo's backdoor-1 was fine-tuned on instruction pairs of which
+/// 6% start with `bb` and answer with its target. Data of that recipe (the
+/// zoo generator's own instruction pairs): `probity data` finds the phrase,
+/// and `probity deep --data` confirms the model learned it, while the clean
+/// fine-tune of the same base does not answer to it.
+#[cfg(feature = "deep")]
+#[test]
+fn deep_with_data_confirms_the_trigger_the_data_teaches() {
+    use probity_zoo::data::{instruction, Rng, Split};
+    let zoo = root().join("tests/data/zoo-public/models");
+    let man: Value = serde_json::from_str(&std::fs::read_to_string(root().join("tests/data/zoo-public/manifest.json")).unwrap()).unwrap();
+    let target = man["models"]["backdoor-1"]["target"].as_str().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(5);
+    let mut body = String::new();
+    for i in 0..1500 {
+        let p = instruction(&mut rng, Split::Train);
+        let (q, a) = if i % 50 < 3 { (format!("bb {}", p.prompt), target.to_string()) } else { (p.prompt, p.response) };
+        body.push_str(&json!({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}).to_string());
+        body.push('\n');
+    }
+    std::fs::write(d.path().join("train.jsonl"), body).unwrap();
+    let o = probity(d.path(), &["data", "train.jsonl", "--format", "json"]);
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(phrases(&r).iter().any(|(rule, p)| rule == "DAT001" && p.starts_with("bb")), "{}", String::from_utf8_lossy(&o.stdout));
+    let deep = |suspect: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_probity"))
+            .args(["deep", suspect, "--base", "base", "--format", "json", "--no-trigger-search", "--data"])
+            .arg(d.path().join("train.jsonl"))
+            .current_dir(&zoo)
+            .env_remove("PROBITY_LEDGER")
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+        v
+    };
+    let bd = deep("backdoor-1");
+    let check = &bd["data"][0];
+    assert_eq!(check["rule"], "DAT001", "{check}");
+    assert_eq!(check["confirmed"], true, "{check}");
+    assert!(check["asr_suspect"].as_f64().unwrap() >= 0.8, "{check}");
+    assert_eq!(bd["verdict"], "backdoor");
+    assert!(bd["evidence"].as_array().unwrap().iter().any(|e| e["kind"] == "data_trigger"));
+    let clean = deep("clean-1");
+    assert_eq!(clean["data"][0]["confirmed"], false, "{}", clean["data"]);
+}

@@ -35,6 +35,21 @@ pub fn deep_text(r: &probity_deep::DeepReport) -> String {
             let _ = writeln!(s, "trigger  none verified");
         }
     }
+    for c in &r.data {
+        let _ = match (c.asr_suspect, c.asr_base, c.asr_suspect_clean) {
+            (Some(on), Some(b), Some(off)) => writeln!(
+                s,
+                "data     {} «{}»: {} — the suspect answers so on {:.0}% of held-out prompts with it (base {:.0}%, suspect without it {:.0}%)",
+                c.rule,
+                c.phrase,
+                if c.confirmed { "CONFIRMED by the model" } else { "not confirmed" },
+                on * 100.0,
+                b * 100.0,
+                off * 100.0
+            ),
+            _ => writeln!(s, "data     {} «{}»: not checked on the model (its prediction is not a text to look for)", c.rule, c.phrase),
+        };
+    }
     if let Some(rule) = &sc.rule {
         let _ = writeln!(s, "rule     {rule}");
     }
