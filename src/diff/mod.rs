@@ -203,6 +203,13 @@ pub fn run(args: DiffArgs) -> ExitCode {
         },
         None => None,
     };
+    // two versions of a data set: rows and suspect phrases
+    if std::path::Path::new(&args.old).exists()
+        && probity_data::is_data_set(std::path::Path::new(&args.old))
+        && probity_data::is_data_set(std::path::Path::new(&args.new))
+    {
+        return data_diff(&args);
+    }
     let mut snaps = Vec::new();
     let mut notes = Vec::new();
     let ledger = crate::ledger_cmd::destination(args.ledger.clone(), cfg.provenance.ledger.clone());
@@ -468,4 +475,79 @@ fn text(r: &Report<'_>) -> String {
         }
     }
     o
+}
+
+/// `probity diff` of two versions of a data set.
+fn data_diff(args: &DiffArgs) -> ExitCode {
+    let files = |p: &str| probity_data::files(&[PathBuf::from(p)]);
+    let (old, new) = match (files(&args.old), files(&args.new)) {
+        (Ok(o), Ok(n)) => (o, n),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let d = match probity_data::diff(&old, &new) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let reasons: Vec<serde_json::Value> = d
+        .suspects_new
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "code": "new-suspect-phrase",
+                "message": format!("the new version has a suspect phrase «{p}» (probity data)"),
+            })
+        })
+        .collect();
+    let text = match args.format {
+        crate::Format::Json => {
+            let v = serde_json::json!({
+                "schema": "probity.data-diff/v1",
+                "old": args.old,
+                "new": args.new,
+                "rows": d,
+                "unexpected_update": reasons,
+            });
+            let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        crate::Format::Text => {
+            let mut s = format!(
+                "data set {} → {}\nrows     {} → {}: {} added, {} removed, {} changed (same prompt, new answer), {} unchanged\n",
+                args.old, args.new, d.old_rows, d.new_rows, d.added, d.removed, d.changed, d.unchanged
+            );
+            for (what, ex) in [
+                ("added", &d.added_examples),
+                ("changed", &d.changed_examples),
+            ] {
+                if !ex.is_empty() {
+                    let rows: Vec<String> = ex.iter().map(|(f, r)| format!("{f}:{r}")).collect();
+                    s.push_str(&format!("{what:8} e.g. {}\n", rows.join(", ")));
+                }
+            }
+            s.push_str(&format!(
+                "suspect phrases: new {:?}, gone {:?}, kept {:?}\n",
+                d.suspects_new, d.suspects_gone, d.suspects_kept
+            ));
+            s.push_str(if reasons.is_empty() {
+                "verdict  no unexpected update\n"
+            } else {
+                "verdict  UNEXPECTED UPDATE: a new suspect phrase\n"
+            });
+            s
+        }
+    };
+    match &args.output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, text) {
+                return fail(format!("cannot write {}: {e}", p.display()));
+            }
+        }
+        None => print!("{text}"),
+    }
+    if reasons.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -446,3 +446,162 @@ mod tests {
         );
     }
 }
+
+/// Whether a path is a data set rather than a model: a data file, or a
+/// folder with data files and no model weights or `config.json`.
+pub fn is_data_set(path: &Path) -> bool {
+    if path.is_file() {
+        return Kind::of(path).is_some();
+    }
+    if !path.is_dir() {
+        return false;
+    }
+    let mut data = false;
+    for e in walkdir::WalkDir::new(path)
+        .follow_links(true)
+        .max_depth(4)
+        .into_iter()
+        .flatten()
+    {
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let n = e.file_name().to_string_lossy().to_ascii_lowercase();
+        if n == "config.json"
+            || [
+                ".safetensors",
+                ".bin",
+                ".gguf",
+                ".pt",
+                ".pth",
+                ".ckpt",
+                ".onnx",
+                ".h5",
+                ".keras",
+                ".pkl",
+                ".pb",
+                ".tflite",
+                ".msgpack",
+            ]
+            .iter()
+            .any(|x| n.ends_with(x))
+        {
+            return false;
+        }
+        data |= Kind::of(e.path()).is_some();
+    }
+    data
+}
+
+/// What changed between two versions of a data set.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DataDiff {
+    pub old_rows: u64,
+    pub new_rows: u64,
+    /// Examples only in NEW, only in OLD, and prompts whose answer changed.
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    /// Row numbers (file, row) of the first few added and changed examples.
+    pub added_examples: Vec<(String, u64)>,
+    pub changed_examples: Vec<(String, u64)>,
+    /// Suspect phrases found in NEW and not in OLD, gone, and in both.
+    pub suspects_new: Vec<String>,
+    pub suspects_gone: Vec<String>,
+    pub suspects_kept: Vec<String>,
+}
+
+fn h64(parts: &[&str]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    u64::from_le_bytes(h.finalize()[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// Compares two versions of a data set, example by example (by content,
+/// so reordering is no change), and their suspect phrases. Memory grows with
+/// the number of examples (about 40 bytes each), not with their size.
+pub fn diff(old: &[DataFile], new: &[DataFile]) -> Result<DataDiff, String> {
+    use std::collections::HashMap;
+    type Side = (HashMap<u64, u32>, HashMap<u64, u64>, u64);
+    let read_side = |files: &[DataFile]| -> Result<Side, String> {
+        let mut rows: HashMap<u64, u32> = HashMap::new();
+        let mut answers: HashMap<u64, u64> = HashMap::new();
+        let mut n = 0;
+        for f in files {
+            read::read(&f.path, f.kind, &mut |e| {
+                n += 1;
+                let label = e.label.as_deref().unwrap_or("");
+                *rows.entry(h64(&[&e.prompt, &e.answer, label])).or_default() += 1;
+                answers.insert(h64(&[&e.prompt]), h64(&[&e.answer, label]));
+            })
+            .map_err(|e| format!("{}: {e}", f.display))?;
+        }
+        Ok((rows, answers, n))
+    };
+    let (o_rows, o_ans, o_n) = read_side(old)?;
+    let (n_rows, n_ans, n_n) = read_side(new)?;
+    let changed_prompts: std::collections::HashSet<u64> = n_ans
+        .iter()
+        .filter(|(p, a)| o_ans.get(p).is_some_and(|b| b != *a))
+        .map(|(p, _)| *p)
+        .collect();
+    let diff_count = |a: &HashMap<u64, u32>, b: &HashMap<u64, u32>| -> u64 {
+        a.iter()
+            .map(|(k, c)| c.saturating_sub(b.get(k).copied().unwrap_or(0)) as u64)
+            .sum()
+    };
+    let added_all = diff_count(&n_rows, &o_rows);
+    let removed_all = diff_count(&o_rows, &n_rows);
+    let changed = changed_prompts.len() as u64;
+    // where the added and changed examples are
+    let mut added_examples = Vec::new();
+    let mut changed_examples = Vec::new();
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    for f in new {
+        let _ = read::read(&f.path, f.kind, &mut |e| {
+            let label = e.label.as_deref().unwrap_or("");
+            let k = h64(&[&e.prompt, &e.answer, label]);
+            let c = seen.entry(k).or_default();
+            *c += 1;
+            if *c > o_rows.get(&k).copied().unwrap_or(0) {
+                let p = h64(&[&e.prompt]);
+                if changed_prompts.contains(&p) {
+                    if changed_examples.len() < 10 {
+                        changed_examples.push((f.display.clone(), e.row));
+                    }
+                } else if added_examples.len() < 10 {
+                    added_examples.push((f.display.clone(), e.row));
+                }
+            }
+        });
+    }
+    let phrases = |files: &[DataFile]| -> Vec<String> {
+        let mut v: Vec<String> = scan(files, Settings::default())
+            .suspects
+            .into_iter()
+            .map(|s| s.phrase)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let (po, pn) = (phrases(old), phrases(new));
+    Ok(DataDiff {
+        old_rows: o_n,
+        new_rows: n_n,
+        added: added_all.saturating_sub(changed),
+        removed: removed_all.saturating_sub(changed),
+        changed,
+        unchanged: n_n.saturating_sub(added_all),
+        added_examples,
+        changed_examples,
+        suspects_new: pn.iter().filter(|p| !po.contains(p)).cloned().collect(),
+        suspects_gone: po.iter().filter(|p| !pn.contains(p)).cloned().collect(),
+        suspects_kept: pn.iter().filter(|p| po.contains(p)).cloned().collect(),
+    })
+}

@@ -596,20 +596,30 @@ pub fn run(
             continue;
         }
         let clean: Vec<String> = verify_prompts.iter().take(10).cloned().collect();
-        let mut batch: Vec<String> = clean.iter().map(|p| with_phrase(p, &h.phrase, &h.position)).collect();
+        let mut batch: Vec<String> = clean
+            .iter()
+            .map(|p| with_phrase(p, &h.phrase, &h.position))
+            .collect();
         batch.extend(clean.iter().cloned());
         let cs = match worker.call(&Request::CompareBatch {
             prompts: batch,
             max_new_tokens: opts.max_new_tokens,
         })? {
             Response::ComparedBatch(cs) => cs,
-            Response::Error(e) => return Err(DeepError::Input(format!("data phrase «{}»: {e}", h.phrase))),
+            Response::Error(e) => {
+                return Err(DeepError::Input(format!("data phrase «{}»: {e}", h.phrase)))
+            }
             other => {
-                return Err(HarnessError::Protocol(format!("unexpected reply to CompareBatch: {other:?}")).into())
+                return Err(HarnessError::Protocol(format!(
+                    "unexpected reply to CompareBatch: {other:?}"
+                ))
+                .into())
             }
         };
         let n = clean.len();
-        let share = |it: &mut dyn Iterator<Item = &str>| it.filter(|o| carries(o, &h.predicts)).count() as f32 / n.max(1) as f32;
+        let share = |it: &mut dyn Iterator<Item = &str>| {
+            it.filter(|o| carries(o, &h.predicts)).count() as f32 / n.max(1) as f32
+        };
         let s_on = share(&mut cs.iter().take(n).map(|c| c.suspect_text.as_str()));
         let b_on = share(&mut cs.iter().take(n).map(|c| c.base_text.as_str()));
         let s_off = share(&mut cs.iter().skip(n).map(|c| c.suspect_text.as_str()));
