@@ -682,6 +682,7 @@ pub fn remote_scan(
 }
 
 /// `probity deep --server`: the deep report (JSON) from the service.
+#[cfg(feature = "deep")]
 pub fn remote_deep(
     server: &str,
     token: Option<String>,
