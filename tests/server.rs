@@ -824,6 +824,12 @@ impl Hub {
                 br#"{"model_type": "llama"}"#.to_vec(),
             ),
             ("model.safetensors".to_string(), safetensors(weights)),
+            (
+                "tokenizer_config.json".to_string(),
+                json!({"chat_template": format!("{{{{ messages[0]['content'] }}}} v{weights}")})
+                    .to_string()
+                    .into_bytes(),
+            ),
         ];
         c.push((id, files));
     }
@@ -1082,6 +1088,7 @@ fn a_new_commit_on_a_watched_repository_triggers_one_scan_and_one_signed_alert()
         codes.contains(&"weights-changed-under-same-tag"),
         "{payload}"
     );
+    assert!(codes.contains(&"chat-template-changed"), "{payload}");
     assert!(
         payload["upstream"]["commits"]
             .to_string()

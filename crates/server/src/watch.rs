@@ -127,14 +127,15 @@ fn weight_file(name: &str) -> bool {
 /// reasons. Each version is scanned pinned (the Hub commit, the MLflow
 /// version), so the diff cannot see that both came from the watched branch
 /// or alias: changed weights are flagged here.
-async fn diff_reasons(ctx: &Ctx, old: i64, new: i64, source: &str) -> Result<Vec<Value>, String> {
+/// Runs `probity diff OLD NEW --format json --no-spectral`.
+async fn run_diff(ctx: &Ctx, old: &str, new: &str) -> Result<Value, String> {
     let mut cmd = tokio::process::Command::new(&ctx.settings.exe);
     cmd.arg("diff")
-        .arg(format!("ledger:{old}"))
-        .arg(format!("ledger:{new}"))
+        .arg(old)
+        .arg(new)
         .arg("--ledger")
         .arg(ctx.settings.ledger())
-        .args(["--format", "json", "--no-spectral"])
+        .args(["--format", "json", "--no-spectral", "--offline"])
         .current_dir(ctx.settings.data.join("work"))
         .env_remove("PROBITY_LEDGER")
         .kill_on_drop(true);
@@ -151,12 +152,46 @@ async fn diff_reasons(ctx: &Ctx, old: i64, new: i64, source: &str) -> Result<Vec
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("probity diff: {e}"))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("probity diff: {e}"))
+}
+
+/// The local folder a ledger record's files were read from, when it is
+/// still there (a Hub cache snapshot, an MLflow cache folder).
+fn record_path(ctx: &Ctx, seq: i64) -> Option<String> {
+    let l = probity_provenance::ledger::Ledger::open_read(&ctx.settings.ledger()).ok()?;
+    let row = l.rows().ok()?.into_iter().find(|r| r.seq == seq)?;
+    let b: Value = serde_json::from_str(&row.body).ok()?;
+    let p = b.pointer("/model/path")?.as_str()?.to_string();
+    std::path::Path::new(&p).is_dir().then_some(p)
+}
+
+async fn diff_reasons(ctx: &Ctx, old: i64, new: i64, source: &str) -> Result<Vec<Value>, String> {
+    // the records: files, signatures, upstream authors
+    let v = run_diff(ctx, &format!("ledger:{old}"), &format!("ledger:{new}")).await?;
+    let mut extra = Vec::new();
+    // the two versions' files, when both are still in the cache: settings
+    // too (chat template, remote code, special tokens)
+    if let (Some(a), Some(b)) = (record_path(ctx, old), record_path(ctx, new)) {
+        if a != b {
+            if let Ok(w) = run_diff(ctx, &a, &b).await {
+                extra = w
+                    .get("unexpected_update")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+            }
+        }
+    }
     let mut reasons = v
         .get("unexpected_update")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    for r in extra {
+        if !reasons.iter().any(|x| x.get("code") == r.get("code")) {
+            reasons.push(r);
+        }
+    }
     let names = |k: &str| -> Vec<String> {
         v.pointer(&format!("/files/{k}"))
             .and_then(Value::as_array)
