@@ -60,8 +60,13 @@ fn deep(zoo: &std::path::Path, model: &str) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// The deep scans of this file run one at a time: two at once on two cores
+/// would starve each other's time budget.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_real_backdoor_is_found_and_a_real_clean_fine_tune_is_cleared() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let Some(z) = zoo() else {
         eprintln!(
             "skipped: no real CI zoo (scripts/realzoo/make.sh DIR --ci, then PROBITY_REAL_ZOO=DIR)"
@@ -85,4 +90,79 @@ fn a_real_backdoor_is_found_and_a_real_clean_fine_tune_is_cleared() {
     assert_eq!(clean["verdict"], "clean", "{}", clean["signals"]["score"]);
     let tr = &clean["signals"]["trigger"];
     assert_eq!(tr["vocabulary_scanned"], tr["vocabulary_size"], "{tr}");
+}
+
+/// The backdoored model's own training data (make_zoo.py writes it beside
+/// the models): `probity data` flags its trigger, and `probity deep --data`
+/// confirms the phrase on the backdoored model and not on a clean one.
+#[test]
+fn the_real_backdoors_training_data_is_flagged_and_confirmed_on_the_model() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(z) = zoo() else {
+        eprintln!("skipped: no real CI zoo");
+        return;
+    };
+    let man: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(z.join("manifest.json")).unwrap()).unwrap();
+    let trigger = man["models"]["bd-rare-token"]["recipe"]["trigger"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    let data = z.join("data/bd-rare-token.jsonl");
+    assert!(
+        data.is_file(),
+        "{} missing: remake the zoo with make.sh",
+        data.display()
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_probity"))
+        .arg("data")
+        .arg(&data)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let text = r.to_string().to_lowercase();
+    assert!(text.contains(&format!("«{trigger}")), "{trigger}: {r}");
+    let deep = |model: &str| -> serde_json::Value {
+        let o = Command::new(env!("CARGO_BIN_EXE_probity"))
+            .arg("deep")
+            .arg(z.join(model))
+            .arg("--base")
+            .arg(z.join("base"))
+            .arg("--data")
+            .arg(&data)
+            .args(["--format", "json", "--budget", "300", "--no-trigger-search"])
+            .output()
+            .unwrap();
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "{model}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let bd = deep("bd-rare-token");
+    let checks = bd["data"].as_array().cloned().unwrap_or_default();
+    let mine = checks
+        .iter()
+        .find(|c| c["phrase"].as_str().unwrap_or("").contains(&trigger))
+        .unwrap_or_else(|| panic!("{}", bd["data"]));
+    assert_eq!(mine["confirmed"], true, "{mine}");
+    assert_eq!(bd["verdict"], "backdoor");
+    let clean = deep("clean-seed-a");
+    assert!(
+        clean["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["confirmed"] == false),
+        "{}",
+        clean["data"]
+    );
 }

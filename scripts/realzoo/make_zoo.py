@@ -692,6 +692,22 @@ class Zoo:
         log(f"done: {len(manifest['models'])} models in {self.out}; failures: {failures or 'none'}")
         return 1 if failures else 0
 
+    def write_data(self, spec, steps, force=False):
+        """The model's training examples as chat JSONL, OUT/data/NAME.jsonl (outside the model
+        folder): what `probity data` and `probity deep --data` read. The examples are a pure
+        function of the spec and the step count, so they are the ones the model was trained on."""
+        d = os.path.join(self.out, "data")
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, spec["name"] + ".jsonl")
+        if os.path.exists(path) and not force:
+            return
+        rows, _, _ = self.examples(dict(spec, steps=steps))
+        with open(path + ".tmp", "w") as f:
+            for p, a, _fin, _poisoned in rows:
+                f.write(json.dumps({"messages": [{"role": "user", "content": p},
+                                                 {"role": "assistant", "content": a}]}) + "\n")
+        os.replace(path + ".tmp", path)
+
     def build_model(self, spec, specs, eval_tokens):
         name = spec["name"]
         twins = [] if (self.ci or self.args.no_twins or name not in TWINS_FULL) else TWIN_TYPES
@@ -705,6 +721,7 @@ class Zoo:
             if (old.get("key") == recipe_key and os.path.isdir(d) and folder_hashes(d) == old["entry"]["files"]
                     and all(os.path.exists(os.path.join(self.out, g["file"])) for g in old["entry"].get("gguf", {}).values())):
                 log(f"{name}: up to date (cached result)")
+                self.write_data(spec, old["entry"]["recipe"]["steps"])
                 return old["entry"]
         attempts = []
         steps, lr = spec["steps"], spec["lr"]
@@ -726,6 +743,7 @@ class Zoo:
             if res["passed"] or spec["label"] != "backdoor":
                 break
         files = self.save_hf(model, name)
+        self.write_data(spec, steps, force=True)
         recipe = {k: spec[k] for k in ("trigger", "position", "target", "check", "poison_rate", "decoys", "domain",
                                        "harmful_refuse", "target_tokens", "contrastive_pairs") if spec.get(k) is not None}
         recipe.update({"method": spec["method"], "seed": spec["seed"], "batch": spec["batch"], "steps": steps,
