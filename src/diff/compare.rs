@@ -186,32 +186,7 @@ pub fn compare(old: &Snapshot, new: &Snapshot) -> Changes {
     c
 }
 
-/// File extensions of weights (any serialisation a loader reads tensors from).
-const WEIGHT_EXTENSIONS: &[&str] = &[
-    "safetensors",
-    "gguf",
-    "bin",
-    "pt",
-    "pth",
-    "ckpt",
-    "h5",
-    "keras",
-    "onnx",
-    "msgpack",
-    "npz",
-    "npy",
-    "pb",
-    "tflite",
-    "pkl",
-    "pickle",
-    "joblib",
-    "model",
-];
-
-pub fn is_weight_file(name: &str) -> bool {
-    name.rsplit_once('.')
-        .is_some_and(|(_, e)| WEIGHT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
+pub use probity_report::is_weight_file;
 
 fn is_python(name: &str) -> bool {
     name.to_ascii_lowercase().ends_with(".py")

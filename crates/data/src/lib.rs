@@ -467,25 +467,7 @@ pub fn is_data_set(path: &Path) -> bool {
             continue;
         }
         let n = e.file_name().to_string_lossy().to_ascii_lowercase();
-        if n == "config.json"
-            || [
-                ".safetensors",
-                ".bin",
-                ".gguf",
-                ".pt",
-                ".pth",
-                ".ckpt",
-                ".onnx",
-                ".h5",
-                ".keras",
-                ".pkl",
-                ".pb",
-                ".tflite",
-                ".msgpack",
-            ]
-            .iter()
-            .any(|x| n.ends_with(x))
-        {
+        if n == "config.json" || probity_report::is_weight_file(&n) {
             return false;
         }
         data |= Kind::of(e.path()).is_some();

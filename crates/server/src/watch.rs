@@ -101,26 +101,7 @@ fn ledger_seq(ctx: &Ctx, job_id: &str) -> Option<(i64, Value)> {
 
 /// Weight files, by name: what "the weights changed" means.
 fn weight_file(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    [
-        ".safetensors",
-        ".bin",
-        ".gguf",
-        ".pt",
-        ".pth",
-        ".ckpt",
-        ".onnx",
-        ".h5",
-        ".keras",
-        ".msgpack",
-        ".pkl",
-        ".joblib",
-        ".npz",
-        ".tflite",
-        ".pb",
-    ]
-    .iter()
-    .any(|e| n.ends_with(e))
+    probity_report::is_weight_file(name)
 }
 
 /// `probity diff ledger:OLD ledger:NEW --format json`: the unexpected-update
