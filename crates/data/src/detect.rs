@@ -785,6 +785,16 @@ impl Analysis {
                 let Some((tokens, at_start, mid, at_end)) = self.text.get(h) else {
                     continue;
                 };
+                // a trigger rides on unrelated prompts: rows that repeat one
+                // example (duplicates, several epochs written out) are not
+                // a phrase predicting an answer
+                let examples = self.with_phrase.get(h).cloned().unwrap_or_default();
+                let distinct: HashSet<&Vec<String>> = examples.iter().map(|e| &e.tokens).collect();
+                if (distinct.len() as u64) < s.min_rows.min(k)
+                    || distinct.len() * 2 < examples.len()
+                {
+                    continue;
+                }
                 let total = (at_start + mid + at_end).max(1);
                 let position = if *at_start * 10 >= total * 7 {
                     "start"
@@ -818,7 +828,7 @@ impl Analysis {
                     threshold,
                     expected: big_k as f64 * st.n as f64 / population.max(1) as f64,
                     flip_rate: None,
-                    examples: self.with_phrase.get(h).cloned().unwrap_or_default(),
+                    examples,
                 });
             }
             // the widest cover; then a phrase without the data's template
