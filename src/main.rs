@@ -44,6 +44,17 @@ pub(crate) enum Format {
     Json,
 }
 
+/// Where the digests of `--hash` come from.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HashMode {
+    /// Computed from each file's bytes; for a remote file read in place, the
+    /// SHA-256 its repository listing reports (the Hub's LFS digest), marked
+    /// `sha256_source: hub-listing`.
+    Listing,
+    /// Always computed from the bytes: remote files are downloaded whole.
+    Verify,
+}
+
 /// Formats of the static scan report.
 #[derive(Clone, Copy, ValueEnum)]
 enum ScanFormat {
@@ -86,7 +97,7 @@ enum Command {
         after_help = scan_after_help()
     )]
     Scan {
-        /// Files or directories to scan; Hugging Face repositories: hf://ORG/NAME[@REVISION] or https://huggingface.co/ORG/NAME[/tree/REVISION] (fetched into the Hugging Face cache first; HF_ENDPOINT, HF_TOKEN, HF_HOME and HF_HUB_CACHE are honoured); MLflow models and runs: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH (resolved through MLFLOW_TRACKING_URI, with MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD; artifacts cached under PROBITY_CACHE_DIR or ~/.cache/probity).
+        /// Files or directories to scan; Hugging Face repositories: hf://ORG/NAME[@REVISION] or https://huggingface.co/ORG/NAME[/tree/REVISION] (HF_ENDPOINT, HF_TOKEN, HF_HOME and HF_HUB_CACHE are honoured); MLflow models and runs: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH (resolved through MLFLOW_TRACKING_URI, with MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD). Remote files are read in place with HTTP range requests, so only the bytes the analyzers read are transferred (files already in the Hugging Face cache, or in PROBITY_CACHE_DIR / ~/.cache/probity for MLflow, are read there); they are downloaded whole into the cache instead with --download, --hash=verify, --require-signature or a ledger, which need every byte.
         #[arg(required = true, value_name = "PATH|URI")]
         paths: Vec<PathBuf>,
         /// Use only the local cache for remote inputs; never contact the Hub or the tracking server (exit 2 when a remote input is not cached; an MLflow URI is taken as the last online fetch resolved it).
@@ -107,9 +118,12 @@ enum Command {
         /// Policy file (default: probity.toml in the current directory; one inside a scanned folder is never read).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Add each file's SHA-256 to the report (reads every byte; off by default for speed).
+        /// Add each file's SHA-256 to the report (reads every byte of local files; off by default for speed). `--hash` (or `--hash=listing`) takes a remote file's digest from its repository listing when it is read in place (the Hub's LFS SHA-256, reported with sha256_source "hub-listing"); `--hash=verify` downloads remote files whole and computes every digest.
+        #[arg(long, value_enum, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "listing")]
+        hash: Option<HashMode>,
+        /// Download remote files whole into the cache before scanning, instead of reading them in place with range requests.
         #[arg(long)]
-        hash: bool,
+        download: bool,
         /// Also write a CycloneDX 1.6 bill of materials of the scanned files to FILE (implies --hash).
         #[arg(long, value_name = "FILE")]
         sbom: Option<PathBuf>,
@@ -636,6 +650,7 @@ fn main() -> ExitCode {
             jobs,
             config,
             hash,
+            download,
             sbom,
             verbose,
             color,
@@ -664,11 +679,13 @@ fn main() -> ExitCode {
                         "a signer flag",
                     ),
                     (ledger.is_some(), "--ledger"),
+                    (download, "--download"),
                 ];
                 if let Some((_, flag)) = local_only.iter().find(|(on, _)| *on) {
                     return fail(format!("{flag} does not apply with --server: the service scans with its own policy, signers and ledger"));
                 }
-                let hash = hash || sbom.is_some() || matches!(format, ScanFormat::Cyclonedx);
+                let hash =
+                    hash.is_some() || sbom.is_some() || matches!(format, ScanFormat::Cyclonedx);
                 let gate: Severity = fail_on.map(Into::into).unwrap_or(Severity::Warning);
                 let mut options = serde_json::Map::new();
                 if let Some(g) = fail_on {
@@ -699,7 +716,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(report.exit_code() as u8);
             }
             let _ = token;
-            let hash = hash || sbom.is_some() || matches!(format, ScanFormat::Cyclonedx);
+            let hash_mode = hash.or((sbom.is_some() || matches!(format, ScanFormat::Cyclonedx))
+                .then_some(HashMode::Listing));
+            let hash = hash_mode.is_some();
             let cfg = match load_config(config) {
                 Ok(c) => c,
                 Err(e) => return fail(e),
@@ -789,26 +808,52 @@ fn main() -> ExitCode {
                     .build_global();
             }
             let ledger = ledger_cmd::destination(ledger, cfg.provenance.ledger.clone());
-            let (paths, remote_targets, notes, sources) =
-                match crate::remote::resolve(&paths, offline, std::io::stderr().is_terminal()) {
-                    Ok(r) => r,
-                    Err(e) => return fail(e),
-                };
+            // remote files are read in place unless something needs every byte
+            let whole_because = if download {
+                Some("--download")
+            } else if hash_mode == Some(HashMode::Verify) {
+                Some("--hash=verify computes every digest")
+            } else if require_signature {
+                Some("the signature check hashes every file")
+            } else if ledger.is_some() {
+                Some("the ledger records every file's digest")
+            } else {
+                None
+            };
+            let resolved = match crate::remote::resolve(
+                &paths,
+                offline,
+                std::io::stderr().is_terminal(),
+                whole_because.is_none(),
+            ) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            if let Some(why) = whole_because {
+                if !offline && resolved.sources.iter().any(|s| s.origin.is_some()) {
+                    eprintln!("probity: remote files fetched whole into the cache ({why})");
+                }
+            }
+            let crate::remote::Resolved {
+                local: paths,
+                targets: remote_targets,
+                in_place,
+                notes,
+                sources,
+            } = resolved;
             // the models whose signature is checked: each input as given
             let models: Vec<(String, PathBuf)> = sources
                 .iter()
                 .map(|s| (s.input.clone(), s.root.clone()))
                 .collect();
-            for n in &notes {
-                eprintln!("probity: {n}");
-            }
             let mut walk = probity_scan::walk::collect(&paths);
             walk.targets.extend(remote_targets);
+            let total = walk.targets.len() + in_place.iter().map(Vec::len).sum::<usize>();
             let bar = indicatif::ProgressBar::with_draw_target(
-                Some(walk.targets.len() as u64),
+                Some(total as u64),
                 indicatif::ProgressDrawTarget::stderr(),
             );
-            if walk.targets.len() < 2 || !std::io::stderr().is_terminal() {
+            if total < 2 || !std::io::stderr().is_terminal() {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
             }
             bar.set_style(
@@ -818,7 +863,15 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             let mut files = probity_scan::scan_walk(walk, &ctx, &|_| bar.inc(1));
+            let read = crate::remote::range::scan_in_place(&in_place, &ctx, &|| bar.inc(1));
             bar.finish_and_clear();
+            for n in &notes {
+                eprintln!("probity: {n}");
+            }
+            if let Some(line) = crate::remote::range::summary(&read) {
+                eprintln!("probity: {line}");
+            }
+            files.extend(read);
             // per-path overrides: rules silenced for matching paths only
             let overrides = cfg.path_overrides();
             if !overrides.is_empty() {

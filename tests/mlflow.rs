@@ -174,12 +174,40 @@ fn mlflow_registry_models_and_runs() {
             "models:/benign/1/model.safetensors"
         ]
     );
+    // read in place through the artifact proxy, which honours ranges: of
+    // the weights only the safetensors header travelled
+    assert!(
+        stderr.contains("2 read in place by range requests"),
+        "{stderr}"
+    );
+    let weights = &j["files"][1];
+    assert_eq!(weights["transfer"]["whole"], false, "{weights}");
+    assert!(
+        weights["transfer"]["bytes"].as_u64().unwrap() < weights["size"].as_u64().unwrap() / 4,
+        "{weights}"
+    );
+    assert!(
+        !cache.join("mlflow/index").exists(),
+        "nothing recorded for --offline"
+    );
+    // downloaded whole into the cache
+    let in_place = server.downloads();
+    let (code, _, stderr) = probity(
+        &server.url,
+        &cache,
+        &["scan", "--download", "models:/benign/1"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("2 downloaded"), "{stderr}");
     let after_first = server.downloads();
-    assert_eq!(after_first, 2, "{stderr}");
-    // again: nothing downloaded
+    assert_eq!(after_first, in_place + 2, "{stderr}");
+    // again, in place: every file from the cache, nothing requested
     let (code, _, stderr) = probity(&server.url, &cache, &["scan", "models:/benign/1"]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("0 downloaded"), "{stderr}");
+    assert!(
+        stderr.contains("0 read in place by range requests, 2 from the cache"),
+        "{stderr}"
+    );
     assert_eq!(server.downloads(), after_first);
     // offline: from the cache, without a request
     let before = server.downloads();

@@ -167,20 +167,17 @@ fn answer(repos: &Repos, req: &tiny_http::Request) -> tiny_http::Response<Cursor
             .iter()
             .find(|h| h.field.equiv("Range"))
             .map(|h| h.value.as_str().to_string());
-        let start: usize = range
+        // `bytes=FIRST-LAST` (LAST optional), as hf-hub's probe and
+        // Probity's range reads send it
+        let (start, last) = range
             .as_deref()
             .and_then(|r| r.strip_prefix("bytes="))
-            .and_then(|r| r.split('-').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let probe = range.as_deref() == Some("bytes=0-0");
-        let body = if probe {
-            data[..1.min(data.len())].to_vec()
-        } else {
-            data[start.min(data.len())..].to_vec()
-        };
-        let end = if probe { 0 } else { full.saturating_sub(1) };
-        let announced = if probe { 1 } else { full - start };
+            .and_then(|r| r.split_once('-'))
+            .map(|(a, b)| (a.parse().unwrap_or(0), b.parse().ok()))
+            .unwrap_or((0usize, None));
+        let end = last.unwrap_or(usize::MAX).min(full.saturating_sub(1));
+        let body = data[start.min(data.len())..(end + 1).min(data.len())].to_vec();
+        let announced = end + 1 - start.min(end + 1);
         let resp = tiny_http::Response::new(
             tiny_http::StatusCode(if range.is_some() { 206 } else { 200 }),
             vec![
@@ -226,12 +223,13 @@ fn probity(hub: &str, cache: &Path, token: Option<&str>, args: &[&str]) -> Run {
 fn hub_benign_malicious_and_cache() {
     let hub = Hub::start();
     let cache = tempfile::tempdir().unwrap();
-    // benign: clean, every file scanned under its hf:// name, media not fetched
+    // benign, downloaded whole: clean, every file scanned under its hf://
+    // name, media not fetched
     let r = probity(
         &hub.url,
         cache.path(),
         None,
-        &["scan", "--format", "json", "hf://acme/benign"],
+        &["scan", "--download", "--format", "json", "hf://acme/benign"],
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -252,7 +250,8 @@ fn hub_benign_malicious_and_cache() {
     assert!(r.stderr.contains("3 downloaded"), "{}", r.stderr);
     assert!(r.stderr.contains("images/logo.png"), "{}", r.stderr);
     assert_eq!(hub.count("/resolve/"), 6, "probe + download per file");
-    // the same model again: one listing, nothing downloaded
+    // the same model again, in place: one listing, every file read from the
+    // cache, nothing requested
     let r = probity(
         &hub.url,
         cache.path(),
@@ -260,7 +259,12 @@ fn hub_benign_malicious_and_cache() {
         &["scan", "https://huggingface.co/acme/benign"],
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert!(r.stderr.contains("0 downloaded"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("0 read in place by range requests, 3 from the cache, 0 downloaded"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(hub.count("/resolve/"), 6);
     assert_eq!(hub.count("/api/models/acme/benign/revision/main"), 2);
     // offline: no request at all
@@ -287,7 +291,7 @@ fn hub_benign_malicious_and_cache() {
         &hub.url,
         cache.path(),
         None,
-        &["scan", "hf://acme/evil@main"],
+        &["scan", "--download", "hf://acme/evil@main"],
     );
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(
@@ -358,7 +362,12 @@ fn hub_errors_are_one_line_and_leave_no_cache_entry() {
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     // a download cut short: error, and the file is not in the cache
-    let r = probity(&hub.url, cache.path(), None, &["scan", "hf://acme/cut"]);
+    let r = probity(
+        &hub.url,
+        cache.path(),
+        None,
+        &["scan", "--download", "hf://acme/cut"],
+    );
     one_line(&r);
     assert!(r.stderr.contains("model.safetensors"), "{}", r.stderr);
     let snap = cache
@@ -381,6 +390,12 @@ fn hub_errors_are_one_line_and_leave_no_cache_entry() {
         })
         .unwrap_or_default();
     assert!(complete.is_empty(), "{complete:?}");
+    // read in place, the same file is as long as the server says, and its
+    // header does not describe its last 1000 bytes
+    let r = probity(&hub.url, cache.path(), None, &["scan", "hf://acme/cut"]);
+    assert_eq!(r.code, Some(1), "{} {}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("SFT001"), "{}", r.stdout);
+    assert!(!snap.exists());
     // no server at all
     let r = probity(
         "http://127.0.0.1:9",

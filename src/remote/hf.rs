@@ -20,6 +20,7 @@ use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::api::Progress;
 use hf_hub::{Cache, Repo, RepoType};
 
+use super::range::{InPlaceFile, Located, RemoteFile};
 use super::{safe_relative as safe_name, Fetched, RemoteError};
 
 /// A model repository at a revision.
@@ -168,6 +169,8 @@ fn explain(r: &HfRef, what: &str, e: ApiError, has_token: bool) -> RemoteError {
 struct Listed {
     name: String,
     size: Option<u64>,
+    /// The LFS object's SHA-256 (files stored with Git LFS).
+    lfs_sha256: Option<String>,
 }
 
 fn list(
@@ -220,6 +223,15 @@ fn list(
                     Some(Listed {
                         name: f.get("rfilename")?.as_str()?.to_string(),
                         size: f.get("size").and_then(|s| s.as_u64()),
+                        lfs_sha256: f
+                            .pointer("/lfs/sha256")
+                            .and_then(|s| s.as_str())
+                            .filter(|s| {
+                                s.len() == 64
+                                    && s.bytes()
+                                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                            })
+                            .map(str::to_string),
                     })
                 })
                 .collect()
@@ -298,8 +310,30 @@ pub fn head(r: &HfRef) -> Result<String, RemoteError> {
     list(r, &api, has_token).map(|(commit, _)| commit)
 }
 
-/// Fetches a repository's files (or, offline, finds them in the cache).
-pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, RemoteError> {
+/// A file's path in a URL: every byte outside the unreserved set and `/`
+/// percent-encoded.
+fn url_path(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Fetches a repository's files into the cache (or, offline, finds them
+/// there); with `in_place`, lists them to be read in place instead (files
+/// already in the cache are read there; files the listing gives no size for
+/// are downloaded).
+pub fn fetch_as(
+    r: &HfRef,
+    offline: bool,
+    progress: bool,
+    in_place: bool,
+) -> Result<Fetched, RemoteError> {
     let cache = cache();
     let display = |commit: &str, name: &str| {
         format!("hf://{}@{}/{name}", r.repo, &commit[..commit.len().min(12)])
@@ -324,6 +358,7 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
             .collect();
         return Ok(Fetched {
             files,
+            in_place: Vec::new(),
             root: snap,
             origin: Some(super::Origin::Hf {
                 repo: r.repo.clone(),
@@ -355,8 +390,11 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
     let repo = api.repo(pinned.clone());
     let cached = cache.repo(pinned.clone());
     let mut files = Vec::new();
+    let mut in_place_files = Vec::new();
     let mut downloaded = 0usize;
+    let mut from_cache = 0usize;
     let mut skipped_names = Vec::new();
+    let auth = token(&cache).map(|t| format!("Bearer {t}"));
     for f in &listed {
         if !safe_name(&f.name) {
             return Err(RemoteError::Fetch(format!(
@@ -368,42 +406,78 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
             skipped_names.push(f.name.clone());
             continue;
         }
+        let shown = display(&commit, &f.name);
+        if in_place {
+            let at = match (cached.get(&f.name), f.size) {
+                (Some(p), _) => {
+                    from_cache += 1;
+                    Located::Local(p)
+                }
+                (None, Some(size)) => Located::Remote(RemoteFile {
+                    display: shown.clone(),
+                    url: format!(
+                        "{}/{}/resolve/{commit}/{}",
+                        endpoint(),
+                        r.repo,
+                        url_path(&f.name)
+                    ),
+                    size,
+                    auth: auth.clone(),
+                    sha256_claim: f.lfs_sha256.clone(),
+                }),
+                (None, None) => {
+                    downloaded += 1;
+                    Located::Local(download_whole(r, &repo, f, progress, has_token)?)
+                }
+            };
+            in_place_files.push(InPlaceFile {
+                rel: f.name.clone(),
+                display: shown,
+                at,
+            });
+            continue;
+        }
         let path = match cached.get(&f.name) {
             Some(p) => p,
             None => {
                 downloaded += 1;
-                let bar = progress.then(|| {
-                    indicatif::ProgressBar::new(0).with_style(
-                        indicatif::ProgressStyle::with_template(
-                            "{spinner} {msg} {bytes}/{total_bytes} {wide_bar} {eta}",
-                        )
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                    )
-                });
-                let dog = super::watchdog::Watchdog::start(format!(
-                    "hf://{}: downloading {}",
-                    r.repo, f.name
-                ));
-                let res = repo.download_with_progress(&f.name, Bar(bar, dog));
-                res.map_err(|e| explain(r, &format!("downloading {}", f.name), e, has_token))?
+                download_whole(r, &repo, f, progress, has_token)?
             }
         };
-        if let Some(want) = f.size {
-            let got = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if got != want {
-                // an interrupted or altered download: drop it from the cache
-                let blob = std::fs::canonicalize(&path).ok();
-                let _ = std::fs::remove_file(&path);
-                if let Some(b) = blob {
-                    let _ = std::fs::remove_file(b);
-                }
-                return Err(RemoteError::Fetch(format!(
-                    "hf://{}: {}: received {got} of {want} bytes (interrupted download); nothing was cached",
-                    r.repo, f.name
-                )));
-            }
+        files.push((path, shown));
+    }
+    if in_place {
+        let remote = in_place_files
+            .iter()
+            .filter(|f| matches!(f.at, Located::Remote(_)))
+            .count();
+        let mut note = format!(
+            "hf://{}@{}: commit {commit}, {} file(s): {remote} read in place by range requests, {from_cache} from the cache, {downloaded} downloaded",
+            r.repo,
+            r.revision,
+            in_place_files.len()
+        );
+        if !skipped_names.is_empty() {
+            note.push_str(&format!(
+                "; not read (media, git metadata): {}",
+                skipped_names.join(", ")
+            ));
         }
-        files.push((path, display(&commit, &f.name)));
+        return Ok(Fetched {
+            files: Vec::new(),
+            in_place: in_place_files,
+            note,
+            root: cache
+                .path()
+                .join(cache_folder(&r.repo))
+                .join("snapshots")
+                .join(&commit),
+            origin: Some(super::Origin::Hf {
+                repo: r.repo.clone(),
+                revision: r.revision.clone(),
+                commit,
+            }),
+        });
     }
     // the user's revision now names this commit in the cache (for --offline)
     cache
@@ -429,6 +503,7 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
         .join(&commit);
     Ok(Fetched {
         files,
+        in_place: Vec::new(),
         note,
         root,
         origin: Some(super::Origin::Hf {
@@ -437,6 +512,45 @@ pub fn fetch(r: &HfRef, offline: bool, progress: bool) -> Result<Fetched, Remote
             commit,
         }),
     })
+}
+
+/// Downloads one listed file into the cache (a temporary file renamed into
+/// place when complete) and checks its size against the listing.
+fn download_whole(
+    r: &HfRef,
+    repo: &hf_hub::api::sync::ApiRepo,
+    f: &Listed,
+    progress: bool,
+    has_token: bool,
+) -> Result<PathBuf, RemoteError> {
+    let bar = progress.then(|| {
+        indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} {bytes}/{total_bytes} {wide_bar} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        )
+    });
+    let dog = super::watchdog::Watchdog::start(format!("hf://{}: downloading {}", r.repo, f.name));
+    let path = repo
+        .download_with_progress(&f.name, Bar(bar, dog))
+        .map_err(|e| explain(r, &format!("downloading {}", f.name), e, has_token))?;
+    if let Some(want) = f.size {
+        let got = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if got != want {
+            // an interrupted or altered download: drop it from the cache
+            let blob = std::fs::canonicalize(&path).ok();
+            let _ = std::fs::remove_file(&path);
+            if let Some(b) = blob {
+                let _ = std::fs::remove_file(b);
+            }
+            return Err(RemoteError::Fetch(format!(
+                "hf://{}: {}: received {got} of {want} bytes (interrupted download); nothing was cached",
+                r.repo, f.name
+            )));
+        }
+    }
+    Ok(path)
 }
 
 /// The commit history of `repo` from `commit` back, newest first, as the

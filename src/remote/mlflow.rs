@@ -21,6 +21,7 @@ use std::time::Duration;
 use base64::Engine;
 use sha2::Digest;
 
+use super::range::{InPlaceFile, Located, RemoteFile};
 use super::{safe_relative as safe_rel, Fetched, RemoteError};
 
 /// What an MLflow URI names.
@@ -473,7 +474,15 @@ pub fn head(source: &str) -> Result<(String, String), RemoteError> {
 }
 
 /// Resolves and fetches the artifacts an MLflow URI names.
-pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, RemoteError> {
+/// With `in_place`, artifacts behind the proxy are listed to be read in
+/// place by range requests instead (those already cached, or listed without
+/// a size, are read from the cache).
+pub fn fetch_as(
+    r: &MlflowRef,
+    offline: bool,
+    progress: bool,
+    in_place: bool,
+) -> Result<Fetched, RemoteError> {
     let what = r.uri();
     let c = Client::from_env(&what)?;
     // what the last fetch of this URI from this server found, for --offline
@@ -509,6 +518,7 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
                 files.len()
             ),
             files,
+            in_place: Vec::new(),
             root,
             origin: Some(super::Origin::Mlflow {
                 key: ledger_key(r),
@@ -607,6 +617,7 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             note: format!("{what}: {} file(s) read in place from {local}", files.len()),
             root: root.clone(),
             files,
+            in_place: Vec::new(),
             origin,
         });
     }
@@ -633,31 +644,68 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
         listed.push((name, None));
     }
     let mut files = Vec::new();
+    let mut in_place_files = Vec::new();
     let mut downloaded = 0;
     for (rel, size) in &listed {
         let dest = root.join(rel);
         let cached = std::fs::metadata(&dest)
             .map(|m| m.is_file() && size.is_some_and(|s| s == m.len()))
             .unwrap_or(false);
-        if !cached {
-            let remote = if single {
-                rel_root.clone()
-            } else {
-                join(&rel_root, rel)
+        let remote = if single {
+            rel_root.clone()
+        } else {
+            join(&rel_root, rel)
+        };
+        let url_path = format!(
+            "/api/2.0/mlflow-artifacts/artifacts/{}",
+            encode_path(&remote)
+        );
+        let shown = format!("{what}/{rel}");
+        if in_place {
+            let at = match (cached, size) {
+                (true, _) => Located::Local(dest),
+                (false, Some(size)) => Located::Remote(RemoteFile {
+                    display: shown.clone(),
+                    url: format!("{}{url_path}", c.base),
+                    size: *size,
+                    auth: c.auth.clone(),
+                    sha256_claim: None,
+                }),
+                (false, None) => {
+                    download(&c, &url_path, &dest, *size, progress)?;
+                    downloaded += 1;
+                    Located::Local(dest)
+                }
             };
-            download(
-                &c,
-                &format!(
-                    "/api/2.0/mlflow-artifacts/artifacts/{}",
-                    encode_path(&remote)
-                ),
-                &dest,
-                *size,
-                progress,
-            )?;
+            in_place_files.push(InPlaceFile {
+                rel: rel.clone(),
+                display: shown,
+                at,
+            });
+            continue;
+        }
+        if !cached {
+            download(&c, &url_path, &dest, *size, progress)?;
             downloaded += 1;
         }
-        files.push((dest, format!("{what}/{rel}")));
+        files.push((dest, shown));
+    }
+    if in_place {
+        let remote = in_place_files
+            .iter()
+            .filter(|f| matches!(f.at, Located::Remote(_)))
+            .count();
+        return Ok(Fetched {
+            note: format!(
+                "{what}: {artifact_uri}, {} file(s): {remote} read in place by range requests, {} from the cache, {downloaded} downloaded",
+                in_place_files.len(),
+                in_place_files.len() - remote - downloaded
+            ),
+            files: Vec::new(),
+            in_place: in_place_files,
+            root,
+            origin,
+        });
     }
     let rec = serde_json::json!({
         "root": root.display().to_string(),
@@ -676,6 +724,7 @@ pub fn fetch(r: &MlflowRef, offline: bool, progress: bool) -> Result<Fetched, Re
             files.len()
         ),
         files,
+        in_place: Vec::new(),
         root,
         origin,
     })

@@ -1,10 +1,13 @@
 //! Remote sources: models are scanned where pipelines pull them from.
-//! A remote input is fetched into a local cache first; the scan then reads
-//! the cached files like any others, under display names that say where they
-//! came from (`hf://org/name@commit/file`).
+//! The static scan reads a remote file in place with HTTP range requests
+//! (only the bytes its analyzers read are transferred; [`range`]); the deep
+//! scan, the diff, signatures and the ledger, which need whole files, fetch
+//! them into a local cache first. Either way each file is reported under a
+//! display name that says where it came from (`hf://org/name@commit/file`).
 
 pub mod hf;
 pub mod mlflow;
+pub mod range;
 pub mod watchdog;
 
 use std::path::PathBuf;
@@ -35,6 +38,9 @@ pub struct Fetched {
     pub root: PathBuf,
     /// What the source said about the model, for the ledger.
     pub origin: Option<Origin>,
+    /// The files to scan in place (when fetched for a scan in place; then
+    /// `files` is empty).
+    pub in_place: Vec<range::InPlaceFile>,
 }
 
 /// Where a fetched model came from, as the ledger records it.
@@ -78,12 +84,25 @@ pub fn safe_relative(p: &str) -> bool {
         && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
-/// Fetches one remote input; `None` when `input` is a local path.
+/// Fetches one remote input whole into the cache; `None` when `input` is a
+/// local path.
 pub fn fetch(input: &str, offline: bool, progress: bool) -> Option<Result<Fetched, RemoteError>> {
+    fetch_as(input, offline, progress, false)
+}
+
+/// Fetches one remote input; with `in_place` (and not `offline`), only
+/// lists its files, to be read in place (files already in the cache are
+/// read there).
+fn fetch_as(
+    input: &str,
+    offline: bool,
+    progress: bool,
+    in_place: bool,
+) -> Option<Result<Fetched, RemoteError>> {
     if let Some(r) = hf::parse(input) {
-        return Some(r.and_then(|r| hf::fetch(&r, offline, progress)));
+        return Some(r.and_then(|r| hf::fetch_as(&r, offline, progress, in_place)));
     }
-    mlflow::parse(input).map(|r| r.and_then(|r| mlflow::fetch(&r, offline, progress)))
+    mlflow::parse(input).map(|r| r.and_then(|r| mlflow::fetch_as(&r, offline, progress, in_place)))
 }
 
 /// A model folder for the deep scan: a local path as is, or a remote
@@ -102,23 +121,36 @@ pub fn model_folder(
     }
 }
 
-/// Local paths, fetched remote files (as scan targets), one note per
-/// remote input, and every input with where its files are.
-pub type Resolved = (Vec<PathBuf>, Vec<Target>, Vec<String>, Vec<Source>);
+/// The inputs of a scan, split by where their files are.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// Local paths, as given.
+    pub local: Vec<PathBuf>,
+    /// Remote files fetched whole into the cache, as scan targets.
+    pub targets: Vec<Target>,
+    /// Remote files to read in place, one group per input.
+    pub in_place: Vec<Vec<range::InPlaceFile>>,
+    /// One line per remote input.
+    pub notes: Vec<String>,
+    /// Every input with where its files are.
+    pub sources: Vec<Source>,
+}
 
-/// Splits inputs into local paths and fetched remote files (as scan
-/// targets), with one note per remote input.
-pub fn resolve(inputs: &[PathBuf], offline: bool, progress: bool) -> Result<Resolved, RemoteError> {
-    let mut local = Vec::new();
-    let mut targets = Vec::new();
-    let mut notes = Vec::new();
-    let mut sources = Vec::new();
+/// Splits inputs into local paths and remote files: fetched whole into the
+/// cache, or (with `in_place`) listed to be read in place.
+pub fn resolve(
+    inputs: &[PathBuf],
+    offline: bool,
+    progress: bool,
+    in_place: bool,
+) -> Result<Resolved, RemoteError> {
+    let mut out = Resolved::default();
     for input in inputs {
         let s = input.to_string_lossy();
-        match fetch(&s, offline, progress) {
+        match fetch_as(&s, offline, progress, in_place) {
             None => {
-                local.push(input.clone());
-                sources.push(Source {
+                out.local.push(input.clone());
+                out.sources.push(Source {
                     input: s.into_owned(),
                     root: input.clone(),
                     origin: None,
@@ -127,20 +159,25 @@ pub fn resolve(inputs: &[PathBuf], offline: bool, progress: bool) -> Result<Reso
             }
             Some(f) => {
                 let f = f?;
-                notes.push(f.note);
-                sources.push(Source {
+                out.notes.push(f.note);
+                let mut displays: Vec<String> = f.files.iter().map(|(_, d)| d.clone()).collect();
+                displays.extend(f.in_place.iter().map(|x| x.display.clone()));
+                out.sources.push(Source {
                     input: s.into_owned(),
                     root: f.root.clone(),
                     origin: f.origin.clone(),
-                    displays: f.files.iter().map(|(_, d)| d.clone()).collect(),
+                    displays,
                 });
-                targets.extend(
+                out.targets.extend(
                     f.files
                         .into_iter()
                         .map(|(path, display)| Target { path, display }),
                 );
+                if !f.in_place.is_empty() {
+                    out.in_place.push(f.in_place);
+                }
             }
         }
     }
-    Ok((local, targets, notes, sources))
+    Ok(out)
 }

@@ -124,6 +124,11 @@ fn component(f: &FileReport, cards: &[(String, &Value)]) -> Value {
     if let Some(e) = &f.error {
         properties.push(prop("probity:error", e));
     }
+    if let Some(src) = &f.sha256_source {
+        // the digest is the source's claim (the Hub's LFS listing), not
+        // computed from the bytes
+        properties.push(prop("probity:sha256_source", src));
+    }
     let mut c = json!({
         "type": if is_model(&f.format) { "machine-learning-model" } else { "file" },
         "bom-ref": format!("file:{}", f.path),
@@ -133,6 +138,7 @@ fn component(f: &FileReport, cards: &[(String, &Value)]) -> Value {
     if let Some(h) = &f.sha256 {
         c["hashes"] = json!([{"alg": "SHA-256", "content": h}]);
     }
+
     if is_model(&f.format) {
         if let Some(card) = card_for(&f.path, cards) {
             card_fields(&mut c, card);

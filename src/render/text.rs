@@ -54,7 +54,14 @@ pub fn render(report: &Report, o: &TextOptions) -> String {
             human(f.size)
         );
         if let Some(h) = &f.sha256 {
-            let _ = writeln!(out, "  sha256 {h}");
+            match &f.sha256_source {
+                Some(src) => {
+                    let _ = writeln!(out, "  sha256 {h} ({src})");
+                }
+                None => {
+                    let _ = writeln!(out, "  sha256 {h}");
+                }
+            }
         }
         if let Some(e) = &f.error {
             let _ = writeln!(out, "  {} {}", paint(o.color, "1;31", "ERROR"), e);

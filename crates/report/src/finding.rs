@@ -122,6 +122,15 @@ pub struct FileReport {
     pub size: u64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sha256: Option<String>,
+    /// Where `sha256` comes from when it was not computed from the file's
+    /// bytes: `hub-listing` (the LFS digest the Hugging Face repository
+    /// listing reports for the file; the Hub's claim, not verified here).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sha256_source: Option<String>,
+    /// For a remote file read in place by HTTP range requests: what was
+    /// transferred to scan it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub transfer: Option<Transfer>,
     pub findings: Vec<Finding>,
     /// A model card's metadata (license, base model, datasets, ...), for
     /// `README.md` files with Hugging Face front matter.
@@ -131,6 +140,22 @@ pub struct FileReport {
     pub error: Option<String>,
 }
 
+/// What a remote file's scan transferred: the file was read in place with
+/// HTTP range requests, so only the bytes its analyzers read were fetched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Bytes received.
+    pub bytes: u64,
+    /// HTTP requests made.
+    pub requests: u64,
+    /// Whether the whole file was received (an analyzer read all of it, or
+    /// the server ignored range requests).
+    pub whole: bool,
+    /// Why the whole file was received when the server forced it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
 impl FileReport {
     pub fn new(path: String) -> Self {
         FileReport {
@@ -138,6 +163,8 @@ impl FileReport {
             format: "unknown".into(),
             size: 0,
             sha256: None,
+            sha256_source: None,
+            transfer: None,
             findings: Vec::new(),
             model_card: None,
             error: None,

@@ -178,6 +178,10 @@ pub fn scan_stream(
     }
 }
 
+/// Opens a file beside the one being scanned, by its path relative to that
+/// file's folder (`/`-separated): `None` when there is no such file.
+pub type Sibling<'a> = &'a dyn Fn(&str) -> Option<std::io::Result<Box<dyn ReadSeek + 'a>>>;
+
 /// Scans one file on disk.
 pub fn scan_file(path: &Path, display: String, ctx: &Ctx) -> FileReport {
     let mut report = FileReport::new(display);
@@ -195,7 +199,6 @@ pub fn scan_file(path: &Path, display: String, ctx: &Ctx) -> FileReport {
         ));
         return report;
     }
-    report.size = meta.len();
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
@@ -203,35 +206,15 @@ pub fn scan_file(path: &Path, display: String, ctx: &Ctx) -> FileReport {
             return report;
         }
     };
-    let state = FileState::new();
-    let mut sink = Sink {
-        ctx: ctx.clone(),
-        state: &state,
-        findings: Vec::new(),
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let beside = |name: &str| -> Option<std::io::Result<Box<dyn ReadSeek>>> {
+        let p = dir.join(name);
+        p.is_file()
+            .then(|| File::open(&p).map(|f| Box::new(f) as Box<dyn ReadSeek>))
     };
-    match scan_seekable(&mut file, meta.len(), "", 0, &mut sink) {
-        Ok(d) => {
-            if d.format == "shard-index" {
-                // the shards beside an index on disk are compared with it
-                formats::safetensors::shards::check_folder(path, &mut sink);
-            }
-            let unread = d.format_is_unread();
-            report.format = d.format;
-            report.model_card = d.model_card;
-            if unread {
-                sink.findings.push(Finding::new(
-                    &rules::SCN001,
-                    if meta.len() == 0 {
-                        "empty file; nothing to scan".to_string()
-                    } else {
-                        "content matches no model format Probity reads; skipped".to_string()
-                    },
-                ));
-            }
-        }
-        Err(e) => {
-            report.error = Some(format!("cannot read {}: {}", path.display(), e));
-        }
+    let mut report = scan_reader(&mut file, meta.len(), report.path, ctx, &beside);
+    if let Some(e) = &mut report.error {
+        *e = format!("cannot read {}: {e}", path.display());
     }
     if ctx.hash && report.error.is_none() {
         match sha256_file(&mut file) {
@@ -239,11 +222,57 @@ pub fn scan_file(path: &Path, display: String, ctx: &Ctx) -> FileReport {
             Err(e) => report.error = Some(format!("cannot hash {}: {}", path.display(), e)),
         }
     }
+    report
+}
+
+/// Scans one file through a seekable reader of `len` bytes (a file on disk,
+/// a remote file read by ranges). Files beside it (the shards of an index)
+/// are opened with `beside`. A read that fails sets the report's `error` to
+/// the I/O error alone (the caller names the file).
+pub fn scan_reader(
+    r: &mut dyn ReadSeek,
+    len: u64,
+    display: String,
+    ctx: &Ctx,
+    beside: Sibling,
+) -> FileReport {
+    let mut report = FileReport::new(display);
+    report.size = len;
+    let state = FileState::new();
+    let mut sink = Sink {
+        ctx: ctx.clone(),
+        state: &state,
+        findings: Vec::new(),
+    };
+    let failed = match scan_seekable(r, len, "", 0, &mut sink) {
+        Ok(d) => {
+            if d.format == "shard-index" {
+                // the shards beside an index are compared with it
+                formats::safetensors::shards::check_beside(r, beside, &mut sink);
+            }
+            let unread = d.format_is_unread();
+            report.format = d.format;
+            report.model_card = d.model_card;
+            if unread {
+                sink.findings.push(Finding::new(
+                    &rules::SCN001,
+                    if len == 0 {
+                        "empty file; nothing to scan".to_string()
+                    } else {
+                        "content matches no model format Probity reads; skipped".to_string()
+                    },
+                ));
+            }
+            None
+        }
+        Err(e) => Some(e),
+    };
     report.findings = sink
         .findings
         .into_iter()
         .filter(|f| !ctx.ignored_rules.contains(&f.rule))
         .collect();
+    report.error = failed.map(|e| e.to_string());
     report
 }
 

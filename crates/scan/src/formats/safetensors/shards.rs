@@ -6,12 +6,11 @@
 //! weights than the one reviewed.
 //!
 //! The index alone is judged wherever it is found (SFT004); when it is a file
-//! on disk, the shards beside it are opened too (their safetensors headers
-//! only) and compared with it (SFT003).
+//! on disk or in a remote repository, the shards beside it are opened too
+//! (their safetensors headers only) and compared with it (SFT003).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::Path;
 
 use super::rules;
 use crate::limits;
@@ -78,8 +77,7 @@ pub fn check_content(v: &serde_json::Value, member: &str, sink: &mut Sink) {
 
 /// The tensor names of a safetensors file's header, or why they could not
 /// be read.
-fn shard_tensors(path: &Path) -> Result<BTreeSet<String>, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+fn shard_tensors(f: &mut dyn Read) -> Result<BTreeSet<String>, String> {
     let mut pre = [0u8; 8];
     f.read_exact(&mut pre)
         .map_err(|_| "shorter than a safetensors header".to_string())?;
@@ -101,21 +99,25 @@ fn shard_tensors(path: &Path) -> Result<BTreeSet<String>, String> {
         .collect())
 }
 
-/// Compares an index on disk with the shards beside it.
-pub fn check_folder(index: &Path, sink: &mut Sink) {
-    let Ok(meta) = std::fs::metadata(index) else {
-        return;
-    };
-    if meta.len() > limits::MAX_TEXT_DOCUMENT {
+/// Compares a shard index (`index`, read again from its start) with the
+/// shards beside it, each opened by `open` with its name relative to the
+/// index's folder (`None`: no such file).
+pub fn check_beside(index: &mut dyn crate::io::ReadSeek, open: crate::Sibling, sink: &mut Sink) {
+    if index.seek(std::io::SeekFrom::Start(0)).is_err() {
         return;
     }
-    let Ok(text) = std::fs::read_to_string(index) else {
+    let mut text = String::new();
+    if index
+        .take(limits::MAX_TEXT_DOCUMENT + 1)
+        .read_to_string(&mut text)
+        .is_err()
+        || text.len() as u64 > limits::MAX_TEXT_DOCUMENT
+    {
         return;
-    };
+    }
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
         return;
     };
-    let dir = index.parent().unwrap_or(Path::new("."));
     let (map, _) = weight_map(&v);
     let mut by_shard: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (t, s) in &map {
@@ -126,18 +128,21 @@ pub fn check_folder(index: &Path, sink: &mut Sink) {
         if escapes(shard) {
             continue; // SFT004 already; never opened
         }
-        let path = dir.join(shard);
-        if !path.is_file() {
-            problems.push(format!(
-                "shard '{shard}' ({} tensors) is not beside the index",
-                tensors.len()
-            ));
-            continue;
-        }
-        if !shard.ends_with(".safetensors") {
-            continue;
-        }
-        match shard_tensors(&path) {
+        let opened = match open(shard) {
+            None => {
+                problems.push(format!(
+                    "shard '{shard}' ({} tensors) is not beside the index",
+                    tensors.len()
+                ));
+                continue;
+            }
+            Some(_) if !shard.ends_with(".safetensors") => continue,
+            Some(o) => o,
+        };
+        match opened
+            .map_err(|e| e.to_string())
+            .and_then(|mut f| shard_tensors(&mut f))
+        {
             Ok(have) => {
                 let missing: Vec<String> = tensors
                     .iter()
