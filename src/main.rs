@@ -124,6 +124,9 @@ enum Command {
         /// Download remote files whole into the cache before scanning, instead of reading them in place with range requests.
         #[arg(long)]
         download: bool,
+        /// Fail the scan (exit 1, verdict flagged) when a file was not completely analysed: coverage `partial` (a limit reached, an encrypted member, a malformed structure, content that is not the format its name claims) or `not_analysed` (unknown binary content, an empty file, a link not followed). Each file's coverage is in the JSON report (`coverage`), SARIF (`runs[].artifacts[].properties`) and CycloneDX (`probity:coverage`).
+        #[arg(long)]
+        fail_on_incomplete: bool,
         /// Also write a CycloneDX 1.6 bill of materials of the scanned files to FILE (implies --hash).
         #[arg(long, value_name = "FILE")]
         sbom: Option<PathBuf>,
@@ -651,6 +654,7 @@ fn main() -> ExitCode {
             config,
             hash,
             download,
+            fail_on_incomplete,
             sbom,
             verbose,
             color,
@@ -680,6 +684,7 @@ fn main() -> ExitCode {
                     ),
                     (ledger.is_some(), "--ledger"),
                     (download, "--download"),
+                    (fail_on_incomplete, "--fail-on-incomplete"),
                 ];
                 if let Some((_, flag)) = local_only.iter().find(|(on, _)| *on) {
                     return fail(format!("{flag} does not apply with --server: the service scans with its own policy, signers and ledger"));
@@ -887,6 +892,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            probity_scan::coverage::assess(&mut files);
             if require_signature {
                 for (display, root) in &models {
                     if !root.exists() {
@@ -896,7 +902,10 @@ fn main() -> ExitCode {
                     files.push(signature::check(display, root, &sig, &signers));
                 }
             }
-            let report = Report::new(files, gate);
+            let mut report = Report::new(files, gate);
+            if fail_on_incomplete {
+                report.require_complete();
+            }
             for f in &report.files {
                 if let Some(e) = &f.error {
                     eprintln!("probity: {e}");

@@ -245,9 +245,10 @@ fn format_is_detected_from_content_not_extension() {
     let by = by_file_name(&j);
     assert_eq!(by["notes.txt"]["format"], "pickle");
     assert_eq!(by["weights.safetensors"]["format"], "pytorch-zip");
-    assert_eq!(by["model.pkl"]["format"], "unknown");
-    assert_eq!(by["model.pkl"]["findings"][0]["rule"], "SCN001");
-    assert_eq!(by["model.pkl"]["findings"][0]["severity"], "info");
+    // text under a pickle's name: not analysed as a pickle, and said so
+    assert_eq!(by["model.pkl"]["format"], "text");
+    assert_eq!(by["model.pkl"]["findings"][0]["rule"], "SCN004");
+    assert_eq!(by["model.pkl"]["findings"][0]["severity"], "warning");
     assert_eq!(j["summary"]["critical"].as_u64().unwrap(), 2);
 }
 
@@ -257,6 +258,15 @@ fn zero_byte_and_truncated_files() {
     let empty = dir.path().join("empty.pt");
     std::fs::write(&empty, b"").unwrap();
     let o = run(&["scan", "--format", "json", &empty.display().to_string()]);
+    assert_eq!(
+        code(&o),
+        1,
+        "an empty model file is a warning, neither skipped nor an error"
+    );
+    assert_eq!(json(&o)["files"][0]["findings"][0]["rule"], "SCN004");
+    let blank = dir.path().join("empty.dat");
+    std::fs::write(&blank, b"").unwrap();
+    let o = run(&["scan", "--format", "json", &blank.display().to_string()]);
     assert_eq!(code(&o), 0, "an empty file is skipped, not an error");
     assert_eq!(json(&o)["files"][0]["findings"][0]["rule"], "SCN001");
 

@@ -78,9 +78,15 @@ fn public_corpus_scanned_formats() {
         let max = report.max_severity();
         let expect = label["expect"].as_str().unwrap_or("clean");
         let unclear = label["malicious"].is_null();
+        // a harmless file under a model's name that is not that model (a PNG
+        // named .pt) is a warning by design (SCN004: loaders pick their
+        // reader by name), whatever the source's label says
+        let misnamed = !report.findings.is_empty()
+            && report.findings.iter().all(|f| f.rule == "SCN004")
+            && label["malicious"] == false;
         let ok = if report.error.is_some() {
             false
-        } else if unclear {
+        } else if unclear || misnamed {
             true
         } else {
             match expect {

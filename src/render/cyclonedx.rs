@@ -124,6 +124,12 @@ fn component(f: &FileReport, cards: &[(String, &Value)]) -> Value {
     if let Some(e) = &f.error {
         properties.push(prop("probity:error", e));
     }
+    if let Some(c) = &f.coverage {
+        properties.push(prop("probity:coverage", c.label()));
+        for r in &c.reasons {
+            properties.push(prop("probity:coverage_reason", r));
+        }
+    }
     if let Some(src) = &f.sha256_source {
         // the digest is the source's claim (the Hub's LFS listing), not
         // computed from the bytes

@@ -8,9 +8,10 @@
 use std::collections::BTreeMap;
 
 use serde_sarif::sarif::{
-    ArtifactLocation, Invocation, Location, LogicalLocation, Message, MultiformatMessageString,
-    Notification, PhysicalLocation, PropertyBag, Region, ReportingConfiguration,
-    ReportingDescriptor, Result as SarifResult, ResultLevel, Run, Sarif, Tool, ToolComponent,
+    Artifact, ArtifactLocation, Invocation, Location, LogicalLocation, Message,
+    MultiformatMessageString, Notification, PhysicalLocation, PropertyBag, Region,
+    ReportingConfiguration, ReportingDescriptor, Result as SarifResult, ResultLevel, Run, Sarif,
+    Tool, ToolComponent,
 };
 
 use probity_report::{Report, Severity, Verdict};
@@ -121,6 +122,7 @@ pub fn render(report: &Report) -> String {
         .collect();
     let mut results = Vec::new();
     let mut notifications = Vec::new();
+    let mut artifacts = Vec::new();
     for f in &report.files {
         let (uri, relative) = artifact_uri(&f.path);
         let artifact = |uri: &str| {
@@ -131,6 +133,25 @@ pub fn render(report: &Report) -> String {
                 b.build()
             }
         };
+        // every file, with its format and how completely it was analysed
+        if let Some(c) = &f.coverage {
+            let mut pairs = vec![
+                ("probity:format", serde_json::json!(f.format)),
+                ("probity:coverage", serde_json::json!(c.label())),
+            ];
+            if !c.reasons.is_empty() {
+                pairs.push(("probity:coverage_reasons", serde_json::json!(c.reasons)));
+            }
+            let mut a = Artifact::builder()
+                .location(artifact(&uri))
+                .length(f.size.min(i64::MAX as u64) as i64)
+                .properties(props(&pairs, None))
+                .build();
+            if let Some(h) = &f.sha256 {
+                a.hashes = Some([("sha-256".to_string(), h.clone())].into());
+            }
+            artifacts.push(a);
+        }
         if let Some(e) = &f.error {
             notifications.push(
                 Notification::builder()
@@ -200,6 +221,7 @@ pub fn render(report: &Report) -> String {
         .build();
     let run = Run::builder()
         .tool(Tool::builder().driver(driver).build())
+        .artifacts(artifacts)
         .results(results)
         .invocations(vec![invocation])
         .column_kind(serde_json::json!("unicodeCodePoints"))

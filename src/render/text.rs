@@ -66,6 +66,11 @@ pub fn render(report: &Report, o: &TextOptions) -> String {
         if let Some(e) = &f.error {
             let _ = writeln!(out, "  {} {}", paint(o.color, "1;31", "ERROR"), e);
         }
+        if let Some(c) = f.coverage.as_ref().filter(|c| !c.reasons.is_empty()) {
+            if f.error.is_none() {
+                let _ = writeln!(out, "  coverage: {}", c.label().replace('_', " "));
+            }
+        }
         for x in shown {
             let (label, code) = match x.severity {
                 Severity::Critical => ("CRITICAL", "1;31"),
@@ -115,5 +120,12 @@ pub fn render(report: &Report, o: &TextOptions) -> String {
         verdict,
         o.gate
     );
+    if s.incomplete > 0 {
+        let _ = writeln!(
+            out,
+            "{} file(s) not completely analysed (coverage partial or not analysed; --fail-on-incomplete fails on them)",
+            s.incomplete
+        );
+    }
     out
 }

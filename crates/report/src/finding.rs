@@ -127,6 +127,10 @@ pub struct FileReport {
     /// listing reports for the file; the Hub's claim, not verified here).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sha256_source: Option<String>,
+    /// How completely the content was analysed (absent for signature
+    /// results, which check a model rather than a file).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub coverage: Option<Coverage>,
     /// For a remote file read in place by HTTP range requests: what was
     /// transferred to scan it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -138,6 +142,57 @@ pub struct FileReport {
     pub model_card: Option<serde_json::Value>,
     /// Why the file could not be scanned (I/O error, missing, ...), or null.
     pub error: Option<String>,
+}
+
+/// How completely a file was analysed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoverageLevel {
+    /// Every part of the content was inspected.
+    Complete,
+    /// Some of it was not: a limit was reached, a member is encrypted, a
+    /// structure is malformed past a point, or the content is not the
+    /// format its name claims.
+    Partial,
+    /// None of it: unknown content, an unreadable file, a link not followed.
+    NotAnalysed,
+}
+
+/// A file's coverage, with the reasons when it is not complete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    pub level: CoverageLevel,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub reasons: Vec<String>,
+}
+
+impl Coverage {
+    pub fn complete() -> Self {
+        Coverage {
+            level: CoverageLevel::Complete,
+            reasons: Vec::new(),
+        }
+    }
+    pub fn partial(reasons: Vec<String>) -> Self {
+        Coverage {
+            level: CoverageLevel::Partial,
+            reasons,
+        }
+    }
+    pub fn not_analysed(reasons: Vec<String>) -> Self {
+        Coverage {
+            level: CoverageLevel::NotAnalysed,
+            reasons,
+        }
+    }
+    /// `complete`, `partial` or `not_analysed`.
+    pub fn label(&self) -> &'static str {
+        match self.level {
+            CoverageLevel::Complete => "complete",
+            CoverageLevel::Partial => "partial",
+            CoverageLevel::NotAnalysed => "not_analysed",
+        }
+    }
 }
 
 /// What a remote file's scan transferred: the file was read in place with
@@ -164,6 +219,7 @@ impl FileReport {
             size: 0,
             sha256: None,
             sha256_source: None,
+            coverage: None,
             transfer: None,
             findings: Vec::new(),
             model_card: None,
@@ -214,6 +270,9 @@ pub struct Summary {
     pub warning: u64,
     pub info: u64,
     pub errors: u64,
+    /// Files not completely analysed (coverage `partial` or `not_analysed`).
+    #[serde(default)]
+    pub incomplete: u64,
     pub verdict: Verdict,
 }
 
@@ -250,10 +309,17 @@ impl Report {
             warning: 0,
             info: 0,
             errors: 0,
+            incomplete: 0,
             verdict: Verdict::Clean,
         };
         let mut flagged = false;
         for f in &files {
+            if f.coverage
+                .as_ref()
+                .is_some_and(|c| c.level != CoverageLevel::Complete)
+            {
+                s.incomplete += 1;
+            }
             if f.error.is_some() {
                 s.errors += 1;
             } else if f.format != MODEL_SIGNATURE_FORMAT {
@@ -283,6 +349,14 @@ impl Report {
             tool: Tool::default(),
             summary: s,
             files,
+        }
+    }
+
+    /// Makes a file not completely analysed fail the scan
+    /// (`--fail-on-incomplete`): a clean verdict becomes `flagged`.
+    pub fn require_complete(&mut self) {
+        if self.summary.verdict == Verdict::Clean && self.summary.incomplete > 0 {
+            self.summary.verdict = Verdict::Flagged;
         }
     }
 

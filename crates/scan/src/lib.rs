@@ -4,6 +4,7 @@
 //! Nothing read here is ever executed or deserialised into live objects.
 
 pub mod catalogue;
+pub mod coverage;
 pub mod format;
 pub mod formats;
 pub mod io;
@@ -136,15 +137,19 @@ pub fn scan_seekable(
         }
     }
     r.seek(SeekFrom::Start(0))?;
-    match found {
-        Sniffed::Format(f) if f.needs_seek() => f.scan_seekable(r, len, member, depth, sink),
+    let d = match found {
+        Sniffed::Format(f) if f.needs_seek() => f.scan_seekable(r, len, member, depth, sink)?,
         Sniffed::Format(f) => {
             let inner: Box<dyn Read + '_> = Box::new(BufReader::with_capacity(64 << 10, r));
             let mut p = Peekable::new(inner);
-            f.scan_stream(&mut p, Some(len), member, depth, sink)
+            f.scan_stream(&mut p, Some(len), member, depth, sink)?
         }
-        other => Ok(Detected::named(other.label())),
+        other => Detected::named(other.label()),
+    };
+    if !member.is_empty() {
+        coverage::check_claim(member, &d.format, &head, Some(member), sink);
     }
+    Ok(d)
 }
 
 /// Scans a forward-only source. Formats that need random access are spooled
@@ -171,10 +176,22 @@ pub fn scan_stream(
         Sniffed::Format(f) if f.needs_seek() => {
             let mut spool = tempfile::SpooledTempFile::new(limits::SPOOL_IN_MEMORY);
             let n = std::io::copy(r, &mut spool)?;
+            // scan_seekable checks the member's name against its content
             scan_seekable(&mut spool, n, member, depth, sink)
         }
-        Sniffed::Format(f) => f.scan_stream(r, len_hint, member, depth, sink),
-        other => Ok(Detected::named(other.label())),
+        Sniffed::Format(f) => {
+            let d = f.scan_stream(r, len_hint, member, depth, sink)?;
+            if !member.is_empty() {
+                coverage::check_claim(member, &d.format, &head, Some(member), sink);
+            }
+            Ok(d)
+        }
+        other => {
+            if !member.is_empty() {
+                coverage::check_claim(member, other.label(), &head, Some(member), sink);
+            }
+            Ok(Detected::named(other.label()))
+        }
     }
 }
 
@@ -251,9 +268,17 @@ pub fn scan_reader(
                 formats::safetensors::shards::check_beside(r, beside, &mut sink);
             }
             let unread = d.format_is_unread();
+            let mut head = [0u8; 64];
+            let n = r
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| r.read(&mut head))
+                .unwrap_or(0);
+            let name = report.path.clone();
+            coverage::check_claim(&name, &d.format, &head[..n], None, &mut sink);
+            let claimed = coverage::claimed(&name).is_some();
             report.format = d.format;
             report.model_card = d.model_card;
-            if unread {
+            if unread && !claimed {
                 sink.findings.push(Finding::new(
                     &rules::SCN001,
                     if len == 0 {
@@ -372,6 +397,7 @@ pub fn scan_walk(
         })
         .collect();
     reports.extend(scanned);
+    coverage::assess(&mut reports);
     reports
 }
 

@@ -34,7 +34,17 @@ pub static SCN003: Rule = Rule {
     references: &[],
 };
 
-pub static RULES: &[&Rule] = &[&SCN001, &SCN002, &SCN003];
+pub static SCN004: Rule = Rule {
+    id: "SCN004",
+    severity: Severity::Warning,
+    title: "Content does not match the model format its name claims",
+    what: "The file (or archive member) is named like a model format Probity reads (`.safetensors`, `.gguf`, `.onnx`, `.pt`/`.pth`/`.ckpt`, PyTorch's `.bin` names, `.pkl`, `.joblib`, `.npy`/`.npz`, `.h5`/`.keras`, `.pb`, `.tflite`), but its content is not that format nor any other model or archive format: unknown bytes, an empty file, text, or a Git LFS pointer. It was not analysed as a model.",
+    why: "Loaders pick their reader by name and are often more lenient than any scanner: a header a scanner rejects may still load. Scanners that skip what they cannot parse have been bypassed exactly this way, so an unparseable model file is never reported as clean.",
+    example: "`model.safetensors` whose 8-byte header length is larger than the file.",
+    references: &[],
+};
+
+pub static RULES: &[&Rule] = &[&SCN001, &SCN002, &SCN003, &SCN004];
 
 // Signature rules (`SIG`): reported by `probity scan` only when a signature
 // is required (`--require-signature`, or `require_signature` in the

@@ -105,8 +105,8 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
         judge_embedded(&text, member, sink);
         return Ok(detected("jinja"));
     }
-    // plain text: nothing here for Probity to analyse (reported as such)
-    Ok(detected("unknown"))
+    // plain text: read whole for credentials; nothing else to analyse
+    Ok(detected("text"))
 }
 
 /// Judges Jinja inside a YAML file, a model card or other text: the
