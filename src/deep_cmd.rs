@@ -12,13 +12,13 @@ use probity_deep::harness::sandbox::DeviceKind;
 
 #[derive(Args)]
 pub struct DeepArgs {
-    /// The fine-tuned model to examine: a model folder in Hugging Face layout, a GGUF file (llama.cpp, Ollama), or hf://ORG/NAME[@REVISION] / https://huggingface.co/ORG/NAME (fetched into the Hugging Face cache first).
+    /// The fine-tuned model to examine: a model folder in Hugging Face layout, a GGUF file (llama.cpp, Ollama), or a remote model: hf://ORG/NAME[@REVISION] / https://huggingface.co/ORG/NAME, models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX (fetched whole into the cache first).
     #[arg(value_name = "SUSPECT")]
     pub suspect: PathBuf,
-    /// The base model it was fine-tuned from: a folder, a GGUF file or a Hugging Face URI, as for SUSPECT (either side can be GGUF, the other safetensors).
+    /// The base model it was fine-tuned from: a folder, a GGUF file or a remote model, as for SUSPECT (either side can be GGUF, the other safetensors).
     #[arg(long, value_name = "BASE")]
     pub base: PathBuf,
-    /// Use only the local cache for Hugging Face URIs; never download.
+    /// Use only the local cache for remote models; never download.
     #[arg(long)]
     pub offline: bool,
     /// Device for inference; cuda and metal need a build with the cargo feature of the same name (`--features cuda`), and on cuda the worker runs without an address-space limit (reported).

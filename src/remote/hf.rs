@@ -424,6 +424,7 @@ pub fn fetch_as(
                     size,
                     auth: auth.clone(),
                     sha256_claim: f.lfs_sha256.clone(),
+                    store: None,
                 }),
                 (None, None) => {
                     downloaded += 1;

@@ -287,7 +287,9 @@ fn proxied_path(uri: &str) -> Option<String> {
     Some(rest.trim_matches('/').to_string())
 }
 
-fn cache_root() -> PathBuf {
+/// Probity's cache folder: `PROBITY_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/probity`, else `~/.cache/probity`.
+pub(super) fn cache_root() -> PathBuf {
     if let Some(p) = std::env::var_os("PROBITY_CACHE_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(p);
     }
@@ -670,6 +672,7 @@ pub fn fetch_as(
                     size: *size,
                     auth: c.auth.clone(),
                     sha256_claim: None,
+                    store: None,
                 }),
                 (false, None) => {
                     download(&c, &url_path, &dest, *size, progress)?;

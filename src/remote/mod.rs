@@ -7,6 +7,7 @@
 
 pub mod hf;
 pub mod mlflow;
+pub mod objstore;
 pub mod range;
 pub mod watchdog;
 
@@ -101,6 +102,9 @@ fn fetch_as(
 ) -> Option<Result<Fetched, RemoteError>> {
     if let Some(r) = hf::parse(input) {
         return Some(r.and_then(|r| hf::fetch_as(&r, offline, progress, in_place)));
+    }
+    if let Some(r) = objstore::parse(input) {
+        return Some(r.and_then(|r| objstore::fetch_as(&r, offline, in_place)));
     }
     mlflow::parse(input).map(|r| r.and_then(|r| mlflow::fetch_as(&r, offline, progress, in_place)))
 }

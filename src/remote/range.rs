@@ -39,6 +39,12 @@ pub struct RemoteFile {
     pub auth: Option<String>,
     /// The SHA-256 the listing claims for it (the Hub's LFS digest).
     pub sha256_claim: Option<String>,
+    /// For an object store: the client and the object's path (then `url`
+    /// is only its name).
+    pub store: Option<(
+        std::sync::Arc<dyn object_store::ObjectStore>,
+        object_store::path::Path,
+    )>,
 }
 
 /// What the reads of one file transferred.
@@ -118,6 +124,9 @@ impl RangeReader {
     /// Fetches `[start, end)` into the cache (or the whole file, when the
     /// server ignores the range).
     fn fetch(&mut self, start: u64, end: u64) -> io::Result<()> {
+        if let Some((store, path)) = self.file.store.clone() {
+            return self.fetch_object(&store, &path, start, end);
+        }
         let dog = super::watchdog::Watchdog::start(format!(
             "{}: reading bytes {start}-{}",
             self.file.display,
@@ -216,6 +225,38 @@ impl RangeReader {
             }
         }
         Err(last.unwrap_or_else(|| self.err("no answer")))
+    }
+
+    /// Fetches `[start, end)` of an object with a ranged GET.
+    fn fetch_object(
+        &mut self,
+        store: &std::sync::Arc<dyn object_store::ObjectStore>,
+        path: &object_store::path::Path,
+        start: u64,
+        end: u64,
+    ) -> io::Result<()> {
+        use object_store::ObjectStoreExt;
+        let _dog = super::watchdog::Watchdog::start(format!(
+            "{}: reading bytes {start}-{}",
+            self.file.display,
+            end - 1
+        ));
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let got = super::objstore::block_on(store.get_range(path, start..end))
+            .map_err(|e| self.err(e))?
+            .map_err(|e| self.err(super::objstore::one_line(&e)))?;
+        self.stats
+            .bytes
+            .fetch_add(got.len() as u64, Ordering::Relaxed);
+        if got.len() as u64 != end - start {
+            return Err(self.err(format!(
+                "asked for {} bytes from offset {start}, received {}",
+                end - start,
+                got.len()
+            )));
+        }
+        self.insert(start, got.to_vec());
+        Ok(())
     }
 
     /// The server sent the whole file: keep it in an unnamed temporary file.
