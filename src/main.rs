@@ -621,8 +621,16 @@ fn main() -> ExitCode {
                 RulesFormat::Text => probity_scan::catalogue::text(),
                 RulesFormat::Markdown => probity_scan::catalogue::markdown(),
                 RulesFormat::Json => {
-                    let mut s = serde_json::to_string_pretty(&probity_scan::catalogue::all())
-                        .unwrap_or_default();
+                    // each rule with the CVEs its findings can name
+                    let rules: Vec<serde_json::Value> = probity_scan::catalogue::all()
+                        .into_iter()
+                        .map(|r| {
+                            let mut v = serde_json::to_value(r).unwrap_or_default();
+                            v["cves"] = probity_scan::cves::for_rule(r.id).into();
+                            v
+                        })
+                        .collect();
+                    let mut s = serde_json::to_string_pretty(&rules).unwrap_or_default();
                     s.push('\n');
                     s
                 }

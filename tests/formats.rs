@@ -554,27 +554,49 @@ fn keras_lambda_layers_and_imports() {
         "d6",
         serde_json::json!({"module": "keras.config", "class_name": "function", "config": "enable_unsafe_deserialization", "registered_name": null}),
     );
-    for (what, layer, rule, needle) in [
-        ("lambda", lambda, "KRS001", "os, system"),
-        ("os.system activation", evil_fn, "KRS002", "os.system"),
+    // each with the CVE its finding names
+    for (what, layer, rule, needle, cves) in [
+        (
+            "lambda",
+            lambda,
+            "KRS001",
+            "os, system",
+            &["CVE-2024-3660"][..],
+        ),
+        (
+            "os.system activation",
+            evil_fn,
+            "KRS002",
+            "os.system",
+            &["CVE-2025-1550"][..],
+        ),
         (
             "builtins.eval activation",
             eval_fn,
             "KRS002",
             "builtins.eval",
+            &["CVE-2025-1550"][..],
         ),
-        ("custom layer", custom, "KRS003", "mylab.layers.Gate"),
+        (
+            "custom layer",
+            custom,
+            "KRS003",
+            "mylab.layers.Gate",
+            &[][..],
+        ),
         (
             "get_file activation",
             get_file,
             "KRS002",
             "keras.utils.get_file",
+            &["CVE-2025-8747"][..],
         ),
         (
             "enable_unsafe_deserialization",
             unsafe_switch,
             "KRS002",
             "keras.config.enable_unsafe_deserialization",
+            &["CVE-2025-9906"][..],
         ),
     ] {
         let f = keras_file(&model(vec![dense("d1", serde_json::json!("relu")), layer]));
@@ -582,6 +604,7 @@ fn keras_lambda_layers_and_imports() {
         let hits: Vec<_> = r.findings.iter().filter(|x| x.rule == rule).collect();
         assert_eq!(hits.len(), 1, "{what}: {:?}", r.findings);
         assert_eq!(hits[0].location.member.as_deref(), Some("config.json"));
+        assert_eq!(hits[0].cves, cves, "{what}");
         assert!(
             hits[0].evidence.as_deref().unwrap_or("").contains(needle),
             "{what}: {:?}",
@@ -602,7 +625,9 @@ fn keras_lambda_layers_and_imports() {
             "function": [code, null, null], "function_type": "lambda"}}]}
     });
     let r = scan_bytes("config.json", k2.to_string().as_bytes());
-    assert_eq!(rules(&r), ["KRS001"], "{:?}", r.findings);
+    // and the Keras release it names is one whose Lambda layers run code
+    assert_eq!(rules(&r), ["DEP002", "KRS001"], "{:?}", r.findings);
+    assert_eq!(r.findings[0].cves, ["CVE-2024-3660"]);
     assert_eq!(r.format, "keras-config");
 }
 

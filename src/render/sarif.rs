@@ -206,6 +206,12 @@ pub fn render(report: &Report) -> String {
             if let Some(&i) = index.get(x.rule.as_str()) {
                 r.rule_index = Some(i as i64);
             }
+            if !x.cves.is_empty() {
+                // GitHub shows result tags; the CVE IDs also sit in a property
+                let mut tags = vec!["security".to_string()];
+                tags.extend(x.cves.iter().cloned());
+                r.properties = Some(props(&[("cves", serde_json::json!(x.cves))], Some(tags)));
+            }
             results.push(r);
         }
     }

@@ -100,6 +100,9 @@ pub fn render(report: &Report, o: &TextOptions) -> String {
                 }
             );
             let _ = writeln!(out, "      {}", x.message);
+            if !x.cves.is_empty() {
+                let _ = writeln!(out, "      {}", x.cves.join(", "));
+            }
         }
     }
     let s = &report.summary;

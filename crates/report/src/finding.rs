@@ -67,6 +67,9 @@ pub struct Finding {
     pub message: String,
     pub location: Location,
     pub evidence: Option<String>,
+    /// The published vulnerabilities (CVE IDs) this finding matches.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub cves: Vec<String>,
 }
 
 impl Finding {
@@ -79,7 +82,14 @@ impl Finding {
             message: message.into(),
             location: Location::default(),
             evidence: None,
+            cves: Vec::new(),
         }
+    }
+
+    /// Names the published vulnerabilities (CVE IDs) this finding matches.
+    pub fn cves(mut self, cves: Vec<String>) -> Self {
+        self.cves = cves;
+        self
     }
 
     pub fn at(mut self, member: Option<&str>, offset: Option<u64>) -> Self {

@@ -50,6 +50,13 @@ pub fn markdown() -> String {
         s.push_str(&format!("**What it detects.** {}\n\n", r.what));
         s.push_str(&format!("**Why it matters.** {}\n\n", r.why));
         s.push_str(&format!("**Example.** {}\n", r.example));
+        let cves = crate::cves::for_rule(r.id);
+        if !cves.is_empty() {
+            s.push_str(&format!(
+                "\n**CVEs its findings name.** {}\n",
+                cves.join(", ")
+            ));
+        }
         if !r.references.is_empty() {
             s.push_str("\n**References.** ");
             s.push_str(&r.references.join(", "));
@@ -67,6 +74,13 @@ pub fn text() -> String {
         s.push_str(&format!("    {}\n", r.what));
         s.push_str(&format!("    Why: {}\n", r.why));
         s.push_str(&format!("    Example: {}\n", r.example));
+        let cves = crate::cves::for_rule(r.id);
+        if !cves.is_empty() {
+            s.push_str(&format!(
+                "    CVEs its findings name: {}\n",
+                cves.join(", ")
+            ));
+        }
         if !r.references.is_empty() {
             s.push_str(&format!("    References: {}\n", r.references.join(", ")));
         }

@@ -5,6 +5,7 @@
 
 pub mod catalogue;
 pub mod coverage;
+pub mod cves;
 pub mod format;
 pub mod formats;
 pub mod io;
@@ -69,6 +70,9 @@ pub struct Sink<'a> {
     pub ctx: Ctx,
     pub state: &'a FileState,
     pub findings: Vec<Finding>,
+    /// The name of the top-level file being scanned (its report path), for
+    /// checks that depend on it (`requirements.txt`).
+    pub file: String,
 }
 
 /// Joins a member name onto the path of its container.
@@ -260,6 +264,7 @@ pub fn scan_reader(
         ctx: ctx.clone(),
         state: &state,
         findings: Vec::new(),
+        file: report.path.clone(),
     };
     let failed = match scan_seekable(r, len, "", 0, &mut sink) {
         Ok(d) => {
@@ -292,6 +297,7 @@ pub fn scan_reader(
         }
         Err(e) => Some(e),
     };
+    cves::tag(&mut sink.findings);
     report.findings = sink
         .findings
         .into_iter()

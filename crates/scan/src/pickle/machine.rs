@@ -143,7 +143,10 @@ impl StreamResult {
     /// Whether the bytes read so far look like a pickle at all (used to tell
     /// a pickle from other data, including data after a previous STOP).
     pub fn looks_like_pickle(&self, window_exhausted: bool) -> bool {
-        if self.stop.is_some() && self.ops >= 2 {
+        // a STOP reached past a structural error is text that happens to
+        // hold opcode bytes ("torch==2.5.1": TUPLE without a MARK, then
+        // `.`), unless it imported something on the way (below)
+        if self.stop.is_some() && self.ops >= 2 && self.error.is_none() {
             return true;
         }
         if !self.imports.is_empty() {

@@ -750,6 +750,7 @@ mod tests {
             ctx: Ctx::default(),
             state: &st,
             findings: Vec::new(),
+            file: String::new(),
         };
         scan(
             &mut std::io::Cursor::new(&z),

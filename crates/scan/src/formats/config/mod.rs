@@ -1,6 +1,7 @@
 //! Text documents: JSON and YAML configs, chat templates wherever they sit,
 //! model cards, and the Python source shipped beside the weights.
 
+pub mod advisories;
 pub mod modelcard;
 pub mod python;
 pub mod rules;

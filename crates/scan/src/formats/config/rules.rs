@@ -62,4 +62,26 @@ pub static CFG006: Rule = Rule {
     references: &["CWE-94", "CWE-829"],
 };
 
-pub static RULES: &[&Rule] = &[&CFG001, &CFG002, &CFG003, &CFG004, &CFG005, &CFG006];
+pub static DEP001: Rule = Rule {
+    id: "DEP001",
+    severity: Severity::Warning,
+    title: "Requirements pin a model-loading library with published vulnerabilities",
+    what: "A `requirements*.txt` shipped with the model pins (`name==version`) a library that loads models at a version a published advisory affects: torch, transformers, keras, onnx, llama-cpp-python or skops (the table in crates/scan/src/formats/config/advisories.rs, with its sources). The finding names the CVEs and the first fixed release.",
+    why: "Whoever installs these requirements loads the model with a library that a crafted model file can exploit, whatever the scan found in the weights.",
+    example: "`torch==2.5.1` (CVE-2025-32434: `torch.load(weights_only=True)` can still run code) beside `pytorch_model.bin`.",
+    references: &["CVE-2025-32434", "CVE-2024-3568", "CVE-2023-6730", "CVE-2024-11392", "CVE-2024-3660", "CVE-2025-1550", "CVE-2025-8747", "CVE-2025-9906", "CVE-2022-25882", "CVE-2024-27318", "CVE-2024-34359", "CVE-2025-54412", "CWE-1395"],
+};
+
+pub static DEP002: Rule = Rule {
+    id: "DEP002",
+    severity: Severity::Info,
+    title: "Model saved with a library release that has published vulnerabilities",
+    what: "The model's config says which library release saved it (`transformers_version` in `config.json`, `keras_version` in a Keras config), and a published advisory affects that release.",
+    why: "It says which releases the publisher works with, not which one will load the model: load it with a fixed release.",
+    example: "`\"transformers_version\": \"4.30.2\"` in `config.json` (CVE-2023-6730, CVE-2024-3568 and others).",
+    references: &["CWE-1395"],
+};
+
+pub static RULES: &[&Rule] = &[
+    &CFG001, &CFG002, &CFG003, &CFG004, &CFG005, &CFG006, &DEP001, &DEP002,
+];

@@ -71,6 +71,7 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
                     .evidence(code.join(", ")),
                 );
             }
+            super::advisories::check_saved_with(&v, member, sink);
             if crate::formats::safetensors::shards::looks_like_index(&v) {
                 crate::formats::safetensors::shards::check_content(&v, member, sink);
                 return Ok(detected("shard-index"));
@@ -104,6 +105,15 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
     if template::has_jinja(&text) {
         judge_embedded(&text, member, sink);
         return Ok(detected("jinja"));
+    }
+    let name = if member.is_empty() {
+        sink.file.clone()
+    } else {
+        member.to_string()
+    };
+    if super::advisories::is_requirements(&name) {
+        super::advisories::check_requirements(&text, member, sink);
+        return Ok(detected("requirements"));
     }
     // plain text: read whole for credentials; nothing else to analyse
     Ok(detected("text"))
@@ -221,6 +231,7 @@ impl Format for Text {
         {
             const L: &[Label] = &[
                 other("text"),
+                other("requirements"),
                 other("json"),
                 other("jinja"),
                 other("python"),

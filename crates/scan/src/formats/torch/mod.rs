@@ -228,6 +228,7 @@ mod tests {
             ctx,
             state: &st,
             findings: Vec::new(),
+            file: String::new(),
         };
         check_code(code.as_bytes(), "m", &mut sink);
         sink.findings.len()
@@ -258,6 +259,7 @@ mod tests {
             ctx,
             state: &st,
             findings: Vec::new(),
+            file: String::new(),
         };
         let mut p = Peekable::new(std::io::Cursor::new(m));
         assert!(
@@ -279,6 +281,7 @@ mod tests {
             ctx: Ctx::default(),
             state: &st,
             findings: Vec::new(),
+            file: String::new(),
         };
         let mut p = Peekable::new(std::io::Cursor::new(m));
         assert!(scan_legacy_records(&mut p, LegacyMember::Tensors, "tensors", &mut sink).unwrap());
