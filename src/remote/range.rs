@@ -576,29 +576,14 @@ pub fn summary(reports: &[probity_report::FileReport]) -> Option<String> {
         format!(
         "read {} remote file(s) in place: {} of {} transferred ({:.3}%) in {requests} request(s)",
         read.len(),
-        human(bytes),
-        human(size),
+        crate::render::text::human(bytes),
+        crate::render::text::human(size),
         if size == 0 { 0.0 } else { bytes as f64 * 100.0 / size as f64 }
     );
     if !whole.is_empty() {
         line.push_str(&format!("; read whole: {}", whole.join(", ")));
     }
     Some(line)
-}
-
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 #[cfg(test)]
@@ -612,7 +597,6 @@ mod tests {
             "a/b/x.safetensors"
         );
         assert_eq!(beside_path("index.json", "x.safetensors"), "x.safetensors");
-        assert_eq!(human(1536), "1.5 KiB");
     }
 
     #[test]

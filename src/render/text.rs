@@ -19,7 +19,8 @@ fn paint(on: bool, code: &str, s: &str) -> String {
     }
 }
 
-fn human(n: u64) -> String {
+/// A byte count for people: `1.5 KiB`.
+pub fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
