@@ -88,7 +88,7 @@ DEFAULT_FORMATS = (
     "pickle,pytorch-zip,pytorch-legacy,npy,npz,zip,7z,zip-encrypted,"
     "invalid-pickle,png,skops"
 )
-ALL_TOOLS = ("probity", "picklescan", "fickling", "modelscan", "modelaudit")
+ALL_TOOLS = ("probity", "picklescan", "fickling", "modelscan", "modelaudit", "aisbom")
 SEV_RANK = {"clean": 0, "warning": 1, "critical": 2}
 
 PEER_ENV = {
@@ -462,6 +462,58 @@ class Modelaudit(PeerTool):
         return res
 
 
+class Aisbom(PeerTool):
+    """aisbom-cli: `aisbom scan DIR --format json --output OUT --no-fail-on-risk`
+    on a folder holding only the file (its report names components by base
+    name). Risk CRITICAL -> critical, HIGH/MEDIUM -> warning, LOW/UNKNOWN ->
+    clean; no component for the file -> clean, noted "not listed". Offline,
+    telemetry off (AISBOM_OFFLINE=1, AISBOM_NO_TELEMETRY=1)."""
+
+    name = exe = "aisbom"
+
+    def version(self):
+        return pkg_version(self.bin(), "aisbom-cli")
+
+    def scan_one(self, path):
+        d = tempfile.mkdtemp(dir=self.work)
+        shutil.copy(path, d)
+        out = os.path.join(self.work, "out.json")
+        if os.path.exists(out):
+            os.remove(out)
+        env = dict(peer_env(), AISBOM_OFFLINE="1", AISBOM_NO_TELEMETRY="1", AISBOM_NO_OSV="1")
+        rc, so, se, dt = run_cmd(
+            [self.bin(), "scan", d, "--format", "json", "--output", out, "--no-fail-on-risk"],
+            self.timeout,
+            cwd=self.work,
+            env=env,
+        )
+        shutil.rmtree(d, ignore_errors=True)
+        if rc is None:
+            return Result("error", "timeout", dt, rc)
+        try:
+            with open(out) as f:
+                rep = json.load(f)
+        except (OSError, ValueError):
+            last = [l for l in (so + se).splitlines() if l.strip()]
+            return Result("error", short(last[-1] if last else f"rc={rc}, no report"), dt, rc)
+        base = os.path.basename(path)
+        risks = []
+        for c in rep.get("components", []):
+            if c.get("name") != base:
+                continue
+            for prop in c.get("properties", []):
+                if prop.get("name") == "aisbom:risk":
+                    risks.append(str(prop.get("value", "")))
+        if not risks:
+            return Result("clean", "not listed", dt, rc)
+        level = lambda r: r.split(" ")[0].upper()
+        if any(level(r) == "CRITICAL" for r in risks):
+            return Result("critical", short("; ".join(risks)), dt, rc)
+        if any(level(r) in ("HIGH", "MEDIUM") for r in risks):
+            return Result("warning", short("; ".join(risks)), dt, rc)
+        return Result("clean", short("; ".join(risks)), dt, rc)
+
+
 class Probity(Tool):
     name = "probity"
     batch = True
@@ -556,7 +608,7 @@ class Probity(Tool):
 
 
 TOOLS = {"probity": Probity, "picklescan": Picklescan, "fickling": Fickling,
-         "modelscan": Modelscan, "modelaudit": Modelaudit}
+         "modelscan": Modelscan, "modelaudit": Modelaudit, "aisbom": Aisbom}
 
 
 # ---------------------------------------------------------------- corpus

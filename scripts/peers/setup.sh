@@ -31,6 +31,9 @@
 #                           modelscan gets its own venv, $PEERS_VENV/modelscan-venv,
 #                           with numpy<2.3 (pins: requirements-modelscan.txt), and
 #                           $PEERS_VENV/bin/modelscan is a symlink to its script.
+#   aisbom-cli              a newer scanner with CycloneDX/SPDX output; run by
+#                           compare.py offline with telemetry off (AISBOM_OFFLINE=1,
+#                           AISBOM_NO_TELEMETRY=1)
 #   modelaudit[sevenzip,h5] py7zr + h5py; torch/tensorflow/onnx extras not
 #                           installed (only needed to load those formats).
 #
@@ -102,8 +105,9 @@ declare -A spec=(
   [fickling]='fickling'
   [modelscan]='modelscan[h5py]'
   [modelaudit]='modelaudit[sevenzip,h5]'
+  [aisbom]='aisbom-cli'
 )
-order="${PEERS_ONLY:-picklescan fickling modelscan modelaudit}"
+order="${PEERS_ONLY:-picklescan fickling modelscan modelaudit aisbom}"
 ok=()
 failed=()
 logdir="$venv/install-logs"
