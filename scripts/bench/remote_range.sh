@@ -62,7 +62,7 @@ for gb in "${sizes[@]}"; do
   code=0
   "$bin" scan "$work/root/bench/repo-$gb" --format json -o "$work/local.json" 2>/dev/null || code=$?
   t1=$(date +%s.%N)
-  printf '| %s GB: local scan of the folder | - | - | - | %.2f s | %s |\n' "$gb" "$(echo "$t1 - $t0" | bc)" "$code"
+  printf '| %s GB: local scan of the folder | - | - | - | %s s | %s |\n' "$gb" "$(python3 -c "print(f'{$t1 - $t0:.2f}')")" "$code"
   run "$gb GB: in place (range requests)" "hf://bench/repo-$gb"
   run "$gb GB: full download (--download)" --download "hf://bench/repo-$gb"
 done

@@ -18,10 +18,10 @@ trap 'rm -rf "$out"' EXIT
   || { cat "$out/build.log"; exit 1; }
 whl="$(ls "$out"/wheels/probity-*.whl)"
 python3 -m venv "$out/v"
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 "$out/v/bin/pip" install -q --disable-pip-version-check --no-index "$whl"
-t1=$(date +%s.%N)
-printf 'wheel: %s, %s bytes; pip install: %.2f s\n' "$(basename "$whl")" "$(stat -c %s "$whl")" "$(echo "$t1 - $t0" | bc)"
+t1=$(date +%s%N)
+echo "wheel: $(basename "$whl"), $(stat -c %s "$whl") bytes; pip install: $(( (t1 - t0) / 1000000 )) ms"
 rc=0
 "$out/v/bin/probity" scan fixtures/malicious/pytorch/zip_datapkl_os_system.pt >/dev/null || rc=$?
 if [ "$rc" -ne 1 ]; then
