@@ -17,6 +17,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+mod common;
+use common::{files_by_rel, verdict};
+
 const COMMIT: &str = "89abcdef0123456789abcdef0123456789abcdef";
 
 fn repo_root() -> PathBuf {
@@ -238,31 +241,6 @@ fn probity(hub: &str, cache: &Path, args: &[&str]) -> (Option<i32>, String, Stri
     )
 }
 
-/// The JSON report's files keyed by their path under `prefix`.
-fn by_rel(report: &str, prefix: &str) -> BTreeMap<String, serde_json::Value> {
-    let j: serde_json::Value = serde_json::from_str(report).unwrap();
-    j["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| {
-            let p = f["path"].as_str()?;
-            let rel = p.strip_prefix(prefix)?.trim_start_matches('/').to_string();
-            Some((rel, f.clone()))
-        })
-        .collect()
-}
-
-/// What must agree between a local and a remote scan of the same file.
-fn verdict(f: &serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "format": f["format"],
-        "size": f["size"],
-        "error": f["error"],
-        "findings": f["findings"],
-    })
-}
-
 #[test]
 fn every_fixture_read_in_place_gets_the_local_findings() {
     let dir = repo_root().join("fixtures");
@@ -282,7 +260,7 @@ fn every_fixture_read_in_place_gets_the_local_findings() {
         &["scan", "--format", "json", dir.to_str().unwrap()],
     );
     assert_eq!(code, Some(1), "{err}");
-    let local = by_rel(&local, dir.to_str().unwrap());
+    let local = files_by_rel(&local, dir.to_str().unwrap());
     let (code, remote, err) = probity(
         &hub.url,
         cache.path(),
@@ -290,7 +268,7 @@ fn every_fixture_read_in_place_gets_the_local_findings() {
     );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("read in place by range requests"), "{err}");
-    let remote = by_rel(&remote, &format!("hf://acme/fixtures@{}", &COMMIT[..12]));
+    let remote = files_by_rel(&remote, &format!("hf://acme/fixtures@{}", &COMMIT[..12]));
     // .gitattributes is git metadata, not fetched
     let expected: Vec<&String> = local.keys().filter(|k| *k != ".gitattributes").collect();
     assert_eq!(remote.keys().collect::<Vec<_>>(), expected);
@@ -332,7 +310,7 @@ fn every_fixture_read_in_place_gets_the_local_findings() {
     );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("the server ignores range requests"), "{err}");
-    let whole = by_rel(&out, &format!("hf://acme/fixtures@{}", &COMMIT[..12]));
+    let whole = files_by_rel(&out, &format!("hf://acme/fixtures@{}", &COMMIT[..12]));
     for (rel, r) in &whole {
         assert_eq!(verdict(r), verdict(&local[rel]), "{rel}");
         assert_eq!(r["transfer"]["whole"], true, "{rel}: {r}");
@@ -503,7 +481,7 @@ fn a_multi_gigabyte_repository_is_scanned_transferring_under_one_percent() {
         &["scan", "--format", "json", d.to_str().unwrap()],
     );
     assert_eq!(code, Some(1), "{err}");
-    let local = by_rel(&local, d.to_str().unwrap());
+    let local = files_by_rel(&local, d.to_str().unwrap());
     hub.reset();
     let (code, remote, err) = probity(
         &hub.url,
@@ -526,7 +504,7 @@ fn a_multi_gigabyte_repository_is_scanned_transferring_under_one_percent() {
     let doc: serde_json::Value = serde_json::from_str(&remote).unwrap();
     let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
-    let remote = by_rel(&remote, &format!("hf://acme/big@{}", &COMMIT[..12]));
+    let remote = files_by_rel(&remote, &format!("hf://acme/big@{}", &COMMIT[..12]));
     assert_eq!(remote.len(), 5);
     for (rel, r) in &remote {
         assert_eq!(verdict(r), verdict(&local[rel]), "{rel}");
@@ -594,7 +572,7 @@ fn verified_digests_download_whole_files() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("fetched whole"), "{err}");
-    let files = by_rel(&out, &format!("hf://acme/small@{}", &COMMIT[..12]));
+    let files = files_by_rel(&out, &format!("hf://acme/small@{}", &COMMIT[..12]));
     use sha2::Digest;
     let real: String = sha2::Sha256::digest(std::fs::read(d.join("model.safetensors")).unwrap())
         .iter()

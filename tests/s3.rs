@@ -7,6 +7,9 @@
 //! emulator installable here speaks that API); whole downloads are cached by
 //! ETag for `--offline`; errors are one line.
 
+mod common;
+use common::{files_by_rel, verdict};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -109,31 +112,6 @@ fn probity(url: &str, cache: &Path, args: &[&str]) -> (Option<i32>, String, Stri
     )
 }
 
-fn by_rel(report: &str, prefix: &str) -> BTreeMap<String, serde_json::Value> {
-    let j: serde_json::Value = serde_json::from_str(report).unwrap();
-    j["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| {
-            let rel = f["path"]
-                .as_str()?
-                .strip_prefix(prefix)?
-                .trim_start_matches('/')
-                .to_string();
-            Some((
-                rel,
-                serde_json::json!({
-                    "format": f["format"],
-                    "size": f["size"],
-                    "error": f["error"],
-                    "findings": f["findings"],
-                }),
-            ))
-        })
-        .collect()
-}
-
 #[test]
 fn s3_and_gcs_sources() {
     let Some(bin) = venv() else {
@@ -156,12 +134,19 @@ fn s3_and_gcs_sources() {
         &["scan", "--format", "json", fixtures.to_str().unwrap()],
     );
     assert_eq!(code, Some(1), "{err}");
-    let local = by_rel(&local, fixtures.to_str().unwrap());
+    let local: BTreeMap<String, serde_json::Value> =
+        files_by_rel(&local, fixtures.to_str().unwrap())
+            .into_iter()
+            .map(|(k, v)| (k, verdict(&v)))
+            .collect();
     for uri in ["s3://models/fixtures", "gs://models/fixtures"] {
         let (code, out, err) = probity(&moto.url, c, &["scan", "--format", "json", uri]);
         assert_eq!(code, Some(1), "{uri}: {err}");
         assert!(err.contains("read in place by range requests"), "{err}");
-        let remote = by_rel(&out, uri);
+        let remote: BTreeMap<String, serde_json::Value> = files_by_rel(&out, uri)
+            .into_iter()
+            .map(|(k, v)| (k, verdict(&v)))
+            .collect();
         assert_eq!(
             remote.keys().collect::<Vec<_>>(),
             local.keys().collect::<Vec<_>>(),

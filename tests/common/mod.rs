@@ -1,4 +1,4 @@
-//! Helpers shared by the deep-scan test files.
+//! Helpers shared by the test files.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -78,4 +78,36 @@ pub fn schema_errors(name: &str, report: &serde_json::Value) -> Vec<String> {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let v = jsonschema::validator_for(&schema).expect("schema compiles");
     v.iter_errors(report).map(|e| e.to_string()).collect()
+}
+
+/// A JSON scan report's files keyed by their path under `prefix` (a folder
+/// or a remote URI), for comparing a remote scan with a local one.
+pub fn files_by_rel(
+    report: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let j: serde_json::Value = serde_json::from_str(report).unwrap();
+    j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| {
+            let rel = f["path"]
+                .as_str()?
+                .strip_prefix(prefix)?
+                .trim_start_matches('/')
+                .to_string();
+            Some((rel, f.clone()))
+        })
+        .collect()
+}
+
+/// What must agree between a local and a remote scan of the same file.
+pub fn verdict(f: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "format": f["format"],
+        "size": f["size"],
+        "error": f["error"],
+        "findings": f["findings"],
+    })
 }
