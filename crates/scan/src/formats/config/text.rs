@@ -72,6 +72,7 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
                 );
             }
             super::advisories::check_saved_with(&v, member, sink);
+            super::hydra::check(&v, member, sink);
             if crate::formats::safetensors::shards::looks_like_index(&v) {
                 crate::formats::safetensors::shards::check_content(&v, member, sink);
                 return Ok(detected("shard-index"));
@@ -82,6 +83,9 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
             }
             return Ok(detected("json"));
         }
+    }
+    if super::hydra::mentions_target(&text) && super::hydra::check_text(&text, member, sink) {
+        return Ok(detected("hydra-config"));
     }
     if let Some(card) = crate::formats::config::modelcard::parse(&text) {
         if template::has_jinja(&text) {
@@ -232,6 +236,7 @@ impl Format for Text {
             const L: &[Label] = &[
                 other("text"),
                 other("requirements"),
+                other("hydra-config"),
                 other("json"),
                 other("jinja"),
                 other("python"),
