@@ -24,6 +24,52 @@ fn format_fixture_manifest() {
     check_manifest("fixtures/formats", 15, 15);
 }
 
+/// The framework fixtures (fixtures/frameworks/generate.py): skops,
+/// TorchServe, llamafile, PaddlePaddle, CoreML, ExecuTorch, OpenVINO, Flax,
+/// XGBoost, LightGBM, CatBoost, OCI images, dill and cloudpickle, and
+/// malformed files under their names. Each is also reported under the
+/// format the manifest records, and every framework format has at least one
+/// benign and one flagged fixture.
+#[test]
+fn framework_fixture_manifest() {
+    check_manifest("fixtures/frameworks", 15, 25);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/frameworks");
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
+    let manifest: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let mut wrong = Vec::new();
+    let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (rel, m) in &manifest {
+        let report = probity_scan::scan_file(&dir.join(rel), rel.clone(), &Ctx::default());
+        let want = m["format"].as_str().unwrap();
+        if report.format != want {
+            wrong.push(format!("{rel}: format {} (expected {want})", report.format));
+        }
+        let e = seen.entry(want.to_string()).or_default();
+        if m["expect"] == "clean" {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    for f in [
+        "skops",
+        "torchserve-mar",
+        "paddle-program",
+        "coreml",
+        "executorch",
+        "openvino-ir",
+        "flax-msgpack",
+        "xgboost",
+        "lightgbm",
+        "catboost",
+        "oci-image",
+    ] {
+        let (b, m) = seen.get(f).copied().unwrap_or_default();
+        assert!(b >= 1 && m >= 1, "{f}: {b} benign and {m} flagged fixtures");
+    }
+}
+
 fn check_manifest(sub: &str, min_benign: usize, min_malicious: usize) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(sub);
     let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");

@@ -58,6 +58,7 @@ fn every_rule_is_asserted_by_a_test() {
     for f in [
         "fixtures/expected-rules.json",
         "fixtures/formats/expected-rules.json",
+        "fixtures/frameworks/expected-rules.json",
         "tests/data/corpus-rules.json",
     ] {
         covered.extend(expected::Expected::all_rules(root().join(f)));

@@ -39,6 +39,16 @@ pub fn claimed(name: &str) -> Option<&'static str> {
         "keras" => "Keras",
         "pb" => "TensorFlow protobuf",
         "tflite" => "TFLite",
+        "skops" => "skops",
+        "mar" => "TorchServe archive",
+        "llamafile" => "llamafile",
+        "nemo" => "NeMo archive",
+        "pdmodel" => "PaddlePaddle program",
+        "mlmodel" => "CoreML",
+        "pte" => "ExecuTorch",
+        "msgpack" => "Flax msgpack",
+        "ubj" => "XGBoost UBJSON",
+        "cbm" => "CatBoost",
         _ => return None,
     })
 }
@@ -93,6 +103,7 @@ pub fn check_claim(name: &str, detected: &str, head: &[u8], member: Option<&str>
 const PARTIAL: &[&str] = &[
     "SCN002", // a scan limit
     "SCN004", // content does not match the claimed format
+    "SCN005", // a model structure that breaks its format part-way
     "PKL003", // a pickle stream that does not parse
     "GGF001", // a GGUF header out of bounds
     "NPY001", // a malformed NumPy header

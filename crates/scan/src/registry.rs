@@ -5,10 +5,15 @@
 //! Order matters where signatures overlap: magic numbers first; the pickle
 //! probe before zlib and lzma (a pickle can start with their bytes); tar
 //! headers recognised by checksum late; protobufs, which have no magic,
-//! after every format that has one; text last.
+//! after every format that has one (CoreML before ONNX, PaddlePaddle before
+//! TensorFlow graphs: their first fields are told apart); text formats with
+//! a recognisable start (XGBoost JSON, LightGBM, OpenVINO XML) before
+//! generic text, which is last.
 
 use crate::format::{Format, Head, Label};
-use crate::formats::{archive, config, gguf, keras, numpy, onnx, safetensors, tensorflow};
+use crate::formats::{
+    archive, config, frameworks, gguf, keras, numpy, onnx, safetensors, tensorflow,
+};
 use crate::pickle;
 
 use archive::compressed::{Codec, Compressed};
@@ -22,6 +27,11 @@ pub static FORMATS: &[&dyn Format] = &[
     &gguf::Gguf,
     &keras::hdf5::Hdf5,
     &tensorflow::tflite::Tflite,
+    &frameworks::executorch::ExecuTorch,
+    &frameworks::trees::CatBoost,
+    &frameworks::trees::XgboostJson,
+    &frameworks::trees::LightGbm,
+    &frameworks::openvino::OpenVino,
     &archive::tar::Tar { by_checksum: false },
     &Compressed(Codec::Gzip),
     &Compressed(Codec::Bzip2),
@@ -31,9 +41,12 @@ pub static FORMATS: &[&dyn Format] = &[
     &Compressed(Codec::Zlib),
     &Compressed(Codec::LzmaAlone),
     &archive::tar::Tar { by_checksum: true },
+    &frameworks::coreml::CoreMl,
     &onnx::Onnx,
     &tensorflow::TensorFlow(Flavor::SavedModel),
+    &frameworks::paddle::Paddle,
     &tensorflow::TensorFlow(Flavor::GraphDef),
+    &frameworks::flax::Flax,
     &config::text::Text,
 ];
 

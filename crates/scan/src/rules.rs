@@ -44,7 +44,17 @@ pub static SCN004: Rule = Rule {
     references: &[],
 };
 
-pub static RULES: &[&Rule] = &[&SCN001, &SCN002, &SCN003, &SCN004];
+pub static SCN005: Rule = Rule {
+    id: "SCN005",
+    severity: Severity::Warning,
+    title: "Model structure malformed; not fully inspected",
+    what: "The content was recognised as a model format (skops, TorchServe, PaddlePaddle, CoreML, ExecuTorch, OpenVINO IR, Flax msgpack, XGBoost, LightGBM, CatBoost, an OCI image), but its structure breaks that format's rules part-way: a truncated or inconsistent table, an offset out of bounds, a schema document that does not parse, a nesting or size limit hit. What came before the break was judged; the rest was not.",
+    why: "A loader may read past what the scanner understood, and parser differentials are how payloads slip past scanners: a file that cannot be read to its end is never called clean.",
+    example: "A `.skops` zip whose `schema.json` is cut off in the middle.",
+    references: &[],
+};
+
+pub static RULES: &[&Rule] = &[&SCN001, &SCN002, &SCN003, &SCN004, &SCN005];
 
 // Signature rules (`SIG`): reported by `probity scan` only when a signature
 // is required (`--require-signature`, or `require_signature` in the

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod config;
+pub mod frameworks;
 pub mod gguf;
 pub mod keras;
 pub mod numpy;

@@ -7,6 +7,7 @@ use std::io::{self, Read};
 
 use super::rules;
 use crate::format::{model, other, Format, Head, Label, Stream};
+use crate::formats::frameworks;
 use crate::formats::torch::{scan_legacy_records, LegacyMember};
 use crate::io::{as_bomb, Peekable};
 use crate::limits;
@@ -40,6 +41,7 @@ pub fn scan<R: Read>(
         }
     };
     let mut names = Vec::new();
+    let mut docs: Vec<(String, Vec<u8>)> = Vec::new();
     for (i, entry) in entries.enumerate() {
         if i >= limits::MAX_ARCHIVE_ENTRIES {
             sink.findings.push(
@@ -157,7 +159,26 @@ pub fn scan<R: Read>(
                 }
             }
         }
-        match scan_stream(&mut p, Some(size), &child, depth + 1, sink) {
+        let doc = name.trim_start_matches("./");
+        let res = if frameworks::oci::KEPT_DOCUMENTS.contains(&doc)
+            && size <= frameworks::oci::MAX_DOCUMENT
+        {
+            // small manifests are kept for the archive-level checks, then scanned
+            let mut bytes = Vec::new();
+            p.read_to_end(&mut bytes)?;
+            let inner: Box<dyn Read + '_> = Box::new(std::io::Cursor::new(bytes.clone()));
+            docs.push((doc.to_string(), bytes));
+            scan_stream(
+                &mut Peekable::new(inner),
+                Some(size),
+                &child,
+                depth + 1,
+                sink,
+            )
+        } else {
+            scan_stream(&mut p, Some(size), &child, depth + 1, sink)
+        };
+        match res {
             Ok(d) => detected.joblib |= d.joblib,
             Err(e) => {
                 sink.findings.push(
@@ -174,6 +195,10 @@ pub fn scan<R: Read>(
             .any(|n| n == l || n.ends_with(&format!("/{l}")))
     }) {
         detected.format = "pytorch-legacy-tar".into();
+    }
+    if let Some(kind) = frameworks::oci::tar_kind(&names) {
+        detected.format = kind.into();
+        frameworks::oci::check_tar(kind, &names, &docs, member, sink);
     }
     Ok(detected)
 }
@@ -199,12 +224,23 @@ impl Format for Tar {
     }
     fn labels(&self) -> &'static [Label] {
         {
-            const L: &[Label] = &[other("tar"), model("pytorch-legacy-tar")];
+            const L: &[Label] = &[
+                other("tar"),
+                model("pytorch-legacy-tar"),
+                model("oci-image"),
+                model("torchserve-mar"),
+            ];
             L
         }
     }
     fn rules(&self) -> Vec<&'static probity_report::Rule> {
-        rules::RULES.to_vec()
+        let mut v = rules::RULES.to_vec();
+        v.extend([
+            &crate::formats::frameworks::rules::MAR001,
+            &crate::formats::frameworks::rules::MAR002,
+            &crate::rules::SCN005,
+        ]);
+        v
     }
     fn sniff(&self, head: &Head) -> bool {
         let h = head.bytes;

@@ -13,6 +13,7 @@ use std::io::{self, Read, SeekFrom};
 
 use super::rules;
 use crate::format::{model, other, Format, Head, Label};
+use crate::formats::frameworks;
 use crate::io::{Bounded, CountIn, Peekable, ReadSeek, Window};
 use crate::limits;
 use crate::paths::escapes_root;
@@ -448,12 +449,41 @@ pub fn scan(
         detected.format = "npz".into();
     }
 
+    let kind = frameworks::zip_kind(&names, &read_at(r, 0, 8)?);
+
     let script = detected.format == "torchscript";
     let saved_ts = sink.ctx.torchscript;
     sink.ctx.torchscript = script || saved_ts;
     let res = scan_members(r, len, member, depth, sink, &members, torch, &mut detected);
     sink.ctx.torchscript = saved_ts;
     res?;
+    if let Some(k) = kind {
+        let doc = match k.document() {
+            Some(name) => match members.iter().find(|m| m.0 == name) {
+                Some((_, l, cd)) => {
+                    let (csize, method) = match cd {
+                        Some(e) => (e.csize, e.method),
+                        None => (l.csize, l.method),
+                    };
+                    Some(
+                        read_member_small(
+                            r,
+                            l.data_start,
+                            csize,
+                            method,
+                            limits::MAX_TEXT_DOCUMENT,
+                        )?
+                        .ok_or(name),
+                    )
+                }
+                None => None,
+            },
+            None => None,
+        };
+        if frameworks::check_archive(k, doc, &names, member, sink) {
+            detected.format = k.label().into();
+        }
+    }
     Ok(detected)
 }
 
@@ -669,6 +699,9 @@ impl Format for Zip {
                 model("pytorch-zip"),
                 model("torchscript"),
                 model("npz"),
+                model("skops"),
+                model("torchserve-mar"),
+                model("llamafile"),
             ];
             L
         }
@@ -677,6 +710,7 @@ impl Format for Zip {
         rules::RULES
             .iter()
             .chain(crate::formats::torch::rules::RULES)
+            .chain(crate::formats::frameworks::rules::ZIP_RULES)
             .copied()
             .collect()
     }
