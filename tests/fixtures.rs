@@ -144,3 +144,31 @@ fn joblib_files_parse_completely() {
     }
     assert!(n >= 8, "only {n} joblib fixtures");
 }
+
+/// An OCI image layout unpacked into a folder (what `skopeo copy
+/// oci:DIR` or `docker save` and `tar -x` leave): the layer blobs have no
+/// extension and are read by content, so a pickle inside a layer is found.
+#[test]
+fn oci_layout_folders_are_read_by_content() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/frameworks");
+    let dir = tempfile::tempdir().unwrap();
+    let f = std::fs::File::open(root.join("malicious/oci/pickle-layer.tar")).unwrap();
+    tar::Archive::new(f).unpack(dir.path()).unwrap();
+    let reports = probity_scan::scan_paths(&[dir.path().to_path_buf()], &Ctx::default());
+    let layer = reports
+        .iter()
+        .find(|r| r.findings.iter().any(|f| f.rule == "PKL001"))
+        .expect("the layer's pickle is found");
+    assert!(layer.path.contains("blobs/sha256/"), "{}", layer.path);
+    assert_eq!(layer.format, "tar");
+    // the same folder without the malicious layer is clean
+    std::fs::remove_file(
+        dir.path()
+            .join(&layer.path[layer.path.find("blobs").unwrap()..]),
+    )
+    .ok();
+    let clean = probity_scan::scan_paths(&[dir.path().to_path_buf()], &Ctx::default());
+    assert!(clean
+        .iter()
+        .all(|r| r.max_severity() <= Some(Severity::Info)));
+}

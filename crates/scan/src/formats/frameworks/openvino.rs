@@ -14,15 +14,24 @@ use crate::format::{model, Format, Head, Label, Stream};
 use crate::io::read_bounded;
 use crate::{limits, Detected, Sink};
 
-/// Whether text starts like an OpenVINO IR document: an XML declaration or
-/// comment followed by a `<net` element with a version.
+/// Whether text starts like an OpenVINO IR document: after the XML
+/// declaration and comments, the root element is `<net`.
 pub fn sniff(head: &[u8]) -> bool {
-    let t = head.trim_ascii_start();
-    if !(t.starts_with(b"<?xml") || t.starts_with(b"<net") || t.starts_with(b"<!--")) {
-        return false;
+    let mut t = head.trim_ascii_start();
+    for _ in 0..16 {
+        let end = if t.starts_with(b"<?") {
+            b"?>".as_slice()
+        } else if t.starts_with(b"<!--") {
+            b"-->".as_slice()
+        } else {
+            break;
+        };
+        match t.windows(end.len()).position(|w| w == end) {
+            Some(i) => t = t[i + end.len()..].trim_ascii_start(),
+            None => return false,
+        }
     }
-    let window = &t[..t.len().min(4096)];
-    window.windows(5).any(|w| w == b"<net ") && window.windows(8).any(|w| w == b"version=")
+    t.starts_with(b"<net ") || t.starts_with(b"<net\n") || t.starts_with(b"<net\t")
 }
 
 fn standard(set: &str) -> bool {
