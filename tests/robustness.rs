@@ -126,3 +126,49 @@ fn payload_then_truncation_stays_flagged() {
     }
     assert!(checked > 50, "{checked}");
 }
+
+/// The deep scan's state-dict reader (the worker's own pickle interpreter)
+/// on truncated and bit-flipped `data.pkl` streams of real checkpoints:
+/// names or an error, never a panic. (Coverage-guided fuzzing of the same
+/// entry point: fuzz/deep, target `deep_state_dict`.)
+#[cfg(feature = "deep")]
+#[test]
+fn state_dict_reader_survives_mutations() {
+    use std::io::Read;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/benign/pytorch");
+    let mut pickles = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let Ok(f) = std::fs::File::open(e.path()) else {
+            continue;
+        };
+        let Ok(mut z) = zip::ZipArchive::new(f) else {
+            continue;
+        };
+        let names: Vec<String> = z
+            .file_names()
+            .filter_map(Result::ok)
+            .map(|n| n.to_string())
+            .collect();
+        for n in names.iter().filter(|n| n.ends_with("/data.pkl")) {
+            let mut b = Vec::new();
+            z.by_name(n).unwrap().read_to_end(&mut b).unwrap();
+            pickles.push(b);
+        }
+    }
+    assert!(pickles.len() >= 3, "{} data.pkl streams", pickles.len());
+    let read = probity_deep::models::torch_weights::state_dict_keys;
+    assert!(pickles.iter().any(|p| read(p).is_ok_and(|k| !k.is_empty())));
+    let mut rng = Rng(0x5eed_d00d);
+    for p in &pickles {
+        for _ in 0..500 {
+            let cut = rng.below(p.len());
+            let _ = read(&p[..cut]);
+            let mut m = p.clone();
+            for _ in 0..1 + rng.below(4) {
+                let i = rng.below(m.len());
+                m[i] ^= 1 << rng.below(8);
+            }
+            let _ = read(&m);
+        }
+    }
+}

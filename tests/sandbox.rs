@@ -206,3 +206,150 @@ fn crash_is_reported() {
         other => panic!("{other:?}"),
     }
 }
+
+// ------------------------------------------------------------------------
+// The adversarial suite: what a hostile model (or a compromised worker)
+// would try. Each attack must fail closed, with a clear outcome, and leave
+// the parent able to start a fresh worker.
+
+fn fresh_worker_works(s: &Setup) {
+    let mut w = start(s);
+    let (ok, d) = probe(&mut w, Probe::Read(s.model.join("config.json")));
+    assert!(ok, "a fresh worker after the attack: {d}");
+    w.shutdown().unwrap();
+}
+
+#[test]
+fn fork_bomb_is_refused() {
+    let s = setup();
+    let mut w = start(&s);
+    let (ok, d) = probe(&mut w, Probe::Fork(10_000));
+    eprintln!("fork bomb: {d}");
+    if w.isolation.seccomp.applied {
+        assert!(!ok, "the worker started processes: {d}");
+        assert!(d.starts_with("0 of 10000"), "{d}");
+    }
+    // threads are still allowed (rayon needs them)
+    let (ok, d) = probe(&mut w, Probe::Threads(4));
+    assert!(ok, "threads: {d}");
+    w.shutdown().unwrap();
+    fresh_worker_works(&s);
+}
+
+#[test]
+fn thread_bomb_is_bounded_by_the_address_space() {
+    let s = setup();
+    let mut w = start(&s);
+    // 2 MiB stacks under a 512 MiB address-space limit: a few hundred at most
+    match w.call(&Request::SelfTest(Probe::Threads(100_000))) {
+        Ok(Response::Probe { succeeded, detail }) => {
+            eprintln!("thread bomb: {detail}");
+            assert!(!succeeded, "100,000 threads started: {detail}")
+        }
+        Err(HarnessError::Crashed(why)) => eprintln!("thread bomb killed the worker: {why}"),
+        other => panic!("{other:?}"),
+    }
+    fresh_worker_works(&s);
+}
+
+#[test]
+fn other_programs_cannot_be_run() {
+    let s = setup();
+    let mut w = start(&s);
+    let (ok, d) = probe(&mut w, Probe::Exec(PathBuf::from("/bin/true")));
+    eprintln!("exec: {d}");
+    assert!(!ok, "exec /bin/true: {d}");
+    // and the worker is still the worker
+    let (ok, d) = probe(&mut w, Probe::Read(s.model.join("config.json")));
+    assert!(ok, "{d}");
+    w.shutdown().unwrap();
+}
+
+#[test]
+fn proc_and_links_do_not_reach_outside() {
+    let s = setup();
+    // a symbolic link planted inside the model folder
+    std::os::unix::fs::symlink(s.outside.join("secret.txt"), s.model.join("tokenizer.json"))
+        .unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", s.model.join("vocab.txt")).unwrap();
+    let mut w = start(&s);
+    if w.isolation.landlock_filesystem.applied {
+        let parent = std::process::id();
+        for p in [
+            s.model.join("tokenizer.json"),
+            s.model.join("vocab.txt"),
+            PathBuf::from(format!("/proc/{parent}/environ")),
+            PathBuf::from(format!("/proc/{parent}/cmdline")),
+            PathBuf::from("/proc/self/mounts"),
+            PathBuf::from("/proc/1/environ"),
+            s.model.join("../outside/secret.txt"),
+        ] {
+            let (ok, d) = probe(&mut w, Probe::Read(p.clone()));
+            eprintln!("read {}: {d}", p.display());
+            assert!(!ok, "read {}: {d}", p.display());
+        }
+    }
+    w.shutdown().unwrap();
+    // the parent refuses such folders before a worker starts: a link out of
+    // the model folder, and any hard link (which no path rule can see)
+    let roots = [s.model.clone()];
+    let e = probity_deep::links_stay_inside(&s.model, &roots).unwrap_err();
+    assert!(e.contains("symbolic link") && e.contains("outside"), "{e}");
+    std::fs::remove_file(s.model.join("tokenizer.json")).unwrap();
+    std::fs::remove_file(s.model.join("vocab.txt")).unwrap();
+    probity_deep::links_stay_inside(&s.model, &roots).unwrap();
+    std::fs::hard_link(s.outside.join("secret.txt"), s.model.join("merges.txt")).unwrap();
+    let e = probity_deep::links_stay_inside(&s.model, &roots).unwrap_err();
+    assert!(e.contains("hard links"), "{e}");
+}
+
+#[test]
+fn file_size_limit_stops_a_runaway_writer() {
+    let s = setup();
+    let mut w = start(&s);
+    match w.call(&Request::SelfTest(Probe::WriteLarge(
+        s.temp.join("big.bin"),
+        64 << 20,
+    ))) {
+        Ok(Response::Probe { succeeded, detail }) => {
+            eprintln!("large write: {detail}");
+            assert!(!succeeded, "wrote 64 MiB past a 16 MiB limit: {detail}")
+        }
+        Err(HarnessError::Crashed(why)) => {
+            eprintln!("large write: {why}");
+            assert!(why.contains("SIGXFSZ"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let written = std::fs::metadata(s.temp.join("big.bin"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(written <= 16 << 20, "{written} bytes written");
+    fresh_worker_works(&s);
+}
+
+#[test]
+fn a_compromised_worker_cannot_confuse_the_parent() {
+    let s = setup();
+    for kind in ["huge", "json", "short", "type"] {
+        let mut w = start(&s);
+        let t = std::time::Instant::now();
+        match w.call(&Request::SelfTest(Probe::BadFrame(kind.into()))) {
+            Err(HarnessError::Crashed(why)) | Err(HarnessError::Protocol(why)) => {
+                eprintln!("bad frame {kind}: {why}");
+                assert!(
+                    why.contains("frame") || why.contains("pipe"),
+                    "{kind}: {why}"
+                )
+            }
+            other => panic!("{kind}: a malformed frame was accepted: {other:?}"),
+        }
+        // the parent neither waits for the worker's 30 s sleep nor trusts it
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "{kind}: {:?}",
+            t.elapsed()
+        );
+    }
+    fresh_worker_works(&s);
+}

@@ -279,6 +279,51 @@ fn hashes(path: &Path) -> Result<Vec<(String, String)>, DeepError> {
 /// Refuses a folder with critical static findings; a folder whose weights
 /// are only in a pickle format is refused unless `allow_pickle` is set and
 /// its static scan has no finding at warning level or above.
+/// Refuses a model folder whose links reach outside what the worker may
+/// read: a symbolic link whose target is outside `roots` (the worker's
+/// Landlock rules would refuse it half-way through a scan; better to say so
+/// first), and a regular file with more than one hard link (a hard link is
+/// inside the folder as far as any path-based rule can tell, yet it may be
+/// `~/.ssh/id_rsa`). The folder is walked without following links.
+pub fn links_stay_inside(dir: &Path, roots: &[PathBuf]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if dir.is_file() {
+        return Ok(());
+    }
+    for (n, e) in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .enumerate()
+    {
+        if n > 200_000 {
+            return Err(format!("{}: more than 200,000 entries", dir.display()));
+        }
+        let e = e.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let meta = e
+            .path()
+            .symlink_metadata()
+            .map_err(|err| format!("{}: {err}", e.path().display()))?;
+        if meta.file_type().is_symlink() {
+            if let Ok(target) = e.path().canonicalize() {
+                if !roots.iter().any(|r| target.starts_with(r)) {
+                    return Err(format!(
+                        "{}: a symbolic link to {}, outside the model folders; the worker may not read it (copy the model with `cp -rL` if the target is meant to be part of it)",
+                        e.path().display(),
+                        target.display()
+                    ));
+                }
+            }
+        } else if meta.is_file() && meta.nlink() > 1 {
+            return Err(format!(
+                "{}: a file with {} hard links; a hard link can give the worker a file from outside the model folder, so none is accepted (copy the model first)",
+                e.path().display(),
+                meta.nlink()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn static_gate(dir: &Path, allow_pickle: bool) -> Result<(), DeepError> {
     if !dir.is_dir() && !dir.is_file() {
         return Err(DeepError::Input(format!(
@@ -440,6 +485,13 @@ pub fn run(
         .map_err(|e| DeepError::Input(format!("{}: {e}", opts.base.display())))?;
     static_gate(&suspect, opts.allow_pickle_weights)?;
     static_gate(&base, opts.allow_pickle_weights)?;
+    let roots: Vec<PathBuf> = [&suspect, &base]
+        .iter()
+        .flat_map(|d| std::iter::once((*d).clone()).chain(probity_scan::walk::hf_cache_blobs(d)))
+        .collect();
+    for d in [&suspect, &base] {
+        links_stay_inside(d, &roots).map_err(DeepError::Input)?;
+    }
     let (prompts, _desc) =
         probes::load(&opts.probes.iter().map(PathBuf::as_path).collect::<Vec<_>>())
             .map_err(DeepError::Input)?;

@@ -172,6 +172,20 @@ pub enum Probe {
     Crash,
     /// List the names of the environment variables the worker sees.
     Environment,
+    /// Start this many child processes (each exits at once); the detail
+    /// says how many started.
+    Fork(u32),
+    /// Start this many threads that sleep for a second; the detail says
+    /// how many started.
+    Threads(u32),
+    /// Replace the worker with another program.
+    Exec(PathBuf),
+    /// Write a file of this many bytes.
+    WriteLarge(PathBuf, u64),
+    /// Answer with a frame that breaks the protocol (`huge`: a length over
+    /// the limit; `json`: a body that is not JSON; `short`: a body cut off;
+    /// `type`: valid JSON of the wrong shape), as a compromised worker would.
+    BadFrame(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

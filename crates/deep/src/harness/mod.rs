@@ -154,6 +154,14 @@ impl Worker {
     }
 
     fn died(&mut self, what: String) -> HarnessError {
+        // a worker that broke the protocol may still be running (a
+        // compromised one would): stop it rather than wait on it
+        if let Ok(None) = self.child.try_wait() {
+            std::thread::sleep(Duration::from_millis(50));
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+            }
+        }
         let status = match self.child.wait() {
             Ok(s) => describe_exit(s),
             Err(e) => format!("cannot collect its status: {e}"),

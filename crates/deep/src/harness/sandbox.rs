@@ -258,6 +258,27 @@ fn seccomp() -> Primitive {
             Err(e) => return Primitive::no(format!("seccomp rule: {e}")),
         }
     }
+    // new processes: `clone` only for threads (CLONE_THREAD set); fork and
+    // vfork never. A fork bomb would outlive the worker's kill.
+    let process = (|| -> Result<Vec<SeccompRule>, seccompiler::Error> {
+        let cond = SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64),
+            0,
+        )?;
+        Ok(vec![SeccompRule::new(vec![cond])?])
+    })();
+    match process {
+        Ok(v) => {
+            rules.insert(libc::SYS_clone, v);
+        }
+        Err(e) => return Primitive::no(format!("seccomp rule: {e}")),
+    }
+    #[cfg(target_arch = "x86_64")]
+    for s in [libc::SYS_fork, libc::SYS_vfork] {
+        rules.insert(s, vec![]);
+    }
     for s in [
         libc::SYS_ptrace,
         libc::SYS_process_vm_readv,
@@ -279,6 +300,9 @@ fn seccomp() -> Primitive {
         libc::SYS_io_uring_setup,
         libc::SYS_io_uring_enter,
         libc::SYS_io_uring_register,
+        // nothing the worker does needs another program
+        libc::SYS_execve,
+        libc::SYS_execveat,
     ] {
         rules.insert(s, vec![]);
     }
@@ -295,8 +319,29 @@ fn seccomp() -> Primitive {
         Ok(p) => p,
         Err(e) => return Primitive::no(format!("seccomp compile: {e}")),
     };
+    if let Err(e) = seccompiler::apply_filter(&prog) {
+        return Primitive::no(format!("seccomp: {e}"));
+    }
+    // clone3 passes its flags in memory a filter cannot read: it answers
+    // ENOSYS, and the C library falls back to clone, judged above (a second
+    // filter: one filter has one action for all its matches)
+    let mut only_clone3: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    only_clone3.insert(libc::SYS_clone3, vec![]);
+    let second = match SeccompFilter::new(
+        only_clone3,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    ) {
+        Ok(f) => f,
+        Err(e) => return Primitive::no(format!("seccomp clone3 filter: {e}")),
+    };
+    let prog: seccompiler::BpfProgram = match second.try_into() {
+        Ok(p) => p,
+        Err(e) => return Primitive::no(format!("seccomp clone3 filter: {e}")),
+    };
     match seccompiler::apply_filter(&prog) {
-        Ok(()) => Primitive::ok("non-Unix sockets, ptrace, mount, namespaces, bpf, keyrings, modules and io_uring denied"),
+        Ok(()) => Primitive::ok("non-Unix sockets, new processes (fork, vfork, clone without CLONE_THREAD; clone3 answers ENOSYS), exec, ptrace, mount, namespaces, bpf, keyrings, modules and io_uring denied"),
         Err(e) => Primitive::no(format!("seccomp: {e}")),
     }
 }

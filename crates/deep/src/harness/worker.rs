@@ -169,6 +169,95 @@ fn probe(p: Probe) -> Response {
             }
         }
         Probe::Crash => std::process::abort(),
+        Probe::Fork(n) => {
+            let mut started = 0u32;
+            let mut last = String::from("none refused");
+            for _ in 0..n {
+                // SAFETY: the child only calls _exit.
+                match unsafe { libc::fork() } {
+                    0 => unsafe { libc::_exit(0) },
+                    -1 => {
+                        last = std::io::Error::last_os_error().to_string();
+                        break;
+                    }
+                    pid => {
+                        started += 1;
+                        let mut status = 0;
+                        // SAFETY: reaps the child just started.
+                        unsafe { libc::waitpid(pid, &mut status, 0) };
+                    }
+                }
+            }
+            Response::Probe {
+                succeeded: started > 0,
+                detail: format!("{started} of {n} children started; {last}"),
+            }
+        }
+        Probe::Threads(n) => {
+            let mut handles = Vec::new();
+            let mut last = String::from("none refused");
+            for _ in 0..n {
+                match std::thread::Builder::new()
+                    .spawn(|| std::thread::sleep(std::time::Duration::from_secs(1)))
+                {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        last = e.to_string();
+                        break;
+                    }
+                }
+            }
+            let started = handles.len();
+            for h in handles {
+                let _ = h.join();
+            }
+            Response::Probe {
+                succeeded: started as u32 == n,
+                detail: format!("{started} of {n} threads started; {last}"),
+            }
+        }
+        Probe::Exec(path) => {
+            use std::os::unix::process::CommandExt;
+            let e = std::process::Command::new(&path).exec();
+            Response::Probe {
+                succeeded: false,
+                detail: e.to_string(),
+            }
+        }
+        Probe::WriteLarge(path, bytes) => {
+            outcome(std::fs::File::create(&path).and_then(|mut f| {
+                let chunk = vec![0u8; 1 << 20];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    f.write_all(&chunk[..n])?;
+                    left -= n as u64;
+                }
+                Ok(())
+            }))
+        }
+        Probe::BadFrame(kind) => {
+            let mut out = std::io::stdout().lock();
+            let _ = match kind.as_str() {
+                "huge" => out.write_all(&u32::MAX.to_le_bytes()),
+                "json" => out
+                    .write_all(&5u32.to_le_bytes())
+                    .and_then(|_| out.write_all(b"{{{{{")),
+                "short" => out
+                    .write_all(&100u32.to_le_bytes())
+                    .and_then(|_| out.write_all(b"{\"Probe\"")),
+                _ => out
+                    .write_all(&7u32.to_le_bytes())
+                    .and_then(|_| out.write_all(b"[1,2,3]")),
+            };
+            let _ = out.flush();
+            // a compromised worker would go on; this one stops talking
+            if kind == "short" {
+                std::process::exit(0);
+            }
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            std::process::exit(0)
+        }
         Probe::Environment => {
             let names: Vec<String> = std::env::vars_os()
                 .map(|(k, _)| k.to_string_lossy().to_string())

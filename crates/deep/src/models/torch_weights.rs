@@ -362,6 +362,31 @@ fn call(callee: V, args: V) -> Result<V, String> {
     }
 }
 
+/// Interprets one `data.pkl` as a state dict and returns its tensor names,
+/// without reading any storage: the entry point the fuzz target
+/// `deep_state_dict` drives (it must never panic, whatever the bytes).
+pub fn state_dict_keys(pkl: &[u8]) -> Result<Vec<String>, String> {
+    let root = Vm {
+        data: pkl,
+        pos: 0,
+        stack: Vec::new(),
+        memo: HashMap::new(),
+        created: 0,
+    }
+    .run()?;
+    let V::Dict(entries) = root else {
+        return Err("the checkpoint is not a state dict".into());
+    };
+    // non-tensor entries (step counters) are skipped, as `read` does
+    Ok(entries
+        .into_iter()
+        .filter_map(|(k, v)| match (k, v) {
+            (V::Str(k), V::Tensor(_)) => Some(k),
+            _ => None,
+        })
+        .collect())
+}
+
 /// The tensors of one PyTorch zip checkpoint.
 pub fn read(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
