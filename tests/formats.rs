@@ -1003,3 +1003,38 @@ fn hydra_targets_in_nemo_archives_and_configs() {
         r.findings
     );
 }
+
+/// Found by the `zip_headers` fuzz target (input: the empty string): a
+/// zip with data prepended, whose only member has its sizes in a data
+/// descriptor and no central-directory entry. A reader that looks for the
+/// first local header and follows the descriptor gets `os.system`; the scan
+/// reported nothing at all. It must find the header past the prefix and
+/// the data's end from the descriptor.
+#[test]
+fn fuzz_regression_prefixed_descriptor_member_without_central_entry() {
+    let evil: &[u8] = b"\x80\x02cposix\nsystem\nq\0X\x02\0\0\0idq\x01\x85q\x02Rq\x03.";
+    let crc = crc32fast::hash(evil);
+    let mut z = b"MZ prefix data of a self-extracting archive\n".to_vec();
+    z.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+    z.extend_from_slice(&20u16.to_le_bytes());
+    z.extend_from_slice(&0x08u16.to_le_bytes()); // sizes in a descriptor
+    z.extend_from_slice(&[0; 6]); // stored, time, date
+    z.extend_from_slice(&[0; 12]); // crc and sizes left to the descriptor
+    z.extend_from_slice(&10u16.to_le_bytes());
+    z.extend_from_slice(&0u16.to_le_bytes());
+    z.extend_from_slice(b"other0.pkl");
+    z.extend_from_slice(evil);
+    z.extend_from_slice(&0x0807_4b50u32.to_le_bytes());
+    z.extend_from_slice(&crc.to_le_bytes());
+    z.extend_from_slice(&(evil.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(evil.len() as u32).to_le_bytes());
+    let cd = z.len() as u32;
+    z.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    z.extend_from_slice(&[0; 8]); // disks, no entries
+    z.extend_from_slice(&0u32.to_le_bytes());
+    z.extend_from_slice(&cd.to_le_bytes());
+    z.extend_from_slice(&0u16.to_le_bytes());
+    let r = scan_bytes("model.pt", &z);
+    assert!(rules(&r).contains(&"PKL001"), "{:?}", r.findings);
+    assert!(rules(&r).contains(&"ARC001"), "{:?}", r.findings);
+}

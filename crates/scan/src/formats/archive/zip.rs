@@ -159,6 +159,54 @@ fn parse_local(r: &mut dyn ReadSeek, offset: u64, len: u64) -> io::Result<Option
     }))
 }
 
+/// How far past the start a lenient reader's search for the first local
+/// header is followed (executable stubs of self-extracting archives).
+const MAX_PREFIX_SEARCH: u64 = 16 << 20;
+/// How far a member's data is searched for its data descriptor.
+const MAX_DESCRIPTOR_SEARCH: u64 = 64 << 20;
+
+/// The offset of the first `sig` in `[from, to)`.
+fn find_signature(r: &mut dyn ReadSeek, from: u64, to: u64, sig: u32) -> io::Result<Option<u64>> {
+    let want = sig.to_le_bytes();
+    let mut at = from;
+    while at < to {
+        let n = ((to - at).min(64 << 10) + 3) as usize;
+        let buf = read_at(r, at, n)?;
+        if buf.len() < 4 {
+            return Ok(None);
+        }
+        if let Some(i) = buf.windows(4).position(|w| w == want) {
+            let found = at + i as u64;
+            return Ok((found < to).then_some(found));
+        }
+        at += (buf.len() - 3) as u64;
+    }
+    Ok(None)
+}
+
+/// Where a member's data ends when its sizes are in a data descriptor: the
+/// first descriptor signature whose recorded compressed size is the
+/// distance from `data_start` (a streaming reader's rule), else the next
+/// local or central header.
+fn find_descriptor(r: &mut dyn ReadSeek, data_start: u64, end: u64) -> io::Result<Option<u64>> {
+    let mut at = data_start;
+    while at < end {
+        let Some(p) = find_signature(r, at, end, SIG_DESCRIPTOR)? else {
+            break;
+        };
+        let d = read_at(r, p, 16)?;
+        if d.len() == 16 && u32le(&d, 8) as u64 == p - data_start {
+            return Ok(Some(p));
+        }
+        at = p + 1;
+    }
+    let next = [SIG_LOCAL, SIG_CENTRAL]
+        .into_iter()
+        .filter_map(|s| find_signature(r, data_start, end, s).ok().flatten())
+        .min();
+    Ok(next)
+}
+
 /// What PyTorch calls a storage record: `<archive>/data/<key>`; raw tensor
 /// bytes that `torch.load` reads with `read_record`, never unpickles.
 fn is_torch_storage(name: &str) -> bool {
@@ -366,13 +414,31 @@ pub fn scan(
     }
     // Walk local headers from the start: members a streaming reader would see.
     let mut pos = shift;
+    if parse_local(r, pos, len)?.is_none() {
+        // data before the first local header (an executable stub, padding)
+        // whose offsets the end record does not account for: a lenient
+        // reader looks for the first signature
+        let end = cd_start.min(pos.saturating_add(MAX_PREFIX_SEARCH));
+        if let Some(p) = find_signature(r, pos, end, SIG_LOCAL)? {
+            pos = p;
+        }
+    }
     let mut walked = 0usize;
     while pos < cd_start && walked < limits::MAX_ARCHIVE_ENTRIES {
-        let Some(l) = parse_local(r, pos, len)? else {
+        let Some(mut l) = parse_local(r, pos, len)? else {
             break;
         };
         walked += 1;
         let known = entries.iter().find(|e| e.local_offset == pos);
+        if known.is_none() && l.flags & FLAG_DESCRIPTOR != 0 && l.csize == 0 {
+            // sizes only in the data descriptor after the data: find it as a
+            // streaming reader does
+            let end = cd_start.min(l.data_start.saturating_add(MAX_DESCRIPTOR_SEARCH));
+            if let Some(d) = find_descriptor(r, l.data_start, end)? {
+                l.csize = d - l.data_start;
+                l.usize = l.csize;
+            }
+        }
         let size = match known {
             Some(e) if l.flags & FLAG_DESCRIPTOR != 0 => e.csize,
             _ => l.csize,
