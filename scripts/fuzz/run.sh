@@ -9,8 +9,8 @@
 # leaves its reproducer in fuzz/artifacts/TARGET/. New inputs go to
 # fuzz/corpus/TARGET/ (minimise with `cargo +nightly fuzz cmin TARGET`).
 # The last lines of each run (executions, coverage, features) are kept in
-# fuzz/runs/TARGET.log. SMOKE=1: build without optimisation checks skipped,
-# run each target briefly, keep no log (what .ci/run does).
+# fuzz/runs/TARGET.log. SMOKE=1 (what .ci/run does): run over a temporary
+# copy of each corpus and keep no log, so the checkout stays as it was.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:?seconds per target}
@@ -20,15 +20,20 @@ if [ ${#targets[@]} -eq 0 ]; then
   targets=(pickle_grammar zip_headers scan_any format_forced gguf_arrays)
 fi
 cd fuzz
-cargo +nightly fuzz build -O "${targets[@]:0:1}" >/dev/null 2>&1 || cargo +nightly fuzz build -O
+cargo +nightly fuzz build -O
 mkdir -p runs
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   log="runs/$t.log"
-  [ "${SMOKE:-0}" = 1 ] && log=$(mktemp)
+  corpus="corpus/$t"
+  if [ "${SMOKE:-0}" = 1 ]; then
+    log=$(mktemp)
+    corpus=$(mktemp -d)
+    cp -r "corpus/$t/." "$corpus/"
+  fi
   echo "fuzz: $t for ${secs}s" >&2
   set +e
-  cargo +nightly fuzz run -O "$t" "corpus/$t" -- \
+  cargo +nightly fuzz run -O "$t" "$corpus" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=1048576 \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
