@@ -981,8 +981,6 @@ fn hydra_targets_in_nemo_archives_and_configs() {
     assert_eq!(hyd.len(), 1, "{:?}", r.findings);
     assert_eq!(hyd[0].location.member.as_deref(), Some("model_config.yaml"));
     assert_eq!(hyd[0].evidence.as_deref(), Some("subprocess.Popen"));
-    // NeMo's own vulnerability: its restore instantiates model_config.yaml
-    assert_eq!(hyd[0].cves, ["CVE-2025-23304"]);
     // an unknown package: reviewed, not trusted
     let odd = tar_of(&[(
         "./model_config.yaml",

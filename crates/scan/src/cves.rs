@@ -48,20 +48,6 @@ pub fn tag(findings: &mut [Finding]) {
             f.cves = ids.into_iter().map(str::to_string).collect();
             continue;
         }
-        if f.rule == "HYD001" {
-            // NeMo restores a `.nemo` model by instantiating the
-            // `model_config.yaml` inside it; other Hydra configs are not
-            // that product's vulnerability
-            let nemo = f
-                .location
-                .member
-                .as_deref()
-                .is_some_and(|m| m.ends_with("model_config.yaml"));
-            if nemo {
-                f.cves = vec!["CVE-2025-23304".to_string()];
-            }
-            continue;
-        }
         if let Some((_, ids)) = BY_RULE.iter().find(|(r, _)| *r == f.rule) {
             f.cves = ids.iter().map(|s| s.to_string()).collect();
         }
@@ -72,7 +58,6 @@ pub fn tag(findings: &mut [Finding]) {
 pub fn for_rule(rule: &str) -> Vec<&'static str> {
     match rule {
         "KRS002" => vec!["CVE-2025-1550", "CVE-2025-8747", "CVE-2025-9906"],
-        "HYD001" => vec!["CVE-2025-23304"],
         "DEP001" | "DEP002" => {
             let mut v: Vec<&'static str> = crate::formats::config::advisories::ADVISORIES
                 .iter()
