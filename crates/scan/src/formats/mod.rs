@@ -1,6 +1,24 @@
 //! One analyzer per container or file format. Each claims content by its
 //! bytes (see [`crate::sniff`]); the scanner core only dispatches.
 
+/// Declares a flatbuffer table type read through `flatbuffers::Table` (the
+/// analyzers declare by hand the slots of the schema they need; every read
+/// goes through the verifier first).
+macro_rules! flatbuffer_table {
+    ($name:ident) => {
+        #[derive(Clone, Copy)]
+        struct $name<'a>(flatbuffers::Table<'a>);
+        impl<'a> flatbuffers::Follow<'a> for $name<'a> {
+            type Inner = $name<'a>;
+            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+                // SAFETY: forwarded from the caller (a verified buffer)
+                $name(unsafe { flatbuffers::Table::follow(buf, loc) })
+            }
+        }
+    };
+}
+pub(crate) use flatbuffer_table;
+
 pub mod archive;
 pub mod config;
 pub mod frameworks;
@@ -15,6 +33,7 @@ pub mod tensorflow;
 pub mod torch;
 
 use crate::limits;
+
 use crate::{rules as scan_rules, Sink};
 use probity_report::Finding;
 

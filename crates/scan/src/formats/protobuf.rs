@@ -253,23 +253,27 @@ pub fn walk<R: Read>(
     Ok(w.pos)
 }
 
+/// A varint at `head[*i..]` (for sniffing a head of bytes), advancing `i`;
+/// `None` when it runs past the head or past ten bytes.
+pub fn head_varint(head: &[u8], i: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for k in 0..10 {
+        let b = *head.get(*i)?;
+        *i += 1;
+        v |= u64::from(b & 0x7f) << (7 * k);
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 /// Whether `head` starts like a protobuf message: the first few fields have
 /// valid keys with field numbers in `numbers`, and lengths that fit `len`.
 pub fn plausible(head: &[u8], numbers: &[u32], len: u64, fields: usize) -> bool {
     let mut i = 0usize;
     let mut seen = 0;
-    let varint = |i: &mut usize| -> Option<u64> {
-        let mut v = 0u64;
-        for k in 0..10 {
-            let b = *head.get(*i)?;
-            *i += 1;
-            v |= u64::from(b & 0x7f) << (7 * k);
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    };
+    let varint = |i: &mut usize| head_varint(head, i);
     while seen < fields {
         if i >= head.len() {
             return seen > 0 && i as u64 == len;

@@ -9,11 +9,9 @@
 
 use std::io::{self, Read};
 
-use probity_report::Finding;
 use prost::Message;
 
 use super::rules;
-use crate::format::{model, Format, Head, Label, Stream};
 use crate::formats::protobuf::{self, Event, Field, Schema, Stop};
 use crate::{limits, Detected, Sink};
 
@@ -108,18 +106,7 @@ pub fn sniff(head: &[u8]) -> bool {
         return false;
     }
     let mut i = 3usize;
-    let varint = |i: &mut usize| -> Option<u64> {
-        let mut v = 0u64;
-        for k in 0..10 {
-            let b = *head.get(*i)?;
-            *i += 1;
-            v |= u64::from(b & 0x7f) << (7 * k);
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    };
+    let varint = |i: &mut usize| protobuf::head_varint(head, i);
     let Some(len) = varint(&mut i) else {
         return false;
     };
@@ -144,13 +131,18 @@ fn escapes(p: &str) -> bool {
         || (p.len() > 1 && p.as_bytes()[1] == b':')
 }
 
-pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Detected> {
+pub fn scan(
+    r: &mut dyn Read,
+    _len_hint: Option<u64>,
+    member: &str,
+    sink: &mut Sink,
+) -> io::Result<Detected> {
     let mut problems: Vec<String> = Vec::new();
     let mut custom: Vec<String> = Vec::new();
     let mut linked: Vec<String> = Vec::new();
     let mut layer_name = String::new();
     let mut nodes = 0usize;
-    let res = protobuf::walk(r, &MODEL, &mut |e| {
+    let res = protobuf::walk(&mut &mut *r, &MODEL, &mut |e| {
         match e {
             Event::Bytes { field, data, path } => {
                 nodes += 1;
@@ -197,75 +189,29 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
         Err(Stop::Io(e)) => return Err(e),
         Err(Stop::Malformed { offset, why }) => problems.push(format!("at byte {offset}: {why}")),
     }
-    if !custom.is_empty() {
-        sink.findings.push(
-            Finding::new(
-                &rules::CML001,
-                format!(
-                    "the model needs native classes the app must supply: {}",
-                    crate::formats::summarise(&custom, 8)
-                ),
-            )
-            .at(Some(member), None)
-            .evidence(crate::formats::summarise(&custom, 8)),
-        );
-    }
-    if !linked.is_empty() {
-        sink.findings.push(
-            Finding::new(
-                &rules::CML002,
-                format!(
-                    "linked models are loaded from outside the package: {}",
-                    linked.join(", ")
-                ),
-            )
-            .at(Some(member), None)
-            .evidence(linked.join(", ")),
-        );
-    }
-    if !problems.is_empty() {
-        sink.findings.push(
-            Finding::new(
-                &crate::rules::SCN005,
-                format!(
-                    "CoreML model not fully inspected: {}",
-                    crate::formats::summarise(&problems, 3)
-                ),
-            )
-            .at(Some(member), None),
-        );
-    }
+    super::flag(
+        sink,
+        &rules::CML001,
+        member,
+        "the model needs native classes the app must supply",
+        &custom,
+    );
+    super::flag(
+        sink,
+        &rules::CML002,
+        member,
+        "linked models are loaded from outside the package",
+        &linked,
+    );
+    super::incomplete(sink, member, "CoreML model", &problems);
     Ok(Detected::named("coreml"))
 }
 
-/// CoreML `Model` protobufs.
-pub struct CoreMl;
-
-impl Format for CoreMl {
-    fn name(&self) -> &'static str {
-        "coreml"
-    }
-    fn summary(&self) -> &'static str {
-        "CoreML models (.mlmodel, model.mlmodel in .mlpackage folders): custom models and layers, linked models, pipelines"
-    }
-    fn labels(&self) -> &'static [Label] {
-        const L: &[Label] = &[model("coreml")];
-        L
-    }
-    fn rules(&self) -> Vec<&'static probity_report::Rule> {
-        vec![&rules::CML001, &rules::CML002, &crate::rules::SCN005]
-    }
-    fn sniff(&self, head: &Head) -> bool {
-        sniff(head.bytes)
-    }
-    fn scan_stream(
-        &self,
-        r: &mut Stream<'_>,
-        _len_hint: Option<u64>,
-        member: &str,
-        _depth: u32,
-        sink: &mut Sink,
-    ) -> io::Result<Detected> {
-        scan(r, member, sink)
-    }
-}
+stream_format!(
+    CoreMl,
+    "coreml",
+    "CoreML models (.mlmodel, model.mlmodel in .mlpackage folders): custom models and layers, linked models, pipelines",
+    [&rules::CML001, &rules::CML002, &crate::rules::SCN005],
+    sniff,
+    scan
+);

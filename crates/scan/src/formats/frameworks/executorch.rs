@@ -12,13 +12,11 @@ use std::collections::BTreeSet;
 use std::io::{self, Read};
 
 use flatbuffers::{
-    Follow, ForwardsUOffset, InvalidFlatbuffer, Table, Vector, Verifiable, Verifier,
-    VerifierOptions,
+    ForwardsUOffset, InvalidFlatbuffer, Vector, Verifiable, Verifier, VerifierOptions,
 };
 use probity_report::Finding;
 
 use super::rules;
-use crate::format::{model, Format, Head, Label, Stream};
 use crate::{limits, Detected, Sink};
 
 /// Operator namespaces whose kernels ship with ExecuTorch and its
@@ -36,24 +34,10 @@ const KNOWN_NAMESPACES: &[&str] = &[
     "prim",
 ];
 
-macro_rules! table {
-    ($name:ident) => {
-        #[derive(Clone, Copy)]
-        struct $name<'a>(Table<'a>);
-        impl<'a> Follow<'a> for $name<'a> {
-            type Inner = $name<'a>;
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                // SAFETY: forwarded from the caller (a verified buffer)
-                $name(unsafe { Table::follow(buf, loc) })
-            }
-        }
-    };
-}
-
-table!(Program);
-table!(Plan);
-table!(Operator);
-table!(Delegate);
+crate::formats::flatbuffer_table!(Program);
+crate::formats::flatbuffer_table!(Plan);
+crate::formats::flatbuffer_table!(Operator);
+crate::formats::flatbuffer_table!(Delegate);
 
 // vtable slots: 4 + 2 × field id
 impl Verifiable for Program<'_> {
@@ -152,10 +136,15 @@ pub fn sniff(head: &[u8]) -> bool {
     head.len() >= 8 && &head[4..6] == b"ET" && head[6].is_ascii_digit() && head[7].is_ascii_digit()
 }
 
-pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Detected> {
+pub fn scan(
+    r: &mut dyn Read,
+    _len_hint: Option<u64>,
+    member: &str,
+    sink: &mut Sink,
+) -> io::Result<Detected> {
     let mut problems: Vec<String> = Vec::new();
     let mut buf = Vec::new();
-    r.by_ref().take(64).read_to_end(&mut buf)?;
+    (&mut *r).take(64).read_to_end(&mut buf)?;
     // the extended header bounds the flatbuffer: the segments after it
     // (weights, delegate blobs) are not read
     let mut limit = limits::MAX_TFLITE_BYTES;
@@ -170,7 +159,7 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
         }
     }
     if limit > buf.len() as u64 {
-        r.by_ref()
+        (&mut *r)
             .take(limit - buf.len() as u64)
             .read_to_end(&mut buf)?;
     }
@@ -226,49 +215,15 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
             .evidence(crate::formats::summarise(&list, 8)),
         );
     }
-    if !problems.is_empty() {
-        sink.findings.push(
-            Finding::new(
-                &crate::rules::SCN005,
-                format!(
-                    "ExecuTorch program not fully inspected: {}",
-                    crate::formats::summarise(&problems, 3)
-                ),
-            )
-            .at(Some(member), None),
-        );
-    }
+    super::incomplete(sink, member, "ExecuTorch program", &problems);
     Ok(Detected::named("executorch"))
 }
 
-/// ExecuTorch `.pte` programs.
-pub struct ExecuTorch;
-
-impl Format for ExecuTorch {
-    fn name(&self) -> &'static str {
-        "executorch"
-    }
-    fn summary(&self) -> &'static str {
-        "ExecuTorch programs (.pte): operators of every execution plan, for kernels outside ExecuTorch's libraries"
-    }
-    fn labels(&self) -> &'static [Label] {
-        const L: &[Label] = &[model("executorch")];
-        L
-    }
-    fn rules(&self) -> Vec<&'static probity_report::Rule> {
-        vec![&rules::ETH001, &crate::rules::SCN005]
-    }
-    fn sniff(&self, head: &Head) -> bool {
-        sniff(head.bytes)
-    }
-    fn scan_stream(
-        &self,
-        r: &mut Stream<'_>,
-        _len_hint: Option<u64>,
-        member: &str,
-        _depth: u32,
-        sink: &mut Sink,
-    ) -> io::Result<Detected> {
-        scan(r, member, sink)
-    }
-}
+stream_format!(
+    ExecuTorch,
+    "executorch",
+    "ExecuTorch programs (.pte): operators of every execution plan, for kernels outside ExecuTorch's libraries",
+    [&rules::ETH001, &crate::rules::SCN005],
+    sniff,
+    scan
+);

@@ -9,10 +9,8 @@
 
 use std::io::{self, Read};
 
-use probity_report::Finding;
 use rmp::Marker;
 
-use crate::format::{model, Format, Head, Label, Stream};
 use crate::{limits, Detected, Sink};
 
 /// The deepest nesting read (Flax trees are a few levels deep).
@@ -269,7 +267,12 @@ impl Walk<'_> {
     }
 }
 
-pub fn scan(r: &mut dyn Read, member: &str, sink: &mut Sink) -> io::Result<Detected> {
+pub fn scan(
+    r: &mut dyn Read,
+    _len_hint: Option<u64>,
+    member: &str,
+    sink: &mut Sink,
+) -> io::Result<Detected> {
     let mut w = Walk {
         r,
         values: 0,
@@ -286,50 +289,16 @@ pub fn scan(r: &mut dyn Read, member: &str, sink: &mut Sink) -> io::Result<Detec
         }
         Err(e) => w.problems.insert(0, e),
     }
-    if !w.problems.is_empty() {
-        sink.findings.push(
-            Finding::new(
-                &crate::rules::SCN005,
-                format!(
-                    "Flax msgpack checkpoint not fully inspected ({} arrays read): {}",
-                    w.arrays,
-                    crate::formats::summarise(&w.problems, 3)
-                ),
-            )
-            .at(Some(member), None),
-        );
-    }
+    let what = format!("Flax msgpack checkpoint ({} arrays read)", w.arrays);
+    super::incomplete(sink, member, &what, &w.problems);
     Ok(Detected::named("flax-msgpack"))
 }
 
-/// Flax msgpack checkpoints.
-pub struct Flax;
-
-impl Format for Flax {
-    fn name(&self) -> &'static str {
-        "flax-msgpack"
-    }
-    fn summary(&self) -> &'static str {
-        "Flax/JAX msgpack checkpoints: every value and array header, for a structure Flax would not restore"
-    }
-    fn labels(&self) -> &'static [Label] {
-        const L: &[Label] = &[model("flax-msgpack")];
-        L
-    }
-    fn rules(&self) -> Vec<&'static probity_report::Rule> {
-        vec![&crate::rules::SCN005]
-    }
-    fn sniff(&self, head: &Head) -> bool {
-        sniff(head.bytes)
-    }
-    fn scan_stream(
-        &self,
-        r: &mut Stream<'_>,
-        _len_hint: Option<u64>,
-        member: &str,
-        _depth: u32,
-        sink: &mut Sink,
-    ) -> io::Result<Detected> {
-        scan(r, member, sink)
-    }
-}
+stream_format!(
+    Flax,
+    "flax-msgpack",
+    "Flax/JAX msgpack checkpoints: every value and array header, for a structure Flax would not restore",
+    [&crate::rules::SCN005],
+    sniff,
+    scan
+);

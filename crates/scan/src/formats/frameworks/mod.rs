@@ -5,6 +5,44 @@
 //! (msgpack), XGBoost (JSON, UBJSON) and LightGBM (text) models, and OCI
 //! images (`docker save` tars and OCI layout folders).
 
+/// Implements [`crate::format::Format`] for a format read as a stream whose
+/// only label is its name: `$scan` is
+/// `fn(&mut dyn Read, Option<u64>, &str, &mut Sink) -> io::Result<Detected>`.
+macro_rules! stream_format {
+    ($ty:ident, $name:literal, $summary:literal, [$($rule:expr),*], $sniff:path, $scan:path) => {
+        pub struct $ty;
+
+        impl crate::format::Format for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn summary(&self) -> &'static str {
+                $summary
+            }
+            fn labels(&self) -> &'static [crate::format::Label] {
+                const L: &[crate::format::Label] = &[crate::format::model($name)];
+                L
+            }
+            fn rules(&self) -> Vec<&'static probity_report::Rule> {
+                vec![$($rule),*]
+            }
+            fn sniff(&self, head: &crate::format::Head) -> bool {
+                $sniff(head.bytes)
+            }
+            fn scan_stream(
+                &self,
+                r: &mut crate::format::Stream<'_>,
+                len_hint: Option<u64>,
+                member: &str,
+                _depth: u32,
+                sink: &mut crate::Sink,
+            ) -> std::io::Result<crate::Detected> {
+                $scan(r, len_hint, member, sink)
+            }
+        }
+    };
+}
+
 pub mod coreml;
 pub mod executorch;
 pub mod flax;
@@ -16,9 +54,46 @@ pub mod skops;
 pub mod torchserve;
 pub mod trees;
 
-use probity_report::Finding;
+use probity_report::{Finding, Rule};
 
 use crate::Sink;
+
+/// Reports `SCN005` for `what` (a format's name) with the first problems.
+pub(crate) fn incomplete(sink: &mut Sink, member: &str, what: &str, problems: &[String]) {
+    if problems.is_empty() {
+        return;
+    }
+    sink.findings.push(
+        Finding::new(
+            &crate::rules::SCN005,
+            format!(
+                "{what} not fully inspected: {}",
+                crate::formats::summarise(problems, 3)
+            ),
+        )
+        .at(Some(member), None),
+    );
+}
+
+/// Reports one finding of `rule` for a list of items (the first eight
+/// shown, the rest counted), which are also its evidence.
+pub(crate) fn flag(
+    sink: &mut Sink,
+    rule: &'static Rule,
+    member: &str,
+    lead: &str,
+    items: &[String],
+) {
+    if items.is_empty() {
+        return;
+    }
+    let listed = crate::formats::summarise(items, 8);
+    sink.findings.push(
+        Finding::new(rule, format!("{lead}: {listed}"))
+            .at(Some(member), None)
+            .evidence(listed),
+    );
+}
 
 /// A zip that is really a framework's archive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,10 +7,7 @@
 
 use std::io::{self, Read};
 
-use probity_report::Finding;
-
 use super::rules;
-use crate::format::{model, Format, Head, Label, Stream};
 use crate::io::read_bounded;
 use crate::{limits, Detected, Sink};
 
@@ -41,7 +38,12 @@ fn standard(set: &str) -> bool {
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Detected> {
+pub fn scan(
+    r: &mut dyn Read,
+    _len_hint: Option<u64>,
+    member: &str,
+    sink: &mut Sink,
+) -> io::Result<Detected> {
     let mut problems: Vec<String> = Vec::new();
     let Some(bytes) = read_bounded(r, limits::MAX_TEXT_DOCUMENT)? else {
         problems.push(format!(
@@ -91,62 +93,19 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
 }
 
 fn report(sink: &mut Sink, member: &str, custom: &[String], problems: &[String]) {
-    if !custom.is_empty() {
-        sink.findings.push(
-            Finding::new(
-                &rules::OVN001,
-                format!(
-                    "{} layer(s) use operations no OpenVINO operation set provides; an extension library must supply them: {}",
-                    custom.len(),
-                    crate::formats::summarise(custom, 8)
-                ),
-            )
-            .at(Some(member), None)
-            .evidence(crate::formats::summarise(custom, 8)),
-        );
-    }
-    if !problems.is_empty() {
-        sink.findings.push(
-            Finding::new(
-                &crate::rules::SCN005,
-                format!(
-                    "OpenVINO IR not fully inspected: {}",
-                    crate::formats::summarise(problems, 3)
-                ),
-            )
-            .at(Some(member), None),
-        );
-    }
+    let lead = format!(
+        "{} layer(s) use operations no OpenVINO operation set provides; an extension library must supply them",
+        custom.len()
+    );
+    super::flag(sink, &rules::OVN001, member, &lead, custom);
+    super::incomplete(sink, member, "OpenVINO IR", problems);
 }
 
-/// OpenVINO IR documents.
-pub struct OpenVino;
-
-impl Format for OpenVino {
-    fn name(&self) -> &'static str {
-        "openvino-ir"
-    }
-    fn summary(&self) -> &'static str {
-        "OpenVINO IR (.xml): every layer's operation set, for operations only an extension library provides"
-    }
-    fn labels(&self) -> &'static [Label] {
-        const L: &[Label] = &[model("openvino-ir")];
-        L
-    }
-    fn rules(&self) -> Vec<&'static probity_report::Rule> {
-        vec![&rules::OVN001, &crate::rules::SCN005]
-    }
-    fn sniff(&self, head: &Head) -> bool {
-        sniff(head.bytes)
-    }
-    fn scan_stream(
-        &self,
-        r: &mut Stream<'_>,
-        _len_hint: Option<u64>,
-        member: &str,
-        _depth: u32,
-        sink: &mut Sink,
-    ) -> io::Result<Detected> {
-        scan(r, member, sink)
-    }
-}
+stream_format!(
+    OpenVino,
+    "openvino-ir",
+    "OpenVINO IR (.xml): every layer's operation set, for operations only an extension library provides",
+    [&rules::OVN001, &crate::rules::SCN005],
+    sniff,
+    scan
+);

@@ -8,11 +8,9 @@
 
 use std::io::{self, Read};
 
-use probity_report::Finding;
 use prost::Message;
 
 use super::rules;
-use crate::format::{model, Format, Head, Label, Stream};
 use crate::formats::protobuf::{self, Event, Field, Schema, Stop};
 use crate::{limits, Detected, Sink};
 
@@ -53,18 +51,7 @@ const ACTING: &[&str] = &["save", "save_combine", "checkpoint_notify", "py_func"
 /// node whose first field is a name string).
 pub fn sniff(head: &[u8]) -> bool {
     let mut i = 0usize;
-    let varint = |i: &mut usize| -> Option<u64> {
-        let mut v = 0u64;
-        for k in 0..10 {
-            let b = *head.get(*i)?;
-            *i += 1;
-            v |= u64::from(b & 0x7f) << (7 * k);
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    };
+    let varint = |i: &mut usize| protobuf::head_varint(head, i);
     if head.first() != Some(&0x0a) {
         return false;
     }
@@ -94,13 +81,18 @@ fn escapes(p: &str) -> bool {
         || (p.len() > 1 && p.as_bytes()[1] == b':')
 }
 
-pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Detected> {
+pub fn scan(
+    r: &mut dyn Read,
+    _len_hint: Option<u64>,
+    member: &str,
+    sink: &mut Sink,
+) -> io::Result<Detected> {
     let mut problems: Vec<String> = Vec::new();
     let mut ops = 0usize;
     let mut block = 0usize;
     let mut acting: Vec<String> = Vec::new();
     let mut reading: Vec<String> = Vec::new();
-    let res = protobuf::walk(r, &PROGRAM, &mut |e| {
+    let res = protobuf::walk(&mut &mut *r, &PROGRAM, &mut |e| {
         match e {
             Event::Leave { path } if path == [1] => block += 1,
             Event::Bytes {
@@ -150,75 +142,29 @@ pub fn scan<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Det
             limits::MAX_PROTO_NODES
         ));
     }
-    if !acting.is_empty() {
-        sink.findings.push(
-            Finding::new(
-                &rules::PDL001,
-                format!(
-                    "operators that write files or call Python run with the program: {}",
-                    crate::formats::summarise(&acting, 8)
-                ),
-            )
-            .at(Some(member), None)
-            .evidence(crate::formats::summarise(&acting, 8)),
-        );
-    }
-    if !reading.is_empty() {
-        sink.findings.push(
-            Finding::new(
-                &rules::PDL002,
-                format!(
-                    "operators read files outside the model folder: {}",
-                    crate::formats::summarise(&reading, 8)
-                ),
-            )
-            .at(Some(member), None)
-            .evidence(crate::formats::summarise(&reading, 8)),
-        );
-    }
-    if !problems.is_empty() {
-        sink.findings.push(
-            Finding::new(
-                &crate::rules::SCN005,
-                format!(
-                    "PaddlePaddle program not fully inspected: {}",
-                    crate::formats::summarise(&problems, 3)
-                ),
-            )
-            .at(Some(member), None),
-        );
-    }
+    super::flag(
+        sink,
+        &rules::PDL001,
+        member,
+        "operators that write files or call Python run with the program",
+        &acting,
+    );
+    super::flag(
+        sink,
+        &rules::PDL002,
+        member,
+        "operators read files outside the model folder",
+        &reading,
+    );
+    super::incomplete(sink, member, "PaddlePaddle program", &problems);
     Ok(Detected::named("paddle-program"))
 }
 
-/// PaddlePaddle `ProgramDesc` protobufs.
-pub struct Paddle;
-
-impl Format for Paddle {
-    fn name(&self) -> &'static str {
-        "paddle-program"
-    }
-    fn summary(&self) -> &'static str {
-        "PaddlePaddle programs (.pdmodel, __model__): every operator of every block, for file writes, Python calls and file paths"
-    }
-    fn labels(&self) -> &'static [Label] {
-        const L: &[Label] = &[model("paddle-program")];
-        L
-    }
-    fn rules(&self) -> Vec<&'static probity_report::Rule> {
-        vec![&rules::PDL001, &rules::PDL002, &crate::rules::SCN005]
-    }
-    fn sniff(&self, head: &Head) -> bool {
-        sniff(head.bytes)
-    }
-    fn scan_stream(
-        &self,
-        r: &mut Stream<'_>,
-        _len_hint: Option<u64>,
-        member: &str,
-        _depth: u32,
-        sink: &mut Sink,
-    ) -> io::Result<Detected> {
-        scan(r, member, sink)
-    }
-}
+stream_format!(
+    Paddle,
+    "paddle-program",
+    "PaddlePaddle programs (.pdmodel, __model__): every operator of every block, for file writes, Python calls and file paths",
+    [&rules::PDL001, &rules::PDL002, &crate::rules::SCN005],
+    sniff,
+    scan
+);

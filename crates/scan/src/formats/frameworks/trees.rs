@@ -14,26 +14,9 @@
 use std::io::{self, BufRead, Read};
 
 use flatbuffers::{ForwardsUOffset, Table, Vector, VerifierOptions};
-use probity_report::Finding;
 
 use crate::format::{model, Format, Head, Label, Stream};
 use crate::{limits, Detected, Sink};
-
-fn malformed(sink: &mut Sink, member: &str, what: &str, problems: &[String]) {
-    if problems.is_empty() {
-        return;
-    }
-    sink.findings.push(
-        Finding::new(
-            &crate::rules::SCN005,
-            format!(
-                "{what} not fully inspected: {}",
-                crate::formats::summarise(problems, 3)
-            ),
-        )
-        .at(Some(member), None),
-    );
-}
 
 // ------------------------------------------------------------ XGBoost JSON
 
@@ -86,7 +69,7 @@ fn scan_xgboost_json<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::R
         }
         Err(e) => problems.push(format!("not an XGBoost model document: {e}")),
     }
-    malformed(sink, member, "XGBoost JSON model", &problems);
+    super::incomplete(sink, member, "XGBoost JSON model", &problems);
     Ok(Detected::named("xgboost"))
 }
 
@@ -316,7 +299,7 @@ fn scan_xgboost_ubj<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Re
         }
         Err(e) => problems.push(e),
     }
-    malformed(sink, member, "XGBoost UBJSON model", &problems);
+    super::incomplete(sink, member, "XGBoost UBJSON model", &problems);
     Ok(Detected::named("xgboost"))
 }
 
@@ -330,7 +313,12 @@ pub fn sniff_lightgbm(head: &[u8]) -> bool {
 /// The longest line read whole; longer lines (a tree's arrays) are skipped.
 const MAX_LINE: u64 = 1 << 20;
 
-fn scan_lightgbm<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Result<Detected> {
+fn scan_lightgbm(
+    r: &mut dyn Read,
+    _len_hint: Option<u64>,
+    member: &str,
+    sink: &mut Sink,
+) -> io::Result<Detected> {
     let mut problems = Vec::new();
     let mut br = io::BufReader::new(r);
     let mut line = Vec::new();
@@ -377,49 +365,26 @@ fn scan_lightgbm<R: Read>(r: &mut R, member: &str, sink: &mut Sink) -> io::Resul
             ));
         }
     }
-    malformed(sink, member, "LightGBM model", &problems);
+    super::incomplete(sink, member, "LightGBM model", &problems);
     Ok(Detected::named("lightgbm"))
 }
 
-/// LightGBM text models.
-pub struct LightGbm;
-
-impl Format for LightGbm {
-    fn name(&self) -> &'static str {
-        "lightgbm"
-    }
-    fn summary(&self) -> &'static str {
-        "LightGBM text models: trees counted against the header, read to `end of trees`"
-    }
-    fn labels(&self) -> &'static [Label] {
-        const L: &[Label] = &[model("lightgbm")];
-        L
-    }
-    fn rules(&self) -> Vec<&'static probity_report::Rule> {
-        vec![&crate::rules::SCN005]
-    }
-    fn sniff(&self, head: &Head) -> bool {
-        sniff_lightgbm(head.bytes)
-    }
-    fn scan_stream(
-        &self,
-        r: &mut Stream<'_>,
-        _len_hint: Option<u64>,
-        member: &str,
-        _depth: u32,
-        sink: &mut Sink,
-    ) -> io::Result<Detected> {
-        scan_lightgbm(r, member, sink)
-    }
-}
+stream_format!(
+    LightGbm,
+    "lightgbm",
+    "LightGBM text models: trees counted against the header, read to `end of trees`",
+    [&crate::rules::SCN005],
+    sniff_lightgbm,
+    scan_lightgbm
+);
 
 // ---------------------------------------------------------------- CatBoost
 
 /// The most bytes of a CatBoost model core read.
 const MAX_CATBOOST_CORE: u64 = 1 << 30;
 
-fn scan_catboost<R: Read>(
-    r: &mut R,
+fn scan_catboost(
+    r: &mut dyn Read,
     len_hint: Option<u64>,
     member: &str,
     sink: &mut Sink,
@@ -455,7 +420,7 @@ fn scan_catboost<R: Read>(
             ));
         } else {
             let mut buf = Vec::new();
-            r.by_ref().take(core_len).read_to_end(&mut buf)?;
+            (&mut *r).take(core_len).read_to_end(&mut buf)?;
             if (buf.len() as u64) < core_len {
                 problems.push("the model core is cut off".into());
             } else if let Some(why) = catboost_core(&buf) {
@@ -463,7 +428,7 @@ fn scan_catboost<R: Read>(
             }
         }
     }
-    malformed(sink, member, "CatBoost model", &problems);
+    super::incomplete(sink, member, "CatBoost model", &problems);
     Ok(Detected::named("catboost"))
 }
 
@@ -504,34 +469,15 @@ fn catboost_core(buf: &[u8]) -> Option<String> {
     }
 }
 
-/// CatBoost binary models.
-pub struct CatBoost;
-
-impl Format for CatBoost {
-    fn name(&self) -> &'static str {
-        "catboost"
-    }
-    fn summary(&self) -> &'static str {
-        "CatBoost binary models (.cbm): header, size and the model core's flatbuffer"
-    }
-    fn labels(&self) -> &'static [Label] {
-        const L: &[Label] = &[model("catboost")];
-        L
-    }
-    fn rules(&self) -> Vec<&'static probity_report::Rule> {
-        vec![&crate::rules::SCN005]
-    }
-    fn sniff(&self, head: &Head) -> bool {
-        head.bytes.starts_with(b"CBM1")
-    }
-    fn scan_stream(
-        &self,
-        r: &mut Stream<'_>,
-        len_hint: Option<u64>,
-        member: &str,
-        _depth: u32,
-        sink: &mut Sink,
-    ) -> io::Result<Detected> {
-        scan_catboost(r, len_hint, member, sink)
-    }
+fn sniff_catboost(head: &[u8]) -> bool {
+    head.starts_with(b"CBM1")
 }
+
+stream_format!(
+    CatBoost,
+    "catboost",
+    "CatBoost binary models (.cbm): header, size and the model core's flatbuffer",
+    [&crate::rules::SCN005],
+    sniff_catboost,
+    scan_catboost
+);

@@ -15,8 +15,7 @@ use std::collections::BTreeSet;
 use std::io::{self, Read};
 
 use flatbuffers::{
-    Follow, ForwardsUOffset, InvalidFlatbuffer, Table, Vector, Verifiable, Verifier,
-    VerifierOptions,
+    ForwardsUOffset, InvalidFlatbuffer, Vector, Verifiable, Verifier, VerifierOptions,
 };
 
 use super::rules;
@@ -31,24 +30,10 @@ const CUSTOM: i32 = 32;
 /// Custom operators whose kernels ship inside the TensorFlow Lite runtime.
 const BUNDLED_CUSTOM: &[&str] = &["TFLite_Detection_PostProcess", "AudioSpectrogram", "Mfcc"];
 
-macro_rules! table {
-    ($name:ident) => {
-        #[derive(Clone, Copy)]
-        struct $name<'a>(Table<'a>);
-        impl<'a> Follow<'a> for $name<'a> {
-            type Inner = $name<'a>;
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                // SAFETY: forwarded from the caller (a verified buffer)
-                $name(unsafe { Table::follow(buf, loc) })
-            }
-        }
-    };
-}
-
-table!(Model);
-table!(OperatorCode);
-table!(SubGraph);
-table!(Operator);
+crate::formats::flatbuffer_table!(Model);
+crate::formats::flatbuffer_table!(OperatorCode);
+crate::formats::flatbuffer_table!(SubGraph);
+crate::formats::flatbuffer_table!(Operator);
 
 // vtable slots: 4 + 2 × field index in schema.fbs
 impl Verifiable for Model<'_> {
