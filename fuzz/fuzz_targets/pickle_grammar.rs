@@ -36,8 +36,9 @@ fuzz_target!(|data: &[u8]| {
         if *at < cut {
             assert!(
                 SAFE.contains(&name.as_str()),
-                "clean verdict on a stream importing {name} at {at}: {:?}",
-                r.findings
+                "clean verdict on a stream importing {name} at {at} (cut at {cut}): {:?}\nstream: {}",
+                r.findings,
+                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
             );
         }
     }

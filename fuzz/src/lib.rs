@@ -162,24 +162,21 @@ impl Gen<'_, '_> {
         }
     }
 
-    /// Pushes one global.
+    /// Pushes one global. The import is recorded at the offset of the
+    /// opcode that makes it (GLOBAL, or STACK_GLOBAL after its two strings):
+    /// a cut or flip before that offset may remove it.
     fn global(&mut self) {
         let (m, n) = POOL[self.c.below(POOL.len())];
-        let at = self.out.len();
-        match self.c.below(4) {
+        let at;
+        match self.c.below(3) {
             0 => {
+                at = self.out.len();
                 self.out.push(b'c'); // GLOBAL
                 self.out.extend_from_slice(format!("{m}\n{n}\n").as_bytes());
             }
             1 => {
-                // STACK_GLOBAL with names built from pieces? (computed:
-                // fetched from the memo)
-                self.string(m);
-                self.string(n);
-                self.out.push(0x93);
-            }
-            2 => {
                 // a memoised global fetched back: one import, used again
+                at = self.out.len();
                 self.out.push(b'c');
                 self.out.extend_from_slice(format!("{m}\n{n}\n").as_bytes());
                 self.out.push(0x94);
@@ -189,8 +186,10 @@ impl Gen<'_, '_> {
                 self.get(id);
             }
             _ => {
+                // STACK_GLOBAL with names that may come from the memo
                 self.string(m);
                 self.string(n);
+                at = self.out.len();
                 self.out.push(0x93);
             }
         }

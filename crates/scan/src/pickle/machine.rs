@@ -106,9 +106,40 @@ pub struct ParseError {
     pub truncated: bool,
 }
 
+/// Every mutable container (list, dict, set, object) the machine created.
+/// A hostile stream can make them reference themselves (a list appended to
+/// itself through the memo, an object whose BUILD state holds it), and
+/// reference-counted cycles are never freed: a long-running service would
+/// leak a little with every such file. Dropping the result empties each
+/// container, which breaks every cycle.
+#[derive(Debug, Default)]
+pub struct Containers(pub(crate) Vec<Value>);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for v in self.0.drain(..) {
+            match v {
+                Value::List(c) | Value::Dict(c) | Value::Set(c) => {
+                    if let Ok(mut items) = c.try_borrow_mut() {
+                        items.items.clear();
+                    }
+                }
+                Value::Call(o) => {
+                    if let Ok(mut state) = o.state.try_borrow_mut() {
+                        state.take();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Everything learnt from one pickle stream.
 #[derive(Debug, Default)]
 pub struct StreamResult {
+    /// The containers to empty when the result is dropped.
+    pub containers: Containers,
     /// Offset of the stream's first byte (in the enclosing member or file).
     pub start: u64,
     pub imports: Vec<Import>,
@@ -562,11 +593,18 @@ impl Machine<'_> {
                 arg_blobs,
             });
         }
-        Value::Call(Rc::new(CallObj {
+        self.track(Value::Call(Rc::new(CallObj {
             callee,
             args,
             state: RefCell::new(None),
-        }))
+        })))
+    }
+
+    /// Records a mutable container so that dropping the result breaks any
+    /// reference cycle through it (see [`Containers`]).
+    fn track(&mut self, v: Value) -> Value {
+        self.res.containers.0.push(v.clone());
+        v
     }
 
     fn read_line_str(&mut self, r: &mut Reader<'_>, what: &str) -> Result<String, Stop> {
@@ -791,16 +829,25 @@ impl Machine<'_> {
                     items.reverse();
                     self.push(Value::Tuple(Rc::new(items)))?;
                 }
-                b']' => self.push(Value::List(Rc::new(RefCell::new(Items::default()))))?,
+                b']' => {
+                    let v = self.track(Value::List(Rc::new(RefCell::new(Items::default()))));
+                    self.push(v)?
+                }
                 b'l' => {
                     let items = self.pop_mark(at, "LIST");
                     let mut it = Items::default();
                     for v in items {
                         it.push(v);
                     }
-                    self.push(Value::List(Rc::new(RefCell::new(it))))?;
+                    {
+                        let v = self.track(Value::List(Rc::new(RefCell::new(it))));
+                        self.push(v)?
+                    };
                 }
-                b'}' => self.push(Value::Dict(Rc::new(RefCell::new(Items::default()))))?,
+                b'}' => {
+                    let v = self.track(Value::Dict(Rc::new(RefCell::new(Items::default()))));
+                    self.push(v)?
+                }
                 b'd' => {
                     let items = self.pop_mark(at, "DICT");
                     if !items.len().is_multiple_of(2) {
@@ -810,16 +857,25 @@ impl Machine<'_> {
                     for v in items {
                         it.push(v);
                     }
-                    self.push(Value::Dict(Rc::new(RefCell::new(it))))?;
+                    {
+                        let v = self.track(Value::Dict(Rc::new(RefCell::new(it))));
+                        self.push(v)?
+                    };
                 }
-                0x8f => self.push(Value::Set(Rc::new(RefCell::new(Items::default()))))?,
+                0x8f => {
+                    let v = self.track(Value::Set(Rc::new(RefCell::new(Items::default()))));
+                    self.push(v)?
+                }
                 0x91 => {
                     let items = self.pop_mark(at, "FROZENSET");
                     let mut it = Items::default();
                     for v in items {
                         it.push(v);
                     }
-                    self.push(Value::Set(Rc::new(RefCell::new(it))))?;
+                    {
+                        let v = self.track(Value::Set(Rc::new(RefCell::new(it))));
+                        self.push(v)?
+                    };
                 }
                 b'a' => {
                     let v = self.pop(at, "APPEND");
