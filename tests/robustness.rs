@@ -172,3 +172,31 @@ fn state_dict_reader_survives_mutations() {
         }
     }
 }
+
+/// Found by the `scan_any` fuzz target (AddressSanitizer: stack overflow):
+/// values nest without bound, and dropping a deeply nested value recursed
+/// once per level until the stack ran out, killing the scan. A million
+/// nested tuples, lists and objects must scan to a report.
+#[test]
+fn deeply_nested_pickles_do_not_overflow_the_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 1_000_000;
+    let mut tuples = b"\x80\x02K\x00".to_vec();
+    tuples.extend(std::iter::repeat_n(0x85u8, n)); // TUPLE1
+    tuples.push(b'.');
+    let mut lists = b"\x80\x02".to_vec();
+    lists.extend(std::iter::repeat_n(b']', n));
+    lists.extend(std::iter::repeat_n(b'a', n - 1)); // APPEND
+    lists.push(b'.');
+    let mut calls = b"\x80\x02ccollections\nOrderedDict\nq\x000K\x00".to_vec();
+    for _ in 0..n / 4 {
+        // memo[1] = prev; OrderedDict((prev,))
+        calls.extend_from_slice(b"q\x010h\x00h\x01\x85R");
+    }
+    calls.push(b'.');
+    for (name, bytes) in [("tuples", tuples), ("lists", lists), ("calls", calls)] {
+        let r = scan(dir.path(), &bytes);
+        assert!(r.error.is_none(), "{name}: {:?}", r.error);
+        assert_eq!(r.format, "pickle", "{name}");
+    }
+}

@@ -118,7 +118,7 @@ pub struct Containers(pub(crate) Vec<Value>);
 impl Drop for Containers {
     fn drop(&mut self) {
         for v in self.0.drain(..) {
-            match v {
+            match &v {
                 Value::List(c) | Value::Dict(c) | Value::Set(c) => {
                     if let Ok(mut items) = c.try_borrow_mut() {
                         items.items.clear();

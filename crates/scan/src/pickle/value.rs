@@ -95,6 +95,51 @@ pub enum Value {
     Unknown(&'static str),
 }
 
+/// Values nest without bound (a million TUPLE1 opcodes make a million
+/// nested tuples), and the compiler's drop would recurse once per level and
+/// overflow the stack. A value that holds the last reference to its
+/// children moves them onto a heap stack instead, so dropping is a loop.
+impl Drop for Value {
+    fn drop(&mut self) {
+        let mut pending: Vec<Value> = Vec::new();
+        take_children(self, &mut pending);
+        while let Some(mut v) = pending.pop() {
+            take_children(&mut v, &mut pending);
+        }
+    }
+}
+
+/// Moves out the children of `v` when `v` holds the last reference to them.
+fn take_children(v: &mut Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Tuple(rc) => {
+            if let Some(items) = Rc::get_mut(rc) {
+                out.append(items);
+            }
+        }
+        Value::List(rc) | Value::Dict(rc) | Value::Set(rc) => {
+            if let Some(cell) = Rc::get_mut(rc) {
+                out.append(&mut cell.get_mut().items);
+            }
+        }
+        Value::Call(rc) => {
+            if let Some(obj) = Rc::get_mut(rc) {
+                out.push(std::mem::replace(&mut obj.callee, Value::None));
+                out.push(std::mem::replace(&mut obj.args, Value::None));
+                if let Some(state) = obj.state.get_mut().take() {
+                    out.push(state);
+                }
+            }
+        }
+        Value::Persistent(rc) => {
+            if let Some(inner) = Rc::get_mut(rc) {
+                out.push(std::mem::replace(inner, Value::None));
+            }
+        }
+        _ => {}
+    }
+}
+
 impl Value {
     pub fn str(&self) -> Option<&str> {
         match self {
