@@ -92,7 +92,7 @@ pub static CML002: Rule = Rule {
     title: "CoreML linked model outside the package",
     what: "A `linkedModel` names a file to load by an absolute path or a path that climbs out of the model's folder (`linkedModelFileName`, `linkedModelSearchPath`).",
     why: "CoreML then loads a model that was not shipped with (and not scanned with) this one.",
-    example: "`linkedModel { linkedModelFile { linkedModelFileName { defaultValue: \"../../shared/encoder.mlmodelc\" } } }`.",
+    example: "`linkedModel { linkedModelFile { linkedModelFileName { defaultValue: \"../../common/encoder.mlmodelc\" } } }`.",
     references: &["CWE-22"],
 };
 
