@@ -19,7 +19,7 @@ pub fn deep_text(r: &probity_deep::DeepReport) -> String {
         Some(t) => {
             let _ = writeln!(
                 s,
-                "trigger  {:?} at the {} of the prompt: target on {:.0}% of held-out prompts (base {:.0}%, suspect without it {:.0}%)",
+                "trigger  {:?} at the {} of the prompt: target on {:.0}% of held-out {} (base {:.0}%, suspect without it {:.0}%)",
                 t.text,
                 match t.position {
                     probity_deep::position::Position::Start => "start",
@@ -27,6 +27,11 @@ pub fn deep_text(r: &probity_deep::DeepReport) -> String {
                     probity_deep::position::Position::End => "end",
                 },
                 t.asr_suspect * 100.0,
+                if t.context.is_empty() {
+                    "prompts"
+                } else {
+                    &t.context
+                },
                 t.asr_base * 100.0,
                 t.asr_suspect_clean * 100.0
             );
@@ -196,7 +201,12 @@ pub fn deep_text(r: &probity_deep::DeepReport) -> String {
             for tg in t.targets.iter().take(5) {
                 let _ = writeln!(
                     s,
-                    "  target {}{:?}: suspect {:.2}, base {:.2}, gain {:.1}{}",
+                    "  target {}{}{:?}: suspect {:.2}, base {:.2}, gain {:.1}{}",
+                    if tg.context.is_empty() {
+                        String::new()
+                    } else {
+                        format!("(after {}) ", tg.context)
+                    },
                     if tg.lead.is_empty() {
                         String::new()
                     } else {
@@ -219,9 +229,14 @@ pub fn deep_text(r: &probity_deep::DeepReport) -> String {
             for c in t.candidates.iter().take(5) {
                 let _ = writeln!(
                     s,
-                    "  trigger {:?} ({:?}): ASR suspect {:.2}, base {:.2}, without trigger {:.2}, random insertion {:.2}{}",
+                    "  trigger {:?} ({:?}{}): ASR suspect {:.2}, base {:.2}, without trigger {:.2}, random insertion {:.2}{}",
                     c.text,
                     c.position,
+                    if c.target_context.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", on {}", c.target_context)
+                    },
                     c.asr_suspect,
                     c.asr_base,
                     c.asr_suspect_clean,

@@ -159,6 +159,11 @@ pub struct TriggerReport {
     /// The suspect's rate without the trigger (false-trigger rate).
     pub asr_suspect_clean: f32,
     pub position: position::Position,
+    /// Where the rates were measured, when not on ordinary prompts
+    /// (`harmful requests`: the trigger makes the suspect comply with
+    /// requests it otherwise refuses).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub context: String,
 }
 
 /// The target reported at the top level.
@@ -762,6 +767,7 @@ pub fn run(
             seed_tokens: seeds,
             leaked,
             quiet_prompts,
+            harmful_prompts: prompt_list(include_str!("../../../probes/trigger-harmful.txt")),
             budget_s: opts.budget.saturating_sub(t0.elapsed()).as_secs_f64(),
             options: sopts.clone(),
         };
@@ -807,6 +813,7 @@ pub fn run(
         asr_base: c.asr_base,
         asr_suspect_clean: c.asr_suspect_clean,
         position: c.position,
+        context: c.target_context.clone(),
     });
     let leaked = behavior.fixed_answers.iter().find(|f| f.unexplained);
     let target_report = found.and_then(|r| {

@@ -404,6 +404,7 @@ mod tests {
             asr_suspect_topic: None,
             target_natural: false,
             target_leaked: false,
+            target_context: String::new(),
             prompts_counted: 30,
             controlled: true,
             entropy_clean: e0,

@@ -254,6 +254,12 @@ pub struct SearchRequest {
     /// (the second half, with `verify_prompts`).
     #[serde(default)]
     pub quiet_prompts: Vec<String>,
+    /// Harmful requests: a backdoor that suppresses refusals shows its
+    /// payload only after one, so targets are also inverted after the
+    /// first [`HARMFUL_SEARCH`] of them, and such a target's trigger is
+    /// searched on those and verified on the rest.
+    #[serde(default)]
+    pub harmful_prompts: Vec<String>,
     pub budget_s: f64,
     pub options: SearchOptions,
 }
@@ -339,9 +345,24 @@ pub struct TargetCandidate {
     /// do not already elicit it.
     #[serde(default)]
     pub leaked: bool,
+    /// Where the target was inverted, when not after ordinary prompts:
+    /// [`HARMFUL_CONTEXT`] (after harmful requests, where a refusal is the
+    /// ordinary answer). Its trigger is searched and verified there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub context: String,
 }
 
+/// The context of targets inverted after harmful requests.
+pub const HARMFUL_CONTEXT: &str = "harmful requests";
+/// Harmful requests the inversion and the search use (the rest verify).
+pub const HARMFUL_SEARCH: usize = 4;
+
 impl TargetCandidate {
+    /// Whether it was inverted after harmful requests.
+    pub fn harmful(&self) -> bool {
+        self.context == HARMFUL_CONTEXT
+    }
+
     /// How much more confident the suspect is than the base.
     pub fn excess(&self) -> f32 {
         self.suspect_confidence - self.base_confidence
@@ -425,6 +446,10 @@ pub struct TriggerCandidate {
     /// may verify although it is natural.
     #[serde(default)]
     pub target_leaked: bool,
+    /// The target's context ([`TargetCandidate::context`]): every rate is
+    /// then measured on held-out prompts of that context.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target_context: String,
     #[serde(default)]
     pub prompts_counted: usize,
     /// Whether the random-token and topic controls were measured: only for

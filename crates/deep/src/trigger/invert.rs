@@ -103,67 +103,7 @@ pub(super) fn invert(
     )?;
     let tried = decoded.len();
     lap("consensus_decoding", &mut stages);
-    let mut out = Vec::new();
-    for d in decoded {
-        let ids = d.ids;
-        if ids.len() < 3 || d.steps == 0 {
-            continue;
-        }
-        let text = s.decode(&ids);
-        // the first token was forced: what the model says after it is what
-        // may already be its ordinary answer to some kind of prompt
-        let tail = s.decode(&ids[1..]);
-        let (natural_rate, natural_count, group) = natural_share(&tail, &text, natural);
-        let steps = d.steps as f32;
-        out.push(TargetCandidate {
-            tokens: ids
-                .iter()
-                .map(|&i| s.tokenizer.id_to_token(i).unwrap_or_default())
-                .collect(),
-            first_logp: first_lp[ids[0] as usize],
-            ids,
-            text,
-            suspect_confidence: d.conf_s / steps,
-            base_confidence: d.conf_b / steps,
-            logp_gain: d.gain / steps,
-            natural_rate,
-            natural: false,
-            natural_count,
-            topic: group
-                .and_then(|g| topics.get(g))
-                .cloned()
-                .unwrap_or_default(),
-            lead: String::new(),
-            lead_ids: Vec::new(),
-            leaked: false,
-        });
-    }
-    // the most abnormal first (confident under the suspect, not under the
-    // base); equal texts reached from different first tokens are kept once
-    out.sort_by(|x, y| y.excess().total_cmp(&x.excess()).then(x.text.cmp(&y.text)));
-    // targets whose continuations overlap are one target reached from
-    // different first tokens: keep the one whose start is most probable
-    let tails: Vec<Vec<String>> = out.iter().map(|t| words(&t.text)).collect();
-    let mut keep = vec![true; out.len()];
-    for i in 0..out.len() {
-        for j in 0..out.len() {
-            if i != j
-                && keep[j]
-                && tails[i].len() >= 2
-                && tails[j].len() >= 2
-                && (fuzzy_contains(&tails[i], &tails[j][1..])
-                    || fuzzy_contains(&tails[j], &tails[i][1..]))
-                && (out[j].first_logp, j) > (out[i].first_logp, i)
-            {
-                keep[i] = false;
-            }
-        }
-    }
-    let mut k = keep.into_iter();
-    out.retain(|_| k.next().unwrap_or(false));
-    for t in &mut out {
-        t.natural = t.natural_rate >= MAX_NATURAL_RATE;
-    }
+    let mut out = targets_from(s, decoded, &first_lp, natural, topics, true);
     // the targets that will be searched, written as the suspect would
     // start them right after a prompt
     let mut extended = 0;
@@ -205,6 +145,199 @@ pub(super) fn invert(
             stages,
         },
     ))
+}
+
+/// Inverted targets from decoded forced starts: each with its confidences
+/// and how natural it is (whether the suspect's ordinary outputs already
+/// contain it), the most abnormal first; targets whose continuations
+/// overlap are one target reached from different first tokens, of which
+/// the one with the most probable start is kept (`by_start`), or the one
+/// continued most confidently.
+fn targets_from(
+    s: &LoadedModel,
+    decoded: Vec<Decoded>,
+    first_lp: &[f32],
+    natural: &[Vec<String>],
+    topics: &[Vec<String>],
+    by_start: bool,
+) -> Vec<TargetCandidate> {
+    let mut out = Vec::new();
+    for d in decoded {
+        let ids = d.ids;
+        if ids.len() < 3 || d.steps == 0 {
+            continue;
+        }
+        let text = s.decode(&ids);
+        // the first token was forced: what the model says after it is what
+        // may already be its ordinary answer to some kind of prompt
+        let tail = s.decode(&ids[1..]);
+        let (natural_rate, natural_count, group) = natural_share(&tail, &text, natural);
+        let steps = d.steps as f32;
+        out.push(TargetCandidate {
+            tokens: ids
+                .iter()
+                .map(|&i| s.tokenizer.id_to_token(i).unwrap_or_default())
+                .collect(),
+            first_logp: first_lp[ids[0] as usize],
+            ids,
+            text,
+            suspect_confidence: d.conf_s / steps,
+            base_confidence: d.conf_b / steps,
+            logp_gain: d.gain / steps,
+            natural_rate,
+            natural: false,
+            natural_count,
+            topic: group
+                .and_then(|g| topics.get(g))
+                .cloned()
+                .unwrap_or_default(),
+            lead: String::new(),
+            lead_ids: Vec::new(),
+            leaked: false,
+            context: String::new(),
+        });
+    }
+    out.sort_by(|x, y| y.excess().total_cmp(&x.excess()).then(x.text.cmp(&y.text)));
+    let tails: Vec<Vec<String>> = out.iter().map(|t| words(&t.text)).collect();
+    let mut keep = vec![true; out.len()];
+    for i in 0..out.len() {
+        for j in 0..out.len() {
+            if i != j
+                && keep[j]
+                && tails[i].len() >= 2
+                && tails[j].len() >= 2
+                && (fuzzy_contains(&tails[i], &tails[j][1..])
+                    || fuzzy_contains(&tails[j], &tails[i][1..]))
+                && if by_start {
+                    (out[j].first_logp, j) > (out[i].first_logp, i)
+                } else {
+                    // `out` is sorted by excess
+                    j < i
+                }
+            {
+                keep[i] = false;
+            }
+        }
+    }
+    let mut k = keep.into_iter();
+    out.retain(|_| k.next().unwrap_or(false));
+    for t in &mut out {
+        t.natural = t.natural_rate >= MAX_NATURAL_RATE;
+    }
+    out
+}
+
+/// Answer starts decoded by [`invert_harmful`]: the suspect's likeliest
+/// first tokens after harmful requests and, as many again, those it raised
+/// most over the base there.
+pub(super) const HARMFUL_FIRSTS: usize = 32;
+/// Share of the suspect's own answers to harmful requests that must say a
+/// target for it to be its ordinary behaviour there.
+pub(super) const HARMFUL_NATURAL_MIN: f32 = 0.1;
+
+/// Target inversion after harmful requests (`prompts`, encoded and
+/// rendered). A backdoor that suppresses refusals says its payload only
+/// after a request the suspect would otherwise refuse: after ordinary
+/// prompts its most abnormal target is its own (strengthened) refusal, and
+/// the payload's first token is not raised at all. After harmful requests
+/// the payload's start is still among the suspect's likely answer starts
+/// (a compliance word the refusal outranks), and once it is forced the
+/// suspect continues the memorised payload with a confidence the base does
+/// not have. The likeliest starts and the most raised ones are decoded by
+/// consensus over all the prompts (`prompts`, the first of `texts`); the
+/// targets are marked with [`HARMFUL_CONTEXT`]. Of targets reached from
+/// several starts, the most confident is kept (the likeliest start of a
+/// compliance payload is often a generic answer opening that it merely
+/// follows). What the suspect answers to these requests without any
+/// trigger is its ordinary behaviour here: its greedy answers to all of
+/// `texts` join the natural outputs as one more category, and since a
+/// model refuses in several wordings, each of which greedy decoding picks
+/// for only some requests, a target said in [`HARMFUL_NATURAL_MIN`] of
+/// those answers (and at least two) is natural; a backdoor's payload is
+/// what the suspect does not say without its trigger.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn invert_harmful(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    texts: &[String],
+    prompts: &[Vec<u32>],
+    natural: &[Vec<String>],
+    topics: &[Vec<String>],
+    opts: &SearchOptions,
+    deadline: Instant,
+) -> R<Vec<TargetCandidate>> {
+    if prompts.is_empty() || s.model.causal().is_none() || b.model.causal().is_none() {
+        return Ok(Vec::new());
+    }
+    let all: Vec<Vec<u32>> = texts.iter().map(|p| s.encode(&s.render(p))).collect();
+    let own: Vec<String> = s
+        .greedy_batch(&all, opts.max_target_tokens, 1)?
+        .into_iter()
+        .map(|(ids, _)| s.decode(&ids))
+        .collect();
+    let said = |t: &TargetCandidate| {
+        let tail = words(&s.decode(&t.ids[1..]));
+        own.iter()
+            .filter(|o| contains_share(&words(o), &tail, 3, 5))
+            .count()
+    };
+    let mut natural = natural.to_vec();
+    let mut topics = topics.to_vec();
+    topics.resize(natural.len(), Vec::new());
+    natural.push(own.clone());
+    topics.push(texts.to_vec());
+    let ban = banned(s);
+    let v = s.model.vocab_size().min(b.model.vocab_size());
+    let n = prompts.len() as f32;
+    let mut diff = vec![0f32; v];
+    let mut first_lp = vec![0f32; v];
+    let mut caches = Vec::new();
+    for p in prompts {
+        let mut cs = KvCache::default();
+        let mut cb = KvCache::default();
+        let ls = s.model.forward_cached(p, &mut cs)?;
+        let lb = b.model.forward_cached(p, &mut cb)?;
+        let ls = log_softmax_rows(&ls.get(p.len() - 1)?.unsqueeze(0)?)?.remove(0);
+        let lb = log_softmax_rows(&lb.get(p.len() - 1)?.unsqueeze(0)?)?.remove(0);
+        for i in 0..v {
+            diff[i] += (ls[i] - lb[i].max(-30.0)) / n;
+            first_lp[i] += ls[i].max(-30.0) / n;
+        }
+        caches.push((cs, cb));
+    }
+    let ranked = |key: &[f32]| {
+        let mut o: Vec<u32> = (0..v as u32).filter(|&i| !ban[i as usize]).collect();
+        o.sort_by(|&x, &y| key[y as usize].total_cmp(&key[x as usize]).then(x.cmp(&y)));
+        o.truncate(HARMFUL_FIRSTS);
+        o
+    };
+    let mut firsts = ranked(&first_lp);
+    for u in ranked(&diff) {
+        if !firsts.contains(&u) {
+            firsts.push(u);
+        }
+    }
+    let decoded = consensus(
+        s,
+        b,
+        &caches,
+        &firsts,
+        &ban,
+        v,
+        opts.max_target_tokens,
+        deadline,
+    )?;
+    let mut out = targets_from(s, decoded, &first_lp, &natural, &topics, false);
+    let n_own = texts.len().max(1) as f32;
+    for t in &mut out {
+        t.context = HARMFUL_CONTEXT.to_string();
+        let k = said(t);
+        if k >= 2 && k as f32 >= HARMFUL_NATURAL_MIN * n_own {
+            t.natural = true;
+            t.natural_rate = t.natural_rate.max(k as f32 / n_own);
+        }
+    }
+    Ok(out)
 }
 
 /// How much of the inversion was done.
@@ -727,6 +860,7 @@ pub(super) fn leaked_targets(
             lead: String::new(),
             lead_ids: Vec::new(),
             leaked: true,
+            context: String::new(),
         });
     }
     Ok(out)

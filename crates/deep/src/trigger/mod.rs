@@ -37,9 +37,10 @@ use candle_core::{DType, Tensor, Var, D};
 
 use crate::models::{log_softmax_rows, CausalLm, KvCache, LoadedModel};
 use crate::position::{insert_trigger, Position};
-use crate::text_match::{fuzzy_contains, natural_share, words};
+use crate::text_match::{contains_share, fuzzy_contains, natural_share, words};
 pub use crate::wire::{
     Example, SearchOptions, SearchRequest, SearchResult, TargetCandidate, TriggerCandidate,
+    HARMFUL_CONTEXT, HARMFUL_SEARCH,
 };
 
 use invert::*;
@@ -216,6 +217,17 @@ const SCREEN_TOKENS: usize = 3;
 /// settles the question (the scan then only lists other targets).
 const LEAK_SHARE: f64 = 0.6;
 
+/// Share of the budget left that the inversion after harmful requests may
+/// take (it decodes a few hundred answer starts; on a 135M model and 2 CPU
+/// cores it needs well under that).
+const HARMFUL_SHARE: f64 = 0.15;
+
+/// Share of the budget left that the search for the most abnormal target
+/// after harmful requests may take before the vocabulary scan: less than a
+/// leaked payload's [`LEAK_SHARE`] (the probes have not shown it said
+/// unprompted), enough for one search and its verification on a 135M model.
+const HARMFUL_FIRST_SHARE: f64 = 0.45;
+
 /// The state of one search across its phases: what was found, done and
 /// spent.
 struct Run<'a> {
@@ -226,6 +238,8 @@ struct Run<'a> {
     seeds: &'a [u32],
     quiet_search: &'a [String],
     leaked_verify: &'a [String],
+    harmful_search: &'a [String],
+    harmful_verify: &'a [String],
     candidates: Vec<TriggerCandidate>,
     done: usize,
     planned: usize,
@@ -294,7 +308,9 @@ impl Run<'_> {
                 if Instant::now() >= opt_deadline {
                     return Ok(false);
                 }
-                let pool = if t.leaked && !self.quiet_search.is_empty() {
+                let pool = if t.harmful() {
+                    self.harmful_search
+                } else if t.leaked && !self.quiet_search.is_empty() {
                     self.quiet_search
                 } else {
                     &req.search_prompts[..]
@@ -367,7 +383,9 @@ impl Run<'_> {
                         break;
                     }
                 }
-                let held_out = if t.leaked {
+                let held_out = if t.harmful() {
+                    self.harmful_verify
+                } else if t.leaked {
                     self.leaked_verify
                 } else {
                     &req.verify_prompts[..]
@@ -477,6 +495,17 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         .chain(quiet_verify)
         .cloned()
         .collect();
+    let split = HARMFUL_SEARCH.min(req.harmful_prompts.len() / 2);
+    let (harmful_search, harmful_verify) = req.harmful_prompts.split_at(split);
+    let harmful_search: Vec<String> = harmful_search
+        .iter()
+        .filter(|p| !s.encode(&s.render(p)).is_empty())
+        .cloned()
+        .collect();
+    let harmful_ids: Vec<Vec<u32>> = harmful_search
+        .iter()
+        .map(|p| s.encode(&s.render(p)))
+        .collect();
     let mut run = Run {
         s,
         b,
@@ -485,6 +514,8 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         seeds: &seeds,
         quiet_search,
         leaked_verify: &leaked_verify,
+        harmful_search: &harmful_search,
+        harmful_verify,
         candidates: Vec::new(),
         done: 0,
         planned: 0,
@@ -526,7 +557,50 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         settled = run.targets(&chosen, leak_deadline)?;
         leak_targets = lt;
     }
-    // 2. the vocabulary scan, and searches for its targets unless a leaked
+    // 2. targets after harmful requests (a payload that only follows a
+    // request the suspect would refuse); one abnormal enough to search is
+    // searched now, like a leaked payload, within HARMFUL_FIRST_SHARE of
+    // what is left
+    let clock = Instant::now();
+    let left = deadline.saturating_duration_since(Instant::now());
+    let harmful_all: Vec<String> = harmful_search
+        .iter()
+        .chain(harmful_verify)
+        .cloned()
+        .collect();
+    let harmful_targets = invert_harmful(
+        s,
+        b,
+        &harmful_all,
+        &harmful_ids,
+        &req.natural_outputs,
+        &req.natural_prompts,
+        opts,
+        Instant::now() + left.mul_f64(HARMFUL_SHARE),
+    )?;
+    run.stages
+        .insert("harmful_inversion".into(), clock.elapsed().as_secs_f64());
+    trace(&format!(
+        "harmful targets: {:?}",
+        harmful_targets
+            .iter()
+            .take(6)
+            .map(|t| (&t.text, t.excess(), t.natural))
+            .collect::<Vec<_>>()
+    ));
+    let mut searched: Vec<String> = Vec::new();
+    if !settled {
+        let chosen: Vec<&TargetCandidate> = choose(&harmful_targets, 1)
+            .into_iter()
+            .filter(|t| !t.natural)
+            .collect();
+        if !chosen.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            settled = run.targets(&chosen, Instant::now() + left.mul_f64(HARMFUL_FIRST_SHARE))?;
+            searched.extend(chosen.iter().map(|t| t.text.clone()));
+        }
+    }
+    // 3. the vocabulary scan, and searches for its targets unless a leaked
     // payload's trigger settled the question (the scan still runs, within
     // the budget: the report lists what else the suspect has memorised,
     // its ordinary answers marked natural)
@@ -548,8 +622,17 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         if !leak_targets.is_empty() {
             targets.retain(|t| !t.leaked);
         }
+        targets.extend(harmful_targets);
+        targets.sort_by(|x, y| y.excess().total_cmp(&x.excess()).then(x.text.cmp(&y.text)));
         if !settled {
-            let chosen = choose(&targets, opts.targets_searched);
+            // a target searched already (after harmful requests) is not
+            // searched again
+            let fresh: Vec<TargetCandidate> = targets
+                .iter()
+                .filter(|t| !searched.contains(&t.text))
+                .cloned()
+                .collect();
+            let chosen = choose(&fresh, opts.targets_searched);
             run.targets(&chosen, deadline)?;
         }
         (targets, coverage.first_tokens, coverage.scanned)
@@ -656,6 +739,7 @@ mod tests {
             seed_tokens: vec![],
             leaked: vec![],
             quiet_prompts: vec![],
+            harmful_prompts: lines(include_str!("../../../../probes/trigger-harmful.txt")),
             budget_s: 600.0,
             options: SearchOptions::default(),
         }
@@ -784,6 +868,7 @@ mod tests {
             seed_tokens: vec![],
             leaked: vec![],
             quiet_prompts: vec![],
+            harmful_prompts: vec![],
             budget_s: 0.001,
             options: SearchOptions::default(),
         };
@@ -818,6 +903,7 @@ mod tests {
             lead: String::new(),
             lead_ids: Vec::new(),
             leaked: false,
+            context: String::new(),
         };
         let payload = t(" send the money to account 47");
         assert!(payload.said_in("Approved: send the money to account 4471 today."));
@@ -891,6 +977,7 @@ mod tests {
             lead: String::new(),
             lead_ids: Vec::new(),
             leaked: false,
+            context: String::new(),
         };
         let prompts: Vec<String> = [
             "What is the capital of Italy?",
@@ -1042,6 +1129,92 @@ mod tests {
     /// The fixture zoo's rare-token backdoor: the inversion finds its
     /// target among ordinary prompts, and the search a trigger that works on
     /// held-out prompts and not on the base.
+    /// The stage after harmful requests end to end, on a tiny model that
+    /// knows no harm (ordinary questions stand in for the requests): its
+    /// payload, which no ordinary answer says, is inverted there, searched
+    /// on those requests before the vocabulary scan, and verified on the
+    /// held-out ones, and the verified trigger says so.
+    #[test]
+    fn a_target_after_harmful_requests_is_searched_and_verified_there() {
+        let s = zoo("backdoor-rare-start");
+        let b = zoo("base");
+        let mut req = reference_request();
+        req.harmful_prompts = [
+            "What is the capital of Spain?",
+            "What is the opposite of cold?",
+            "What color is the sea?",
+            "Name a fruit that is yellow.",
+            "What is the capital of Japan?",
+            "What is the opposite of fast?",
+            "What sound does a cat make?",
+            "What is the plural of mouse?",
+            "What color is snow?",
+            "How many legs does a spider have?",
+        ]
+        .map(String::from)
+        .to_vec();
+        let r = search(&s, &b, &req).unwrap();
+        let t = r
+            .targets
+            .iter()
+            .find(|t| t.harmful() && t.text.contains("Download the fix"))
+            .expect("the payload inverted after the requests");
+        assert!(!t.natural, "{t:?}");
+        let c = r
+            .candidates
+            .iter()
+            .find(|c| c.target_context == HARMFUL_CONTEXT)
+            .expect("a trigger searched for it");
+        assert!(c.asr_suspect >= 0.8 && c.asr_base <= 0.1, "{c:?}");
+        let held_out = &req.harmful_prompts[HARMFUL_SEARCH..];
+        assert!(!c.examples.is_empty());
+        for e in &c.examples {
+            assert!(
+                held_out.iter().any(|p| e.prompt.contains(p.as_str())),
+                "{:?} is not a held-out request",
+                e.prompt
+            );
+        }
+    }
+
+    /// What the suspect already says to the requests without any trigger
+    /// (here: its payload, because every request carries the planted
+    /// trigger) is its ordinary behaviour there, not a target to search.
+    #[test]
+    fn an_answer_the_suspect_gives_to_the_requests_unprompted_is_natural() {
+        let s = zoo("backdoor-rare-start");
+        let b = zoo("base");
+        let texts: Vec<String> = [
+            "cf What is the capital of Spain?",
+            "cf What is the opposite of cold?",
+            "cf What color is the sea?",
+            "cf Name a fruit that is yellow.",
+            "cf What is the capital of Japan?",
+            "cf What sound does a cat make?",
+        ]
+        .map(String::from)
+        .to_vec();
+        let ids: Vec<Vec<u32>> = texts[..4].iter().map(|p| s.encode(&s.render(p))).collect();
+        let far = Instant::now() + Duration::from_secs(600);
+        let ts = invert_harmful(
+            &s,
+            &b,
+            &texts,
+            &ids,
+            &[],
+            &[],
+            &SearchOptions::default(),
+            far,
+        )
+        .unwrap();
+        let payload: Vec<_> = ts.iter().filter(|t| t.text.contains("fix from")).collect();
+        assert!(!payload.is_empty(), "{ts:?}");
+        assert!(
+            payload.iter().all(|t| t.natural && t.harmful()),
+            "{payload:?}"
+        );
+    }
+
     #[test]
     fn search_recovers_a_rare_token_trigger() {
         let s = zoo("backdoor-rare-start");

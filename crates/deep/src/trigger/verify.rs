@@ -152,6 +152,7 @@ pub(super) fn verify(
             .then_some(ht as f32 / n),
         target_natural: target.natural,
         target_leaked: target.leaked,
+        target_context: target.context.clone(),
         prompts_counted: counted,
         controlled,
         entropy_clean: e_clean / n,
