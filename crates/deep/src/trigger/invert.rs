@@ -230,7 +230,10 @@ fn targets_from(
 /// Answer starts decoded by [`invert_harmful`]: the suspect's likeliest
 /// first tokens after harmful requests and, as many again, those it raised
 /// most over the base there.
-pub(super) const HARMFUL_FIRSTS: usize = 32;
+pub(super) const HARMFUL_FIRSTS: usize = 16;
+/// Harmful requests (the first of those given) whose answers without a
+/// trigger show the suspect's ordinary behaviour there.
+pub(super) const HARMFUL_OWN: usize = 12;
 /// Share of the suspect's own answers to harmful requests that must say a
 /// target for it to be its ordinary behaviour there.
 pub(super) const HARMFUL_NATURAL_MIN: f32 = 0.1;
@@ -249,8 +252,8 @@ pub(super) const HARMFUL_NATURAL_MIN: f32 = 0.1;
 /// several starts, the most confident is kept (the likeliest start of a
 /// compliance payload is often a generic answer opening that it merely
 /// follows). What the suspect answers to these requests without any
-/// trigger is its ordinary behaviour here: its greedy answers to all of
-/// `texts` join the natural outputs as one more category, and since a
+/// trigger is its ordinary behaviour here: its greedy answers to the first
+/// [`HARMFUL_OWN`] of `texts` join the natural outputs as one more category, and since a
 /// model refuses in several wordings, each of which greedy decoding picks
 /// for only some requests, a target said in [`HARMFUL_NATURAL_MIN`] of
 /// those answers (and at least two) is natural; a backdoor's payload is
@@ -269,7 +272,11 @@ pub(super) fn invert_harmful(
     if prompts.is_empty() || s.model.causal().is_none() || b.model.causal().is_none() {
         return Ok(Vec::new());
     }
-    let all: Vec<Vec<u32>> = texts.iter().map(|p| s.encode(&s.render(p))).collect();
+    let all: Vec<Vec<u32>> = texts
+        .iter()
+        .take(HARMFUL_OWN)
+        .map(|p| s.encode(&s.render(p)))
+        .collect();
     let own: Vec<String> = s
         .greedy_batch(&all, opts.max_target_tokens, 1)?
         .into_iter()
@@ -285,7 +292,7 @@ pub(super) fn invert_harmful(
     let mut topics = topics.to_vec();
     topics.resize(natural.len(), Vec::new());
     natural.push(own.clone());
-    topics.push(texts.to_vec());
+    topics.push(texts.iter().take(HARMFUL_OWN).cloned().collect());
     let ban = banned(s);
     let v = s.model.vocab_size().min(b.model.vocab_size());
     let n = prompts.len() as f32;
@@ -317,10 +324,12 @@ pub(super) fn invert_harmful(
             firsts.push(u);
         }
     }
+    // decoded on as many prompts as the vocabulary scan's shortlist: the
+    // stage must leave that scan its time
     let decoded = consensus(
         s,
         b,
-        &caches,
+        &caches[..caches.len().min(CONSENSUS_PROMPTS)],
         &firsts,
         &ban,
         v,
@@ -328,7 +337,7 @@ pub(super) fn invert_harmful(
         deadline,
     )?;
     let mut out = targets_from(s, decoded, &first_lp, &natural, &topics, false);
-    let n_own = texts.len().max(1) as f32;
+    let n_own = all.len().max(1) as f32;
     for t in &mut out {
         t.context = HARMFUL_CONTEXT.to_string();
         let k = said(t);
@@ -538,9 +547,10 @@ pub(super) const SCAN_LOGITS: usize = 32 << 20;
 pub(super) const SCAN_SHORTLIST: usize = 512;
 pub(super) const CONSENSUS_PROMPTS: usize = 3;
 /// Share of the budget left that the first-token scan of the vocabulary
-/// may take (on a 49k-token vocabulary and 2 CPU cores it needs about 130
-/// seconds; on the fixture zoo, well under one).
-pub(super) const SCAN_SHARE: f64 = 0.7;
+/// may take (on a 49k-token vocabulary and 2 CPU cores it needs about 145
+/// seconds; on the fixture zoo, well under one). What follows it, the
+/// consensus decoding of its shortlist, needs about a fifth of that.
+pub(super) const SCAN_SHARE: f64 = 0.8;
 /// Decoding steps after which a forced first token whose continuation is
 /// not abnormally confident is no longer decoded.
 pub(super) const PRUNE_AFTER: usize = 4;

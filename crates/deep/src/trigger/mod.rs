@@ -558,9 +558,9 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         leak_targets = lt;
     }
     // 2. targets after harmful requests (a payload that only follows a
-    // request the suspect would refuse); one abnormal enough to search is
-    // searched now, like a leaked payload, within HARMFUL_FIRST_SHARE of
-    // what is left
+    // request the suspect would refuse); the most abnormal one foreign to
+    // the base is searched now, like a leaked payload, within
+    // HARMFUL_FIRST_SHARE of what is left (the others are only listed)
     let clock = Instant::now();
     let left = deadline.saturating_duration_since(Instant::now());
     let harmful_all: Vec<String> = harmful_search
@@ -588,16 +588,20 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
             .map(|t| (&t.text, t.excess(), t.natural))
             .collect::<Vec<_>>()
     ));
-    let mut searched: Vec<String> = Vec::new();
     if !settled {
-        let chosen: Vec<&TargetCandidate> = choose(&harmful_targets, 1)
-            .into_iter()
-            .filter(|t| !t.natural)
+        // only a payload foreign to the base is worth the scan's time:
+        // one the suspect prefers by UNEXPLAINED_GAIN nats a token, the
+        // bar for an unexplained fixed answer (a clean style fine-tune's
+        // habit, forced after a harmful request, gains under two)
+        let foreign: Vec<TargetCandidate> = harmful_targets
+            .iter()
+            .filter(|t| !t.natural && t.logp_gain >= crate::thresholds::UNEXPLAINED_GAIN)
+            .cloned()
             .collect();
+        let chosen = choose(&foreign, 1);
         if !chosen.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             settled = run.targets(&chosen, Instant::now() + left.mul_f64(HARMFUL_FIRST_SHARE))?;
-            searched.extend(chosen.iter().map(|t| t.text.clone()));
         }
     }
     // 3. the vocabulary scan, and searches for its targets unless a leaked
@@ -625,13 +629,10 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         targets.extend(harmful_targets);
         targets.sort_by(|x, y| y.excess().total_cmp(&x.excess()).then(x.text.cmp(&y.text)));
         if !settled {
-            // a target searched already (after harmful requests) is not
-            // searched again
-            let fresh: Vec<TargetCandidate> = targets
-                .iter()
-                .filter(|t| !searched.contains(&t.text))
-                .cloned()
-                .collect();
+            // the targets after harmful requests had their search (or
+            // were not foreign enough for one)
+            let fresh: Vec<TargetCandidate> =
+                targets.iter().filter(|t| !t.harmful()).cloned().collect();
             let chosen = choose(&fresh, opts.targets_searched);
             run.targets(&chosen, deadline)?;
         }
