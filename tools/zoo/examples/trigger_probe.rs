@@ -55,6 +55,11 @@ fn main() {
             .and_then(|f| std::fs::read_to_string(f).ok())
             .map(|t| t.lines().map(String::from).collect())
             .unwrap_or_default(),
+        harmful_prompts: include_str!("../../../probes/trigger-harmful.txt")
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect(),
         budget_s: budget,
         options: {
             // development overrides: PROBITY_TOP_K, PROBITY_BEAM, PROBITY_STEPS
