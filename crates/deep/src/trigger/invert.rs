@@ -17,7 +17,6 @@ pub(super) fn invert(
 ) -> R<(Vec<TargetCandidate>, Coverage)> {
     let ban = banned(s);
     let v = s.model.vocab_size().min(b.model.vocab_size());
-    let n = prompts.len() as f32;
     let mut stages: Vec<(&'static str, f64)> = Vec::new();
     let mut clock = Instant::now();
     let mut lap = |name: &'static str, stages: &mut Vec<(&'static str, f64)>| {
@@ -27,27 +26,13 @@ pub(super) fn invert(
         stages.push((name, clock.elapsed().as_secs_f64()));
         clock = Instant::now();
     };
-    let mut diff = vec![0f32; v];
-    let mut first_lp = vec![0f32; v];
-    let mut caches = Vec::new();
-    let mut spaced_starts = 0usize;
-    for p in prompts {
-        let mut cs = KvCache::default();
-        let mut cb = KvCache::default();
-        let ls = s.model.forward_cached(p, &mut cs)?;
-        let lb = b.model.forward_cached(p, &mut cb)?;
-        let ls = log_softmax_rows(&ls.get(p.len() - 1)?.unsqueeze(0)?)?.remove(0);
-        let lb = log_softmax_rows(&lb.get(p.len() - 1)?.unsqueeze(0)?)?.remove(0);
-        for i in 0..v {
-            diff[i] += (ls[i] - lb[i].max(-30.0)) / n;
-            first_lp[i] += ls[i].max(-30.0) / n;
-        }
-        let top = (0..v).max_by(|&x, &y| ls[x].total_cmp(&ls[y])).unwrap_or(0);
-        if spaced(s, top as u32) {
-            spaced_starts += 1;
-        }
-        caches.push((cs, cb));
-    }
+    let Starts {
+        diff,
+        first_lp,
+        caches,
+        tops,
+    } = answer_starts(s, b, prompts, v)?;
+    let spaced_starts = tops.iter().filter(|&&t| spaced(s, t)).count();
     lap("inversion_prompts", &mut stages);
     let mut order: Vec<usize> = (0..v).filter(|&i| !ban[i]).collect();
     order.sort_by(|&x, &y| diff[y].total_cmp(&diff[x]).then(x.cmp(&y)));
@@ -145,6 +130,43 @@ pub(super) fn invert(
             stages,
         },
     ))
+}
+
+/// Both models after each prompt: their caches, and over the answer's
+/// first token the suspect's mean log-probability rise over the base and
+/// its mean log-probability (each clamped at -30), with the suspect's
+/// likeliest first token after each prompt.
+struct Starts {
+    diff: Vec<f32>,
+    first_lp: Vec<f32>,
+    caches: Vec<(KvCache, KvCache)>,
+    tops: Vec<u32>,
+}
+
+fn answer_starts(s: &LoadedModel, b: &LoadedModel, prompts: &[Vec<u32>], v: usize) -> R<Starts> {
+    let n = prompts.len() as f32;
+    let mut st = Starts {
+        diff: vec![0f32; v],
+        first_lp: vec![0f32; v],
+        caches: Vec::new(),
+        tops: Vec::new(),
+    };
+    for p in prompts {
+        let mut cs = KvCache::default();
+        let mut cb = KvCache::default();
+        let ls = s.model.forward_cached(p, &mut cs)?;
+        let lb = b.model.forward_cached(p, &mut cb)?;
+        let ls = log_softmax_rows(&ls.get(p.len() - 1)?.unsqueeze(0)?)?.remove(0);
+        let lb = log_softmax_rows(&lb.get(p.len() - 1)?.unsqueeze(0)?)?.remove(0);
+        for i in 0..v {
+            st.diff[i] += (ls[i] - lb[i].max(-30.0)) / n;
+            st.first_lp[i] += ls[i].max(-30.0) / n;
+        }
+        let top = (0..v).max_by(|&x, &y| ls[x].total_cmp(&ls[y])).unwrap_or(0);
+        st.tops.push(top as u32);
+        st.caches.push((cs, cb));
+    }
+    Ok(st)
 }
 
 /// Inverted targets from decoded forced starts: each with its confidences
@@ -295,23 +317,12 @@ pub(super) fn invert_harmful(
     topics.push(texts.iter().take(HARMFUL_OWN).cloned().collect());
     let ban = banned(s);
     let v = s.model.vocab_size().min(b.model.vocab_size());
-    let n = prompts.len() as f32;
-    let mut diff = vec![0f32; v];
-    let mut first_lp = vec![0f32; v];
-    let mut caches = Vec::new();
-    for p in prompts {
-        let mut cs = KvCache::default();
-        let mut cb = KvCache::default();
-        let ls = s.model.forward_cached(p, &mut cs)?;
-        let lb = b.model.forward_cached(p, &mut cb)?;
-        let ls = log_softmax_rows(&ls.get(p.len() - 1)?.unsqueeze(0)?)?.remove(0);
-        let lb = log_softmax_rows(&lb.get(p.len() - 1)?.unsqueeze(0)?)?.remove(0);
-        for i in 0..v {
-            diff[i] += (ls[i] - lb[i].max(-30.0)) / n;
-            first_lp[i] += ls[i].max(-30.0) / n;
-        }
-        caches.push((cs, cb));
-    }
+    let Starts {
+        diff,
+        first_lp,
+        caches,
+        ..
+    } = answer_starts(s, b, prompts, v)?;
     let ranked = |key: &[f32]| {
         let mut o: Vec<u32> = (0..v as u32).filter(|&i| !ban[i as usize]).collect();
         o.sort_by(|&x, &y| key[y as usize].total_cmp(&key[x as usize]).then(x.cmp(&y)));
