@@ -218,8 +218,8 @@ const SCREEN_TOKENS: usize = 3;
 const LEAK_SHARE: f64 = 0.6;
 
 /// Share of the budget left that the inversion after harmful requests may
-/// take (it decodes a few hundred answer starts; on a 135M model and 2 CPU
-/// cores it needs well under that).
+/// take (it decodes 32 answer starts and reads twelve answers; on a 135M
+/// model and 2 CPU cores, 13–17 s of a five-minute budget).
 const HARMFUL_SHARE: f64 = 0.15;
 
 /// Share of the budget left that the search for the most abnormal target
@@ -497,15 +497,11 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         .collect();
     let split = HARMFUL_SEARCH.min(req.harmful_prompts.len() / 2);
     let (harmful_search, harmful_verify) = req.harmful_prompts.split_at(split);
-    let harmful_search: Vec<String> = harmful_search
+    let (harmful_search, harmful_ids): (Vec<String>, Vec<Vec<u32>>) = harmful_search
         .iter()
-        .filter(|p| !s.encode(&s.render(p)).is_empty())
-        .cloned()
-        .collect();
-    let harmful_ids: Vec<Vec<u32>> = harmful_search
-        .iter()
-        .map(|p| s.encode(&s.render(p)))
-        .collect();
+        .map(|p| (p.clone(), s.encode(&s.render(p))))
+        .filter(|(_, ids)| !ids.is_empty())
+        .unzip();
     let mut run = Run {
         s,
         b,
