@@ -19,6 +19,11 @@ use candle_core::{DType, Device, Tensor};
 /// Largest pickle (data.pkl) read, and most values it may create.
 const MAX_PICKLE: u64 = 64 << 20;
 const MAX_VALUES: usize = 5_000_000;
+/// Deepest nesting of containers: a state dict nests a few levels (its
+/// metadata dict of dicts, a tensor's size tuple); cloning, sizing and
+/// dropping a value recurse once per level, so a stream nesting a million
+/// lists must be refused, not overflow the stack.
+const MAX_DEPTH: u8 = 32;
 
 #[derive(Clone, Debug)]
 enum V {
@@ -28,9 +33,11 @@ enum V {
     /// as a placeholder.
     Scalar,
     Str(String),
-    Tuple(Vec<V>),
-    List(Vec<V>),
-    Dict(Vec<(V, V)>),
+    /// Containers carry their nesting depth (1 for one holding only
+    /// scalars), kept under [`MAX_DEPTH`].
+    Tuple(Vec<V>, u8),
+    List(Vec<V>, u8),
+    Dict(Vec<(V, V)>, u8),
     Global(String),
     Storage {
         key: String,
@@ -91,11 +98,17 @@ impl<'a> Vm<'a> {
             .ok_or_else(|| "pickle stack underflow".into())
     }
     fn push(&mut self, v: V) -> Result<(), String> {
-        self.created += 1;
+        self.charge(1)?;
+        self.stack.push(v);
+        Ok(())
+    }
+    /// Counts `n` values made or copied against [`MAX_VALUES`], before the
+    /// work is done.
+    fn charge(&mut self, n: usize) -> Result<(), String> {
+        self.created = self.created.saturating_add(n);
         if self.created > MAX_VALUES {
             return Err("pickle creates too many values".into());
         }
-        self.stack.push(v);
         Ok(())
     }
     fn pop_mark(&mut self) -> Result<Vec<V>, String> {
@@ -129,9 +142,9 @@ impl<'a> Vm<'a> {
                     self.le(8)?; // FRAME
                 }
                 b'.' => return self.pop(),
-                b'}' => self.push(V::Dict(Vec::new()))?,
-                b']' => self.push(V::List(Vec::new()))?,
-                b')' => self.push(V::Tuple(Vec::new()))?,
+                b'}' => self.push(V::Dict(Vec::new(), 1))?,
+                b']' => self.push(V::List(Vec::new(), 1))?,
+                b')' => self.push(V::Tuple(Vec::new(), 1))?,
                 b'(' => self.stack.push(V::Mark),
                 b'N' => self.push(V::None)?,
                 0x88 => self.push(V::Scalar)?,
@@ -203,6 +216,12 @@ impl<'a> Vm<'a> {
                         b'r' => self.le(4)? as u32,
                         _ => self.memo.len() as u32,
                     };
+                    let top = self.stack.last().ok_or("memo of an empty stack")?;
+                    // a put copies the value too: thousands of puts of one
+                    // big container must not add up to a hang (fuzzing
+                    // found 4 KiB of puts that ran for seconds)
+                    let n = deep_size(top);
+                    self.charge(n)?;
                     let top = self.stack.last().ok_or("memo of an empty stack")?.clone();
                     self.memo.insert(idx, top);
                 }
@@ -215,13 +234,15 @@ impl<'a> Vm<'a> {
                     let v = self.memo.get(&idx).ok_or("unknown memo index")?;
                     // a fetch copies the value: count what it copies, so that
                     // fetching one big container again and again stays bounded
-                    self.created = self.created.saturating_add(deep_size(v));
-                    let v = v.clone();
+                    let n = deep_size(v);
+                    self.charge(n)?;
+                    let v = self.memo.get(&idx).ok_or("unknown memo index")?.clone();
                     self.push(v)?
                 }
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.push(V::Tuple(items))?
+                    let d = nest(items.iter())?;
+                    self.push(V::Tuple(items, d))?
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -229,7 +250,8 @@ impl<'a> Vm<'a> {
                         return Err("pickle stack underflow".into());
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
-                    self.push(V::Tuple(items))?
+                    let d = nest(items.iter())?;
+                    self.push(V::Tuple(items, d))?
                 }
                 b'Q' => {
                     let pid = self.pop()?;
@@ -244,9 +266,10 @@ impl<'a> Vm<'a> {
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
-                    let Some(V::Dict(d)) = self.stack.last_mut() else {
+                    let Some(V::Dict(d, depth)) = self.stack.last_mut() else {
                         return Err("SETITEMS on a non-dict".into());
                     };
+                    *depth = nest(items.iter())?.max(*depth);
                     let mut it = items.into_iter();
                     while let (Some(k), Some(v)) = (it.next(), it.next()) {
                         d.push((k, v));
@@ -255,23 +278,26 @@ impl<'a> Vm<'a> {
                 b's' => {
                     let v = self.pop()?;
                     let k = self.pop()?;
-                    let Some(V::Dict(d)) = self.stack.last_mut() else {
+                    let Some(V::Dict(d, depth)) = self.stack.last_mut() else {
                         return Err("SETITEM on a non-dict".into());
                     };
+                    *depth = nest([&k, &v])?.max(*depth);
                     d.push((k, v));
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
-                    let Some(V::List(l)) = self.stack.last_mut() else {
+                    let Some(V::List(l, depth)) = self.stack.last_mut() else {
                         return Err("APPENDS on a non-list".into());
                     };
+                    *depth = nest(items.iter())?.max(*depth);
                     l.extend(items);
                 }
                 b'a' => {
                     let v = self.pop()?;
-                    let Some(V::List(l)) = self.stack.last_mut() else {
+                    let Some(V::List(l, depth)) = self.stack.last_mut() else {
                         return Err("APPEND on a non-list".into());
                     };
+                    *depth = nest([&v])?.max(*depth);
                     l.push(v);
                 }
                 b'b' => {
@@ -289,11 +315,31 @@ impl<'a> Vm<'a> {
     }
 }
 
+/// How deeply `v` nests containers (0 for a scalar).
+fn depth(v: &V) -> u8 {
+    match v {
+        V::Tuple(_, d) | V::List(_, d) | V::Dict(_, d) => *d,
+        _ => 0,
+    }
+}
+
+/// The depth of a container holding `items`, or an error past
+/// [`MAX_DEPTH`].
+fn nest<'v>(items: impl IntoIterator<Item = &'v V>) -> Result<u8, String> {
+    let d = items.into_iter().map(depth).max().unwrap_or(0) + 1;
+    if d > MAX_DEPTH {
+        return Err(format!(
+            "values nest deeper than {MAX_DEPTH} levels, which a plain state dict does not"
+        ));
+    }
+    Ok(d)
+}
+
 /// How many values `v` holds, itself included.
 fn deep_size(v: &V) -> usize {
     match v {
-        V::Tuple(xs) | V::List(xs) => 1 + xs.iter().map(deep_size).sum::<usize>(),
-        V::Dict(kv) => {
+        V::Tuple(xs, _) | V::List(xs, _) => 1 + xs.iter().map(deep_size).sum::<usize>(),
+        V::Dict(kv, _) => {
             1 + kv
                 .iter()
                 .map(|(k, v)| deep_size(k) + deep_size(v))
@@ -305,7 +351,7 @@ fn deep_size(v: &V) -> usize {
 
 /// `('storage', StorageClass, key, location, numel)`.
 fn persistent(pid: V) -> Result<V, String> {
-    let V::Tuple(t) = pid else {
+    let V::Tuple(t, _) = pid else {
         return Err("persistent id is not a tuple".into());
     };
     match t.as_slice() {
@@ -319,7 +365,7 @@ fn persistent(pid: V) -> Result<V, String> {
 
 fn ints(v: &V) -> Result<Vec<usize>, String> {
     match v {
-        V::Tuple(t) => t
+        V::Tuple(t, _) => t
             .iter()
             .map(|x| match x {
                 V::Int(i) if *i >= 0 => Ok(*i as usize),
@@ -335,11 +381,11 @@ fn call(callee: V, args: V) -> Result<V, String> {
     let V::Global(name) = callee else {
         return Err("call of something that is not a global".into());
     };
-    let V::Tuple(args) = args else {
+    let V::Tuple(args, _) = args else {
         return Err(format!("{name}: arguments are not a tuple"));
     };
     match name.as_str() {
-        "collections.OrderedDict" if args.is_empty() => Ok(V::Dict(Vec::new())),
+        "collections.OrderedDict" if args.is_empty() => Ok(V::Dict(Vec::new(), 1)),
         "torch._utils._rebuild_tensor_v2" => match args.as_slice() {
             [V::Storage { key, dtype }, V::Int(offset), size, stride, ..] if *offset >= 0 => {
                 Ok(V::Tensor(TensorRef {
@@ -374,7 +420,7 @@ pub fn state_dict_keys(pkl: &[u8]) -> Result<Vec<String>, String> {
         created: 0,
     }
     .run()?;
-    let V::Dict(entries) = root else {
+    let V::Dict(entries, _) = root else {
         return Err("the checkpoint is not a state dict".into());
     };
     // non-tensor entries (step counters) are skipped, as `read` does
@@ -417,7 +463,7 @@ pub fn read(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, Str
     }
     .run()
     .map_err(|e| format!("{pkl_name}: {e}"))?;
-    let V::Dict(entries) = root else {
+    let V::Dict(entries, _) = root else {
         return Err("the checkpoint is not a state dict".into());
     };
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
@@ -490,6 +536,73 @@ mod tests {
         .run()
         .unwrap_err();
         assert!(e.contains("too many values"), "{e}");
+    }
+
+    fn run(p: &[u8]) -> Result<V, String> {
+        Vm {
+            data: p,
+            pos: 0,
+            stack: Vec::new(),
+            memo: HashMap::new(),
+            created: 0,
+        }
+        .run()
+    }
+
+    /// Found by the `deep_state_dict` fuzz target: 4 KiB of memo puts of
+    /// one container ran for seconds, because a put copied the value
+    /// without counting the copy. Here a list of 1,000 ints put 10,000
+    /// times: refused once the copies pass the bound.
+    #[test]
+    fn repeated_puts_of_a_big_value_are_bounded() {
+        let mut p = vec![0x80, 2, b']', b'('];
+        for _ in 0..1000 {
+            p.extend([b'K', 7]);
+        }
+        p.push(b'e');
+        p.extend(std::iter::repeat_n(0x94, 10_000)); // MEMOIZE
+        p.push(b'.');
+        let e = run(&p).unwrap_err();
+        assert!(e.contains("too many values"), "{e}");
+        // the same list put a few times is an ordinary stream
+        let mut ok = p[..p.len() - 10_001].to_vec();
+        ok.extend([0x94, 0x94, b'.']);
+        assert!(matches!(run(&ok), Ok(V::List(l, 1)) if l.len() == 1000));
+    }
+
+    /// Lists, tuples and dicts nested a million levels deep are refused
+    /// before cloning, sizing or dropping them could overflow the stack
+    /// (each recurses once per level); 32 levels are read.
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let n = 1_000_000;
+        let mut lists = vec![0x80, 2];
+        lists.extend(std::iter::repeat_n(b']', n));
+        lists.extend(std::iter::repeat_n(b'a', n - 1));
+        lists.push(b'.');
+        let mut tuples = vec![0x80, 2, b'K', 0];
+        tuples.extend(std::iter::repeat_n(0x85u8, n)); // TUPLE1
+        tuples.push(b'.');
+        // n dicts each followed by a key, one more dict, then n SETITEMs:
+        // each dict becomes the value of the one below it
+        let mut dicts = vec![0x80, 2];
+        for _ in 0..n {
+            dicts.extend([b'}', b'K', 1]);
+        }
+        dicts.push(b'}');
+        dicts.extend(std::iter::repeat_n(b's', n));
+        dicts.push(b'.');
+        for (name, p) in [("lists", &lists), ("tuples", &tuples), ("dicts", &dicts)] {
+            let e = run(p).unwrap_err();
+            assert!(e.contains("nest deeper"), "{name}: {e}");
+        }
+        let mut ok = vec![0x80, 2, b'K', 0];
+        ok.extend(std::iter::repeat_n(0x85u8, 32));
+        ok.push(b'.');
+        assert!(matches!(run(&ok), Ok(V::Tuple(_, 32))));
+        let mut deeper = ok.clone();
+        deeper.insert(deeper.len() - 1, 0x85);
+        assert!(run(&deeper).is_err());
     }
 
     #[test]
