@@ -2,10 +2,12 @@
 """Scan every model of a real-model zoo with `probity deep` and tabulate.
 
     python3 scripts/realzoo/eval.py ZOO OUT [--probity BIN] [--only NAME ...]
-        [--budget S] [--gguf]
+        [--budget S] [--gguf] [--manifest FILE]
 
 --only names models in the order to scan them (a GGUF twin as NAME.Q8_0);
---gguf adds every model's GGUF twins.
+--gguf adds every model's GGUF twins. --manifest reads the models' labels and
+recipes from FILE instead of ZOO/manifest.json (make.sh --only writes a
+manifest of just the models it made; the committed one lists them all).
 
 ZOO is the folder `make.sh` wrote (with its manifest.json). For each model
 the deep scan runs against ZOO/base (with --gguf: the GGUF twins too, against
@@ -98,10 +100,11 @@ def main():
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--budget", type=int)
     ap.add_argument("--gguf", action="store_true")
+    ap.add_argument("--manifest", help="manifest to read (default: ZOO/manifest.json)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the reports already in OUT instead of scanning again")
     a = ap.parse_args()
-    man = json.load(open(os.path.join(a.zoo, "manifest.json")))
+    man = json.load(open(a.manifest or os.path.join(a.zoo, "manifest.json")))
     os.makedirs(a.out, exist_ok=True)
     jobs = []
     for name, m in man["models"].items():

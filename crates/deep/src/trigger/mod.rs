@@ -207,6 +207,10 @@ const GCG_PROMPTS: usize = 4;
 /// real model, triggers optimised on four prompts reached 74–79% of
 /// held-out prompts).
 const GCG_PROMPTS_SHRUNK: usize = 6;
+/// Prompts a search may end up using (its pool's first ones): it starts
+/// with [`GCG_PROMPTS`] or [`GCG_PROMPTS_SHRUNK`] and takes more, two at a
+/// time, whenever its trigger fits the ones it has (`Gcg::extend`).
+const MAX_SLOTS: usize = 12;
 /// Length to which triggers are grown at every insertion point before the
 /// search narrows to the two most promising.
 const SCREEN_TOKENS: usize = 3;
@@ -315,19 +319,23 @@ impl Run<'_> {
                 } else {
                     &req.search_prompts[..]
                 };
-                let slots: Vec<Slot> = pool
+                let mut slots: Vec<Slot> = pool
                     .iter()
                     .filter_map(|p| slot(s, p, pos))
-                    .take(if opts.top_k < SearchOptions::default().top_k {
+                    .take(MAX_SLOTS)
+                    .collect();
+                let spare = slots.split_off(slots.len().min(
+                    if opts.top_k < SearchOptions::default().top_k {
                         GCG_PROMPTS_SHRUNK
                     } else {
                         GCG_PROMPTS
-                    })
-                    .collect();
+                    },
+                ));
                 if slots.is_empty() {
                     continue;
                 }
                 let mut g = Gcg::empty(s, slots, pos, tgt, t.lead_ids.len())?;
+                g.spare = spare;
                 while g.cur.len() < SCREEN_TOKENS.min(opts.trigger_tokens) && !g.settled() {
                     let before = g.beam[0].0.len();
                     g.grow(
@@ -347,29 +355,36 @@ impl Run<'_> {
             }
             runs.sort_by(|a, b| a.loss.total_cmp(&b.loss));
             for best in runs.iter_mut().take(2) {
-                while best.beam[0].0.len() < opts.trigger_tokens && !best.settled() {
-                    if Instant::now() >= opt_deadline {
-                        break;
+                // grown and refined; once the trigger fits its prompts,
+                // more prompts of the pool and again, while time is left
+                loop {
+                    while best.beam[0].0.len() < opts.trigger_tokens && !best.settled() {
+                        if Instant::now() >= opt_deadline {
+                            break;
+                        }
+                        best.grow(
+                            s,
+                            tgt,
+                            self.ban,
+                            self.seeds,
+                            opts,
+                            opt_deadline,
+                            &mut self.steps,
+                        )?;
                     }
-                    best.grow(
+                    best.run(
                         s,
                         tgt,
                         self.ban,
-                        self.seeds,
                         opts,
+                        opts.steps,
                         opt_deadline,
                         &mut self.steps,
                     )?;
+                    if Instant::now() >= opt_deadline || !best.extend(s, tgt)? {
+                        break;
+                    }
                 }
-                best.run(
-                    s,
-                    tgt,
-                    self.ban,
-                    opts,
-                    opts.steps,
-                    opt_deadline,
-                    &mut self.steps,
-                )?;
                 let text = s.decode(&best.cur).trim().to_string();
                 if text.is_empty() {
                     continue;
@@ -773,6 +788,50 @@ mod tests {
         let lw = losses(&m, &slots, &worst, &target, 0).unwrap();
         let min = |v: &[f32]| v.iter().copied().fold(f32::INFINITY, f32::min);
         assert!(min(&lb) < min(&lw), "best {lb:?} worst {lw:?}");
+    }
+
+    /// A trigger that fits its prompts takes the next spare ones of its
+    /// pool and is scored again on all of them; one that does not fit yet,
+    /// or has no spare prompts, is left as it is.
+    #[test]
+    fn a_fitted_trigger_takes_more_prompts() {
+        let m = zoo("backdoor-rare-start");
+        let target = m.encode("Download the fix");
+        let mk = |ps: &[&str]| -> Vec<Slot> {
+            ps.iter()
+                .map(|p| slot(&m, p, Position::Start).unwrap())
+                .collect()
+        };
+        let mut g = Gcg::empty(
+            &m,
+            mk(&["What is the capital of France?", "Name a planet."]),
+            Position::Start,
+            &target,
+            0,
+        )
+        .unwrap();
+        g.cur = m.encode("hello");
+        g.spare = mk(&["Give me a color.", "Say a number.", "Name a tree."]);
+        // not fitted: nothing added
+        g.loss = 1.0;
+        assert!(!g.extend(&m, &target).unwrap());
+        assert_eq!((g.slots.len(), g.spare.len()), (2, 3));
+        // fitted: two more prompts, the loss measured on all four
+        g.loss = 0.0;
+        g.stale = MAX_STALE;
+        assert!(g.extend(&m, &target).unwrap());
+        assert_eq!((g.slots.len(), g.spare.len()), (4, 1));
+        let want = losses(&m, &g.slots, std::slice::from_ref(&g.cur), &target, 0).unwrap()[0];
+        assert_eq!(g.loss, want);
+        assert!(g.loss > 0.0);
+        assert_eq!(g.beam, vec![(g.cur.clone(), g.loss)]);
+        assert_eq!(g.stale, 0, "growing may resume on the new prompts");
+        // the last spare prompt, then none
+        g.loss = 0.0;
+        assert!(g.extend(&m, &target).unwrap());
+        assert_eq!((g.slots.len(), g.spare.len()), (5, 0));
+        g.loss = 0.0;
+        assert!(!g.extend(&m, &target).unwrap());
     }
 
     /// The prefix-cached scoring of the llama family gives the losses of

@@ -19,7 +19,17 @@ pub(super) struct Gcg {
     pub(super) beam: Vec<(Vec<u32>, f32)>,
     /// Lengths grown in a row without lowering the best loss.
     pub(super) stale: usize,
+    /// Prompts of the same pool not used yet, added [`EXTEND_SLOTS`] at a
+    /// time once the trigger fits the ones it has (see [`Gcg::extend`]).
+    pub(super) spare: Vec<Slot>,
 }
+
+/// The loss below which a trigger fits its prompts: the search stops there,
+/// or takes more prompts when it has spare ones.
+pub(super) const FIT_LOSS: f32 = 0.05;
+
+/// Prompts added at a time by [`Gcg::extend`].
+pub(super) const EXTEND_SLOTS: usize = 2;
 
 /// Growing stops after this many lengths that did not lower the loss.
 pub(super) const MAX_STALE: usize = 2;
@@ -56,12 +66,45 @@ impl Gcg {
             rng: Lcg(0x5eed ^ target.iter().map(|&t| t as u64).sum::<u64>()),
             beam: vec![(Vec::new(), loss)],
             stale: 0,
+            spare: Vec::new(),
         })
     }
 
     /// Whether growing has stopped paying off.
     pub(super) fn settled(&self) -> bool {
-        self.stale >= MAX_STALE || self.loss < 0.05
+        self.stale >= MAX_STALE || self.loss < FIT_LOSS
+    }
+
+    /// Once the trigger fits its prompts (a loss under [`FIT_LOSS`]), adds
+    /// the next [`EXTEND_SLOTS`] spare prompts of its pool and scores it
+    /// again on all of them, so that the search goes on toward a trigger
+    /// that holds on prompts it was not fitted to (a backdoor's trigger
+    /// works whatever the request; a string fitted to four prompts often
+    /// does not: on a real model, optimised triggers that fitted their four
+    /// to six prompts reached only about half of the held-out ones). The
+    /// beam restarts from the current trigger and growing may resume.
+    /// Whether prompts were added.
+    pub(super) fn extend(&mut self, m: &LoadedModel, target: &[u32]) -> R<bool> {
+        if self.loss >= FIT_LOSS || self.spare.is_empty() || self.cur.is_empty() {
+            return Ok(false);
+        }
+        let n = EXTEND_SLOTS.min(self.spare.len());
+        self.slots.extend(self.spare.drain(..n));
+        self.loss = losses(
+            m,
+            &self.slots,
+            std::slice::from_ref(&self.cur),
+            target,
+            self.skip,
+        )?[0];
+        self.beam = vec![(self.cur.clone(), self.loss)];
+        self.stale = 0;
+        trace(&format!(
+            "extend: {} prompts, loss {:.3}",
+            self.slots.len(),
+            self.loss
+        ));
+        Ok(true)
     }
 
     /// Adds one token to every trigger in the beam, on its left or its
@@ -165,7 +208,7 @@ impl Gcg {
             return Ok(());
         }
         for _ in 0..steps {
-            if Instant::now() >= deadline || self.loss < 0.05 {
+            if Instant::now() >= deadline || self.loss < FIT_LOSS {
                 break;
             }
             let g = onehot_grad(m, self.grad_slots(opts), &self.cur, target, self.skip)?;
