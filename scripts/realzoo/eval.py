@@ -133,6 +133,10 @@ def main():
             t0 = time.time()
             p = subprocess.run(cmd, capture_output=True, text=True)
             dt = time.time() - t0
+            if p.stderr:
+                # the scan's own messages (with PROBITY_TRACE set, its trace)
+                with open(os.path.join(a.out, name + ".stderr"), "w") as f:
+                    f.write(p.stderr)
         try:
             rep = json.load(open(out))
         except Exception:
