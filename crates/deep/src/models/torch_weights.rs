@@ -78,6 +78,15 @@ struct Vm<'a> {
 }
 
 impl<'a> Vm<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Vm {
+            data,
+            pos: 0,
+            stack: Vec::new(),
+            memo: HashMap::new(),
+            created: 0,
+        }
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
         let end = end.ok_or("truncated pickle")?;
@@ -412,14 +421,7 @@ fn call(callee: V, args: V) -> Result<V, String> {
 /// without reading any storage: the entry point the fuzz target
 /// `deep_state_dict` drives (it must never panic, whatever the bytes).
 pub fn state_dict_keys(pkl: &[u8]) -> Result<Vec<String>, String> {
-    let root = Vm {
-        data: pkl,
-        pos: 0,
-        stack: Vec::new(),
-        memo: HashMap::new(),
-        created: 0,
-    }
-    .run()?;
+    let root = Vm::new(pkl).run()?;
     let V::Dict(entries, _) = root else {
         return Err("the checkpoint is not a state dict".into());
     };
@@ -454,15 +456,9 @@ pub fn read(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, Str
         .take(MAX_PICKLE)
         .read_to_end(&mut pkl)
         .map_err(|e| e.to_string())?;
-    let root = Vm {
-        data: &pkl,
-        pos: 0,
-        stack: Vec::new(),
-        memo: HashMap::new(),
-        created: 0,
-    }
-    .run()
-    .map_err(|e| format!("{pkl_name}: {e}"))?;
+    let root = Vm::new(&pkl)
+        .run()
+        .map_err(|e| format!("{pkl_name}: {e}"))?;
     let V::Dict(entries, _) = root else {
         return Err("the checkpoint is not a state dict".into());
     };
@@ -526,27 +522,12 @@ mod tests {
             p.extend([b'h', 0]);
         }
         p.push(b'.');
-        let e = Vm {
-            data: &p,
-            pos: 0,
-            stack: Vec::new(),
-            memo: HashMap::new(),
-            created: 0,
-        }
-        .run()
-        .unwrap_err();
+        let e = Vm::new(&p).run().unwrap_err();
         assert!(e.contains("too many values"), "{e}");
     }
 
     fn run(p: &[u8]) -> Result<V, String> {
-        Vm {
-            data: p,
-            pos: 0,
-            stack: Vec::new(),
-            memo: HashMap::new(),
-            created: 0,
-        }
-        .run()
+        Vm::new(p).run()
     }
 
     /// Found by the `deep_state_dict` fuzz target: 4 KiB of memo puts of
@@ -609,15 +590,7 @@ mod tests {
     fn refuses_any_other_call() {
         // protocol 2: GLOBAL os.system, ('echo',), REDUCE, STOP
         let p = b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00echoq\x01\x85q\x02Rq\x03.";
-        let e = Vm {
-            data: p,
-            pos: 0,
-            stack: Vec::new(),
-            memo: HashMap::new(),
-            created: 0,
-        }
-        .run()
-        .unwrap_err();
+        let e = Vm::new(p).run().unwrap_err();
         assert!(e.contains("os.system"), "{e}");
     }
 }
