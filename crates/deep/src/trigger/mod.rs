@@ -278,6 +278,19 @@ impl Run<'_> {
         Ok(fitted)
     }
 
+    /// One growing step of `g` (see `Gcg::grow`), counted in this run's steps.
+    fn grow(&mut self, g: &mut Gcg, tgt: &[u32], opts: &SearchOptions, deadline: Instant) -> R<()> {
+        g.grow(
+            self.s,
+            tgt,
+            self.ban,
+            self.seeds,
+            opts,
+            deadline,
+            &mut self.steps,
+        )
+    }
+
     /// Trigger searches for `chosen`, in order, until `deadline`; whether a
     /// conclusive trigger was found (the rest is then not needed).
     fn targets(&mut self, chosen: &[&TargetCandidate], deadline: Instant) -> R<bool> {
@@ -338,15 +351,7 @@ impl Run<'_> {
                 g.spare = spare;
                 while g.cur.len() < SCREEN_TOKENS.min(opts.trigger_tokens) && !g.settled() {
                     let before = g.beam[0].0.len();
-                    g.grow(
-                        s,
-                        tgt,
-                        self.ban,
-                        self.seeds,
-                        opts,
-                        opt_deadline,
-                        &mut self.steps,
-                    )?;
+                    self.grow(&mut g, tgt, opts, opt_deadline)?;
                     if g.beam[0].0.len() == before {
                         break;
                     }
@@ -362,15 +367,7 @@ impl Run<'_> {
                         if Instant::now() >= opt_deadline {
                             break;
                         }
-                        best.grow(
-                            s,
-                            tgt,
-                            self.ban,
-                            self.seeds,
-                            opts,
-                            opt_deadline,
-                            &mut self.steps,
-                        )?;
+                        self.grow(best, tgt, opts, opt_deadline)?;
                     }
                     best.run(
                         s,
