@@ -742,8 +742,14 @@ fn ten_thousand_mixed_requests() {
                             .send_json(json!({"source": src}))
                             .unwrap();
                         let st = r.status().as_u16();
-                        let v: Value = r.into_body().read_json().unwrap();
-                        mine.push(v["id"].as_str().unwrap().to_string());
+                        let body = r.into_body().read_to_string().unwrap();
+                        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| {
+                            panic!("submission {t}-{i}: {st}, not JSON ({e}): {body}")
+                        });
+                        let Some(id) = v["id"].as_str() else {
+                            panic!("submission {t}-{i}: {st} without an id: {body}");
+                        };
+                        mine.push(id.to_string());
                         st
                     } else {
                         let path = match i % 4 {
@@ -757,7 +763,12 @@ fn ten_thousand_mixed_requests() {
                             .call()
                             .unwrap();
                         let st = r.status().as_u16();
-                        let _ = r.into_body().read_to_vec();
+                        let body = r.into_body().read_to_vec().unwrap_or_default();
+                        assert!(
+                            st == 200,
+                            "GET {path}: {st}: {}",
+                            String::from_utf8_lossy(&body)
+                        );
                         st
                     };
                     times.push(t1.elapsed().as_secs_f64() * 1000.0);

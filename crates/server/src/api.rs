@@ -81,7 +81,11 @@ pub fn caller(
     let Some(token) = token else {
         return Err(err(401, "a bearer token is required (Authorization: Bearer TOKEN; create one with probity token create)"));
     };
-    let Some((name, role)) = ctx.store.authenticate(&token) else {
+    let found = ctx
+        .store
+        .authenticate(&token)
+        .map_err(|e| err(503, format!("cannot check the token now: {e}")))?;
+    let Some((name, role)) = found else {
         return Err(err(401, "the token is not valid"));
     };
     if role < need {

@@ -99,9 +99,25 @@ async fn login(State(ctx): Shared, Form(f): Form<LoginForm>) -> Response {
     let t = f.token.trim().to_string();
     let c = ctx.clone();
     let t2 = t.clone();
-    let ok = tokio::task::spawn_blocking(move || c.store.authenticate(&t2).is_some())
+    let found = tokio::task::spawn_blocking(move || c.store.authenticate(&t2))
         .await
-        .unwrap_or(false);
+        .unwrap_or_else(|e| Err(e.to_string()));
+    let ok = match found {
+        Ok(f) => f.is_some(),
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                page(
+                    "Sign in",
+                    &format!(
+                        "<p>The service cannot check tokens now ({}). <a href=/login>Try again</a>.</p>",
+                        esc(&e)
+                    ),
+                ),
+            )
+                .into_response()
+        }
+    };
     if !ok || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return (
             StatusCode::UNAUTHORIZED,

@@ -470,17 +470,19 @@ impl Store {
     }
 
     /// The name and role of a presented token.
-    pub fn authenticate(&self, token: &str) -> Option<(String, Role)> {
+    /// The token's name and role; `Ok(None)` for an unknown token, `Err`
+    /// when the database could not answer (never mistaken for "not valid").
+    pub fn authenticate(&self, token: &str) -> Result<Option<(String, Role)>, String> {
         let c = self.r();
-        c.query_row(
-            "SELECT name, role FROM tokens WHERE hash = ?1",
-            params![token_hash(token)],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-        )
-        .optional()
-        .ok()
-        .flatten()
-        .and_then(|(n, r)| Some((n, Role::parse(&r)?)))
+        let row = c
+            .query_row(
+                "SELECT name, role FROM tokens WHERE hash = ?1",
+                params![token_hash(token)],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(db_err)?;
+        Ok(row.and_then(|(n, r)| Some((n, Role::parse(&r)?))))
     }
 
     // -------------------------------------------------------------- jobs
@@ -1086,12 +1088,24 @@ mod tests {
     }
 
     #[test]
+    fn a_database_that_cannot_answer_is_an_error_not_an_invalid_token() {
+        let (d, s) = store();
+        let t = s.create_token("ci", Role::Scan).unwrap();
+        Connection::open(d.path().join("server.db"))
+            .unwrap()
+            .execute_batch("DROP TABLE tokens")
+            .unwrap();
+        let e = s.authenticate(&t).unwrap_err();
+        assert!(e.starts_with("database:"), "{e}");
+    }
+
+    #[test]
     fn tokens_are_stored_hashed_and_names_are_unique() {
         let (d, s) = store();
         let t = s.create_token("ci", Role::Scan).unwrap();
         assert!(t.starts_with("pbt_") && t.len() == 68);
-        assert_eq!(s.authenticate(&t), Some(("ci".into(), Role::Scan)));
-        assert_eq!(s.authenticate("pbt_wrong"), None);
+        assert_eq!(s.authenticate(&t), Ok(Some(("ci".into(), Role::Scan))));
+        assert_eq!(s.authenticate("pbt_wrong"), Ok(None));
         assert!(s
             .create_token("ci", Role::Read)
             .unwrap_err()
