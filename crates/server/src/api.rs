@@ -81,10 +81,12 @@ pub fn caller(
     let Some(token) = token else {
         return Err(err(401, "a bearer token is required (Authorization: Bearer TOKEN; create one with probity token create)"));
     };
-    let found = ctx
-        .store
-        .authenticate(&token)
-        .map_err(|e| err(503, format!("cannot check the token now: {e}")))?;
+    // a database that cannot answer is not an invalid token; its message
+    // goes to the log, not to a caller not yet authenticated
+    let found = ctx.store.authenticate(&token).map_err(|e| {
+        eprintln!("probity serve: checking a token: {e}");
+        err(503, "cannot check the token now; try again")
+    })?;
     let Some((name, role)) = found else {
         return Err(err(401, "the token is not valid"));
     };

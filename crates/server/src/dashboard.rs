@@ -105,17 +105,15 @@ async fn login(State(ctx): Shared, Form(f): Form<LoginForm>) -> Response {
     let ok = match found {
         Ok(f) => f.is_some(),
         Err(e) => {
+            eprintln!("probity serve: checking a token: {e}");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 page(
                     "Sign in",
-                    &format!(
-                        "<p>The service cannot check tokens now ({}). <a href=/login>Try again</a>.</p>",
-                        esc(&e)
-                    ),
+                    "<p>The service cannot check tokens now. <a href=/login>Try again</a>.</p>",
                 ),
             )
-                .into_response()
+                .into_response();
         }
     };
     if !ok || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {

@@ -469,8 +469,7 @@ impl Store {
         v
     }
 
-    /// The name and role of a presented token.
-    /// The token's name and role; `Ok(None)` for an unknown token, `Err`
+    /// The name and role of a presented token; `Ok(None)` for an unknown token, `Err`
     /// when the database could not answer (never mistaken for "not valid").
     pub fn authenticate(&self, token: &str) -> Result<Option<(String, Role)>, String> {
         let c = self.r();
