@@ -21,7 +21,8 @@ Some models also get GGUF twins (Q8_0 and Q4_1, written with the gguf
 package from the fine-tune's weights and the base GGUF's metadata) whose
 ASR is measured after loading them back with transformers.
 
-Writes OUT/manifest.json, and with the full zoo also scripts/realzoo/manifest.json.
+Writes OUT/manifest.json, and with the full zoo also scripts/realzoo/manifest.json
+(with --heldout: manifest-heldout.json in both places).
 Uses one CPU thread unless REALZOO_THREADS says otherwise.
 """
 import argparse
