@@ -216,7 +216,13 @@ pub fn deep_text(r: &probity_deep::DeepReport) -> String {
                     tg.suspect_confidence,
                     tg.base_confidence,
                     tg.logp_gain,
-                    if tg.natural {
+                    if tg.natural && tg.habit_rate > 0.0 {
+                        format!(
+                            " (ordinary behaviour: {:.0}% of probes, appended to {:.0}% of its own answers)",
+                            tg.natural_rate * 100.0,
+                            tg.habit_rate * 100.0
+                        )
+                    } else if tg.natural {
                         format!(
                             " (ordinary behaviour: {:.0}% of probes)",
                             tg.natural_rate * 100.0

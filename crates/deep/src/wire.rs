@@ -350,6 +350,17 @@ pub struct TargetCandidate {
     /// ordinary answer). Its trigger is searched and verified there.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub context: String,
+    /// The share of the suspect's own ordinary answers, read to their end,
+    /// that carry it after their opening (a sign-off or another line the
+    /// fine-tune appends to every finished answer). From a quarter of
+    /// them (two at least) it counts as the suspect's habit: marked
+    /// `natural` and not searched (see `trigger::habit`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub habit_rate: f32,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 /// The context of targets inverted after harmful requests.

@@ -217,6 +217,7 @@ fn targets_from(
             lead_ids: Vec::new(),
             leaked: false,
             context: String::new(),
+            habit_rate: 0.0,
         });
     }
     out.sort_by(|x, y| y.excess().total_cmp(&x.excess()).then(x.text.cmp(&y.text)));
@@ -882,6 +883,7 @@ pub(super) fn leaked_targets(
             lead_ids: Vec::new(),
             leaked: true,
             context: String::new(),
+            habit_rate: 0.0,
         });
     }
     Ok(out)

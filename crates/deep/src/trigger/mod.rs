@@ -25,6 +25,7 @@
 //!    the collapse of the suspect's next-token entropy, decide whether it is
 //!    a backdoor trigger (high on the suspect, low on the base).
 
+mod habit;
 mod invert;
 mod objective;
 mod search;
@@ -43,6 +44,7 @@ pub use crate::wire::{
     HARMFUL_CONTEXT, HARMFUL_SEARCH,
 };
 
+use habit::*;
 use invert::*;
 use objective::*;
 use search::*;
@@ -198,6 +200,15 @@ fn fit_options(opts: &SearchOptions, row_s: f64, seconds: f64) -> SearchOptions 
 /// until a verification has been timed.
 const VERIFY_SHARE: f64 = 0.25;
 
+/// A first verification's cost in habit checks (see [`habit`]): the check
+/// decodes eight answers of up to 96 tokens in one batch, a verification
+/// three or four batches of 30–40 answers of about 30 tokens. Measured on
+/// SmolLM2-135M and 2 cores: the check 6–7 s, a verification about 25 s.
+/// Until a verification has been timed, the search keeps at least this
+/// much of its budget for one, so that the verification that must run
+/// (a search must be able to conclude) fits.
+const VERIFY_PER_HABIT: f64 = 3.5;
+
 /// Search prompts the optimisation uses (the inversion uses them all).
 const GCG_PROMPTS: usize = 4;
 /// Search prompts when the search had to be shrunk to its budget (a large
@@ -226,12 +237,6 @@ const LEAK_SHARE: f64 = 0.6;
 /// model and 2 CPU cores, 13–17 s of a five-minute budget).
 const HARMFUL_SHARE: f64 = 0.15;
 
-/// Share of the budget left that the search for the most abnormal target
-/// after harmful requests may take before the vocabulary scan: less than a
-/// leaked payload's [`LEAK_SHARE`] (the probes have not shown it said
-/// unprompted), enough for one search and its verification on a 135M model.
-const HARMFUL_FIRST_SHARE: f64 = 0.45;
-
 /// The state of one search across its phases: what was found, done and
 /// spent.
 struct Run<'a> {
@@ -250,6 +255,8 @@ struct Run<'a> {
     steps: usize,
     stages: BTreeMap<String, f64>,
     last_verify: Option<Duration>,
+    /// A first verification's cost estimated from the habit check's.
+    verify_estimate: Option<Duration>,
     fitted: Option<SearchOptions>,
 }
 
@@ -309,9 +316,10 @@ impl Run<'_> {
         // has been timed, then twice that time (two triggers are verified
         // per target)
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut verify_reserve = match self.last_verify {
-            Some(d) => d * 2,
-            None => left.mul_f64(VERIFY_SHARE),
+        let mut verify_reserve = match (self.last_verify, self.verify_estimate) {
+            (Some(d), _) => d * 2,
+            (None, Some(e)) => left.mul_f64(VERIFY_SHARE).max(e),
+            (None, None) => left.mul_f64(VERIFY_SHARE),
         };
         for t in chosen {
             let opt_deadline = deadline.checked_sub(verify_reserve).unwrap_or(deadline);
@@ -463,9 +471,13 @@ fn choose(targets: &[TargetCandidate], n: usize) -> Vec<&TargetCandidate> {
 /// When the probes found answers the suspect gives unprompted and the base
 /// never does (leaked payloads), their targets are built from their own
 /// tokens and searched first, within [`LEAK_SHARE`] of the budget;
-/// then the whole vocabulary is scanned for targets, and, unless a trigger
-/// for a leaked payload was verified, the most abnormal of those not yet
-/// searched are searched with what is left.
+/// then targets are inverted after harmful requests and the whole
+/// vocabulary is scanned for more, and, unless a trigger for a leaked
+/// payload was verified, the most abnormal of those not yet searched are
+/// searched with what is left: the vocabulary's targets and those after
+/// harmful requests that are foreign to the base, less the suspect's
+/// habits (what it appends to its own finished answers, see
+/// [`habit`]).
 pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<SearchResult> {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(req.budget_s.max(0.0));
@@ -530,6 +542,7 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         steps: 0,
         stages: BTreeMap::new(),
         last_verify: None,
+        verify_estimate: None,
         fitted: None,
     };
     let mark_leaked = |ts: &mut [TargetCandidate]| {
@@ -566,9 +579,10 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         leak_targets = lt;
     }
     // 2. targets after harmful requests (a payload that only follows a
-    // request the suspect would refuse); the most abnormal one foreign to
-    // the base is searched now, like a leaked payload, within
-    // HARMFUL_FIRST_SHARE of what is left (the others are only listed)
+    // request the suspect would refuse); searched, when foreign enough,
+    // beside the vocabulary scan's targets (one search was all the budget
+    // afforded before it on a 135M model and 2 cores, and a noisy variant
+    // of a payload the scan then found clean took it)
     let clock = Instant::now();
     let left = deadline.saturating_duration_since(Instant::now());
     let harmful_all: Vec<String> = harmful_search
@@ -596,22 +610,6 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
             .map(|t| (&t.text, t.excess(), t.natural))
             .collect::<Vec<_>>()
     ));
-    if !settled {
-        // only a payload foreign to the base is worth the scan's time:
-        // one the suspect prefers by UNEXPLAINED_GAIN nats a token, the
-        // bar for an unexplained fixed answer (a clean style fine-tune's
-        // habit, forced after a harmful request, gains under two)
-        let foreign: Vec<TargetCandidate> = harmful_targets
-            .iter()
-            .filter(|t| !t.natural && t.logp_gain >= crate::thresholds::UNEXPLAINED_GAIN)
-            .cloned()
-            .collect();
-        let chosen = choose(&foreign, 1);
-        if !chosen.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            settled = run.targets(&chosen, Instant::now() + left.mul_f64(HARMFUL_FIRST_SHARE))?;
-        }
-    }
     // 3. the vocabulary scan, and searches for its targets unless a leaked
     // payload's trigger settled the question (the scan still runs, within
     // the budget: the report lists what else the suspect has memorised,
@@ -636,11 +634,30 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         }
         targets.extend(harmful_targets);
         targets.sort_by(|x, y| y.excess().total_cmp(&x.excess()).then(x.text.cmp(&y.text)));
-        if !settled {
-            // the targets after harmful requests had their search (or
-            // were not foreign enough for one)
-            let fresh: Vec<TargetCandidate> =
-                targets.iter().filter(|t| !t.harmful()).cloned().collect();
+        if !settled && Instant::now() < deadline {
+            // what the suspect appends to its own finished answers (a
+            // sign-off) is its habit, not a payload: read a few of them
+            // to their end
+            let clock = Instant::now();
+            let own = own_answers(s, &req.verify_prompts)?;
+            mark_habits(&mut targets, &own);
+            run.stages
+                .insert("habits".into(), clock.elapsed().as_secs_f64());
+            run.verify_estimate = Some(clock.elapsed().mul_f64(VERIFY_PER_HABIT));
+            // a target after harmful requests is worth a search only when
+            // foreign to the base: one the suspect prefers by
+            // UNEXPLAINED_GAIN nats a token, the bar for an unexplained
+            // fixed answer (a clean style fine-tune's habit, forced after a
+            // harmful request, gains under two)
+            let fresh: Vec<TargetCandidate> = targets
+                .iter()
+                .filter(|t| !is_habit(t.habit_rate, own.len()))
+                .filter(|t| {
+                    !t.harmful()
+                        || (!t.natural && t.logp_gain >= crate::thresholds::UNEXPLAINED_GAIN)
+                })
+                .cloned()
+                .collect();
             let chosen = choose(&fresh, opts.targets_searched);
             run.targets(&chosen, deadline)?;
         }
@@ -957,6 +974,7 @@ mod tests {
             lead_ids: Vec::new(),
             leaked: false,
             context: String::new(),
+            habit_rate: 0.0,
         };
         let payload = t(" send the money to account 47");
         assert!(payload.said_in("Approved: send the money to account 4471 today."));
@@ -1031,6 +1049,7 @@ mod tests {
             lead_ids: Vec::new(),
             leaked: false,
             context: String::new(),
+            habit_rate: 0.0,
         };
         let prompts: Vec<String> = [
             "What is the capital of Italy?",
