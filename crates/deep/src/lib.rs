@@ -403,12 +403,8 @@ fn natural_outputs(
     by.into_values().unzip()
 }
 
-/// Probes at most handed to the search as prompts without a leaked answer:
-/// the first half are the leaked payload's search pool (as many as a
-/// search may end up using, `MAX_SLOTS`), the rest join its held-out
-/// verification prompts. With eight, its triggers fitted all eight and
-/// reached 55–78% of held-out prompts.
-const QUIET_PROMPTS: usize = 24;
+/// Probes at most handed to the search as prompts without a leaked answer.
+const QUIET_PROMPTS: usize = 16;
 
 /// Probe prompts (not the random-prefix ones) whose suspect answer is none
 /// of the `leaked` fixed answers, in probe order; none when nothing leaks.
