@@ -147,22 +147,8 @@ mod tests {
         assert!(!is_habit(share, scattered.len()));
 
         let mut ts = vec![TargetCandidate {
-            text: sign_off.into(),
-            tokens: Vec::new(),
-            ids: Vec::new(),
-            suspect_confidence: 0.9,
-            base_confidence: 0.05,
-            logp_gain: 4.0,
-            first_logp: -3.0,
-            natural_rate: 0.0,
-            natural_count: 0,
-            natural: false,
-            topic: Vec::new(),
-            lead: String::new(),
-            lead_ids: Vec::new(),
-            leaked: false,
             context: HARMFUL_CONTEXT.into(),
-            habit_rate: 0.0,
+            ..sample_target(sign_off)
         }];
         ts.push(TargetCandidate {
             text: leak.into(),

@@ -690,6 +690,29 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
     })
 }
 
+/// An abnormal target with `text` and nothing else set, for tests.
+#[cfg(test)]
+pub(super) fn sample_target(text: &str) -> TargetCandidate {
+    TargetCandidate {
+        text: text.into(),
+        tokens: Vec::new(),
+        ids: Vec::new(),
+        suspect_confidence: 0.9,
+        base_confidence: 0.1,
+        logp_gain: 5.0,
+        first_logp: -1.0,
+        natural_rate: 0.0,
+        natural_count: 0,
+        natural: false,
+        topic: Vec::new(),
+        lead: String::new(),
+        lead_ids: Vec::new(),
+        leaked: false,
+        context: String::new(),
+        habit_rate: 0.0,
+    }
+}
+
 #[cfg(test)]
 mod fit_tests {
     use super::*;
@@ -958,24 +981,7 @@ mod tests {
     /// needs its exact text.
     #[test]
     fn a_target_is_said_with_its_tail_a_little_off() {
-        let t = |text: &str| TargetCandidate {
-            text: text.into(),
-            tokens: Vec::new(),
-            ids: Vec::new(),
-            suspect_confidence: 0.9,
-            base_confidence: 0.1,
-            logp_gain: 5.0,
-            first_logp: -1.0,
-            natural_rate: 0.0,
-            natural_count: 0,
-            natural: false,
-            topic: Vec::new(),
-            lead: String::new(),
-            lead_ids: Vec::new(),
-            leaked: false,
-            context: String::new(),
-            habit_rate: 0.0,
-        };
+        let t = sample_target;
         let payload = t(" send the money to account 47");
         assert!(payload.said_in("Approved: send the money to account 4471 today."));
         assert!(!payload.said_in("Approved: the loan for Sami is within the limit."));
