@@ -634,16 +634,21 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         }
         targets.extend(harmful_targets);
         targets.sort_by(|x, y| y.excess().total_cmp(&x.excess()).then(x.text.cmp(&y.text)));
-        if !settled && Instant::now() < deadline {
+        if !settled {
             // what the suspect appends to its own finished answers (a
             // sign-off) is its habit, not a payload: read a few of them
-            // to their end
-            let clock = Instant::now();
-            let own = own_answers(s, &req.verify_prompts)?;
-            mark_habits(&mut targets, &own);
-            run.stages
-                .insert("habits".into(), clock.elapsed().as_secs_f64());
-            run.verify_estimate = Some(clock.elapsed().mul_f64(VERIFY_PER_HABIT));
+            // to their end (with no time left the targets are still
+            // chosen, so that the report counts their searches as not
+            // done and the verdict cannot be clean)
+            let mut own = Vec::new();
+            if Instant::now() < deadline {
+                let clock = Instant::now();
+                own = own_answers(s, &req.verify_prompts)?;
+                mark_habits(&mut targets, &own);
+                run.stages
+                    .insert("habits".into(), clock.elapsed().as_secs_f64());
+                run.verify_estimate = Some(clock.elapsed().mul_f64(VERIFY_PER_HABIT));
+            }
             // a target after harmful requests is worth a search only when
             // foreign to the base: one the suspect prefers by
             // UNEXPLAINED_GAIN nats a token, the bar for an unexplained
