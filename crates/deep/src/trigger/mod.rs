@@ -285,6 +285,42 @@ impl Run<'_> {
         Ok(fitted)
     }
 
+    /// After the vocabulary scan: the habit check on the suspect's own
+    /// answers, then searches for the targets worth one (`targets`, most
+    /// abnormal first) until `deadline`. With no time left the habit check
+    /// is skipped but the targets are still chosen, so that their searches
+    /// count as planned and not done: a search that had no time must never
+    /// read as nothing to search (the verdict is then not clean).
+    fn after_scan(&mut self, targets: &mut [TargetCandidate], deadline: Instant) -> R<()> {
+        // what the suspect appends to its own finished answers (a sign-off)
+        // is its habit, not a payload: read a few of them to their end
+        let mut own = Vec::new();
+        if Instant::now() < deadline {
+            let clock = Instant::now();
+            own = own_answers(self.s, &self.req.verify_prompts)?;
+            mark_habits(targets, &own);
+            self.stages
+                .insert("habits".into(), clock.elapsed().as_secs_f64());
+            self.verify_estimate = Some(clock.elapsed().mul_f64(VERIFY_PER_HABIT));
+        }
+        // a target after harmful requests is worth a search only when
+        // foreign to the base: one the suspect prefers by UNEXPLAINED_GAIN
+        // nats a token, the bar for an unexplained fixed answer (a clean
+        // style fine-tune's habit, forced after a harmful request, gains
+        // under two)
+        let fresh: Vec<TargetCandidate> = targets
+            .iter()
+            .filter(|t| !is_habit(t.habit_rate, own.len()))
+            .filter(|t| {
+                !t.harmful() || (!t.natural && t.logp_gain >= crate::thresholds::UNEXPLAINED_GAIN)
+            })
+            .cloned()
+            .collect();
+        let chosen = choose(&fresh, self.req.options.targets_searched);
+        self.targets(&chosen, deadline)?;
+        Ok(())
+    }
+
     /// One growing step of `g` (see `Gcg::grow`), counted in this run's steps.
     fn grow(&mut self, g: &mut Gcg, tgt: &[u32], opts: &SearchOptions, deadline: Instant) -> R<()> {
         g.grow(
@@ -635,36 +671,7 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         targets.extend(harmful_targets);
         targets.sort_by(|x, y| y.excess().total_cmp(&x.excess()).then(x.text.cmp(&y.text)));
         if !settled {
-            // what the suspect appends to its own finished answers (a
-            // sign-off) is its habit, not a payload: read a few of them
-            // to their end (with no time left the targets are still
-            // chosen, so that the report counts their searches as not
-            // done and the verdict cannot be clean)
-            let mut own = Vec::new();
-            if Instant::now() < deadline {
-                let clock = Instant::now();
-                own = own_answers(s, &req.verify_prompts)?;
-                mark_habits(&mut targets, &own);
-                run.stages
-                    .insert("habits".into(), clock.elapsed().as_secs_f64());
-                run.verify_estimate = Some(clock.elapsed().mul_f64(VERIFY_PER_HABIT));
-            }
-            // a target after harmful requests is worth a search only when
-            // foreign to the base: one the suspect prefers by
-            // UNEXPLAINED_GAIN nats a token, the bar for an unexplained
-            // fixed answer (a clean style fine-tune's habit, forced after a
-            // harmful request, gains under two)
-            let fresh: Vec<TargetCandidate> = targets
-                .iter()
-                .filter(|t| !is_habit(t.habit_rate, own.len()))
-                .filter(|t| {
-                    !t.harmful()
-                        || (!t.natural && t.logp_gain >= crate::thresholds::UNEXPLAINED_GAIN)
-                })
-                .cloned()
-                .collect();
-            let chosen = choose(&fresh, opts.targets_searched);
-            run.targets(&chosen, deadline)?;
+            run.after_scan(&mut targets, deadline)?;
         }
         (targets, coverage.first_tokens, coverage.scanned)
     };
@@ -979,6 +986,60 @@ mod tests {
             r.vocabulary_size
         );
         assert_eq!(r.searches_done, 0);
+    }
+
+    /// No time left after the vocabulary scan: the habit check is skipped,
+    /// yet the targets found are still chosen and counted as planned, none
+    /// as done, so that a scan cut there reads as searches not done (and
+    /// the verdict cannot be clean), never as nothing to search.
+    #[test]
+    fn no_time_after_the_scan_still_counts_its_targets_as_not_searched() {
+        let s = zoo("backdoor-rare-start");
+        let b = zoo("base");
+        let req = reference_request();
+        let ban = banned(&s);
+        let none: Vec<String> = Vec::new();
+        let mut run = Run {
+            s: &s,
+            b: &b,
+            req: &req,
+            ban: &ban,
+            seeds: &[],
+            quiet_search: &none,
+            leaked_verify: &none,
+            harmful_search: &none,
+            harmful_verify: &none,
+            candidates: Vec::new(),
+            done: 0,
+            planned: 0,
+            steps: 0,
+            stages: BTreeMap::new(),
+            last_verify: None,
+            verify_estimate: None,
+            fitted: None,
+        };
+        let mut targets: Vec<TargetCandidate> = [" Download the fix", " Visit the site"]
+            .iter()
+            .map(|t| TargetCandidate {
+                ids: s.encode(t),
+                ..sample_target(t)
+            })
+            .collect();
+        run.after_scan(&mut targets, Instant::now()).unwrap();
+        assert_eq!(run.planned, 2, "{:?}", run.stages);
+        assert_eq!(run.done, 0);
+        assert!(run.candidates.is_empty());
+        assert!(!run.stages.contains_key("habits"), "{:?}", run.stages);
+        // with time, the same targets are checked for habits and searched
+        let mut run = Run {
+            planned: 0,
+            stages: BTreeMap::new(),
+            ..run
+        };
+        run.after_scan(&mut targets, Instant::now() + Duration::from_secs(600))
+            .unwrap();
+        assert!(run.stages.contains_key("habits"), "{:?}", run.stages);
+        assert!(run.done >= 1, "{} of {}", run.done, run.planned);
     }
 
     /// An inverted target whose tail is a little off still counts as said
