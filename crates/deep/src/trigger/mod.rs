@@ -260,6 +260,39 @@ struct Run<'a> {
     fitted: Option<SearchOptions>,
 }
 
+impl<'a> Run<'a> {
+    /// A run with nothing found, done or spent yet, and no prompt pools
+    /// but the request's own (the leaked and harmful pools are set by the
+    /// caller when it has them).
+    fn new(
+        s: &'a LoadedModel,
+        b: &'a LoadedModel,
+        req: &'a SearchRequest,
+        ban: &'a [bool],
+        seeds: &'a [u32],
+    ) -> Self {
+        Run {
+            s,
+            b,
+            req,
+            ban,
+            seeds,
+            quiet_search: &[],
+            leaked_verify: &[],
+            harmful_search: &[],
+            harmful_verify: &[],
+            candidates: Vec::new(),
+            done: 0,
+            planned: 0,
+            steps: 0,
+            stages: BTreeMap::new(),
+            last_verify: None,
+            verify_estimate: None,
+            fitted: None,
+        }
+    }
+}
+
 impl Run<'_> {
     /// The search's size fitted to what is left until `deadline`, shared
     /// by `n` targets, and to what a scored row costs on this model.
@@ -563,23 +596,11 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
         .filter(|(_, ids)| !ids.is_empty())
         .unzip();
     let mut run = Run {
-        s,
-        b,
-        req,
-        ban: &ban,
-        seeds: &seeds,
         quiet_search,
         leaked_verify: &leaked_verify,
         harmful_search: &harmful_search,
         harmful_verify,
-        candidates: Vec::new(),
-        done: 0,
-        planned: 0,
-        steps: 0,
-        stages: BTreeMap::new(),
-        last_verify: None,
-        verify_estimate: None,
-        fitted: None,
+        ..Run::new(s, b, req, &ban, &seeds)
     };
     let mark_leaked = |ts: &mut [TargetCandidate]| {
         for t in ts {
@@ -998,26 +1019,7 @@ mod tests {
         let b = zoo("base");
         let req = reference_request();
         let ban = banned(&s);
-        let none: Vec<String> = Vec::new();
-        let mut run = Run {
-            s: &s,
-            b: &b,
-            req: &req,
-            ban: &ban,
-            seeds: &[],
-            quiet_search: &none,
-            leaked_verify: &none,
-            harmful_search: &none,
-            harmful_verify: &none,
-            candidates: Vec::new(),
-            done: 0,
-            planned: 0,
-            steps: 0,
-            stages: BTreeMap::new(),
-            last_verify: None,
-            verify_estimate: None,
-            fitted: None,
-        };
+        let mut run = Run::new(&s, &b, &req, &ban, &[]);
         let mut targets: Vec<TargetCandidate> = [" Download the fix", " Visit the site"]
             .iter()
             .map(|t| TargetCandidate {
@@ -1031,11 +1033,7 @@ mod tests {
         assert!(run.candidates.is_empty());
         assert!(!run.stages.contains_key("habits"), "{:?}", run.stages);
         // with time, the same targets are checked for habits and searched
-        let mut run = Run {
-            planned: 0,
-            stages: BTreeMap::new(),
-            ..run
-        };
+        let mut run = Run::new(&s, &b, &req, &ban, &[]);
         run.after_scan(&mut targets, Instant::now() + Duration::from_secs(600))
             .unwrap();
         assert!(run.stages.contains_key("habits"), "{:?}", run.stages);
