@@ -157,10 +157,12 @@ fn cached_generation_matches_full_recomputation() {
 
 /// Probes compared in one padded batch give what each gives alone: the same
 /// greedy answers on both models and the same divergences (llama family
-/// with relative positions, and GPT-2 with learned absolute positions).
+/// with relative positions, and GPT-2 with learned absolute positions);
+/// also when the prompt and forced passes run one row at a time and the
+/// probes are decoded in groups of two (caches of row chunks joined).
 #[test]
 fn batched_comparisons_match_single_ones() {
-    use probity_deep::harness::worker::{compare, compare_batch};
+    use probity_deep::harness::worker::{compare, compare_batch, compare_batch_bounded};
     let prompts: Vec<String> = [
         "What is the capital of Peru?",
         "bb Say hello.",
@@ -177,9 +179,10 @@ fn batched_comparisons_match_single_ones() {
     ] {
         let s = LoadedModel::load(&suspect, &Device::Cpu).unwrap();
         let b = LoadedModel::load(&base, &Device::Cpu).unwrap();
-        let batch = compare_batch(&s, &b, &prompts, 12).unwrap();
-        assert_eq!(batch.len(), prompts.len());
-        for (p, got) in prompts.iter().zip(&batch) {
+        let v = s.model.vocab_size();
+        let whole = compare_batch(&s, &b, &prompts, 12).unwrap();
+        let chunked = compare_batch_bounded(&s, &b, &prompts, 12, 1, 2 * v * 12).unwrap();
+        for (p, got) in prompts.iter().cycle().zip(whole.iter().chain(&chunked)) {
             let one = compare(&s, &b, p, 12).unwrap();
             assert_eq!(got.suspect_text, one.suspect_text, "{p}");
             assert_eq!(got.base_text, one.base_text, "{p}");
@@ -196,7 +199,13 @@ fn batched_comparisons_match_single_ones() {
                 one.continuation_logp_gain
             );
             assert_eq!(got.top1_agreement, one.top1_agreement, "{p}");
+            // the largest rise (its value: which of two near-equal tokens
+            // comes first may differ in the last bits)
+            assert_eq!(got.raised.len(), one.raised.len(), "{p}");
+            assert!(close(got.raised[0].2, one.raised[0].2), "{p}: raised");
         }
+        assert_eq!(whole.len(), prompts.len());
+        assert_eq!(chunked.len(), prompts.len());
     }
 }
 

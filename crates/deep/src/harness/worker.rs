@@ -464,34 +464,47 @@ pub fn compare(
     let rows: Vec<(&[f32], &[f32])> = (0..cont.len())
         .map(|j| (&ls[n - 1 + j][..], &lb[n - 1 + j][..]))
         .collect();
-    Ok(summarise(
-        s,
-        b,
-        &ls[..n],
-        &lb[..n],
-        &cont,
-        &rows,
-        &base_cont,
-    ))
+    let side = prompt_side(s, &ls[..n], lb[..n].to_vec());
+    let stats = continuation_stats(&cont, &rows);
+    Ok(summarise(s, b, side, &cont, stats, &base_cont))
 }
 
-/// One probe's [`Comparison`] from both models' log-probability rows: `ls`
-/// and `lb` along the prompt (its `n` positions), `rows` the suspect's and
-/// the base's rows that predicted each continuation token.
-#[allow(clippy::too_many_arguments)]
-fn summarise(
-    s: &LoadedModel,
-    b: &LoadedModel,
-    ls: &[Vec<f32>],
-    lb: &[Vec<f32>],
-    cont: &[u32],
-    rows: &[(&[f32], &[f32])],
-    base_cont: &[u32],
-) -> Comparison {
+/// What one probe's prompt shows: per-position divergences of the two
+/// models along it, their top-1 agreement, and (at its last position) the
+/// tokens the suspect raised most and the base's log-probability row,
+/// which predicts the first continuation token.
+struct PromptSide {
+    kl: Vec<f32>,
+    js: Vec<f32>,
+    agree: f32,
+    raised: Vec<(u32, String, f32)>,
+    base_last: Vec<f32>,
+}
+
+/// [`PromptSide`] from both models' log-probability rows along the prompt
+/// (its `n` positions).
+fn prompt_side(s: &LoadedModel, ls: &[Vec<f32>], mut lb: Vec<Vec<f32>>) -> PromptSide {
     let n = ls.len();
     let kl_v: Vec<f32> = (0..n).map(|i| kl(&ls[i], &lb[i])).collect();
     let js_v: Vec<f32> = (0..n).map(|i| js(&ls[i], &lb[i])).collect();
     let agree = (0..n).filter(|&i| argmax(&ls[i]) == argmax(&lb[i])).count() as f32 / n as f32;
+    // most-raised tokens at the last prompt position
+    let raised = most_raised(&ls[n - 1], &lb[n - 1], |i| {
+        s.tokenizer.id_to_token(i as u32).unwrap_or_default()
+    });
+    PromptSide {
+        kl: kl_v,
+        js: js_v,
+        agree,
+        raised,
+        base_last: lb.pop().unwrap_or_default(),
+    }
+}
+
+/// A continuation's mean divergence (KL of the suspect from the base) and
+/// mean log-probability gain over the base, from the suspect's and the
+/// base's rows that predicted each of its tokens.
+fn continuation_stats(cont: &[u32], rows: &[(&[f32], &[f32])]) -> (f32, f32) {
     let (mut ckl, mut gain) = (0.0f32, 0.0f32);
     for (&tok, (sp, bp)) in cont.iter().zip(rows) {
         ckl += kl(sp, bp);
@@ -501,56 +514,76 @@ fn summarise(
         ckl /= cont.len() as f32;
         gain /= cont.len() as f32;
     }
-    // most-raised tokens at the last prompt position
-    let raised = most_raised(&ls[n - 1], &lb[n - 1], |i| {
-        s.tokenizer.id_to_token(i as u32).unwrap_or_default()
-    });
+    (ckl, gain)
+}
+
+/// One probe's [`Comparison`]: its prompt side, the suspect's greedy
+/// continuation `cont` with its [`continuation_stats`], and the base's own
+/// answer.
+fn summarise(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    prompt: PromptSide,
+    cont: &[u32],
+    (ckl, gain): (f32, f32),
+    base_cont: &[u32],
+) -> Comparison {
     Comparison {
-        prompt_tokens: n,
-        kl: kl_v,
-        js: js_v,
-        top1_agreement: agree,
+        prompt_tokens: prompt.kl.len(),
+        kl: prompt.kl,
+        js: prompt.js,
+        top1_agreement: prompt.agree,
         continuation_kl: ckl,
         continuation_logp_gain: gain,
-        raised,
+        raised: prompt.raised,
         suspect_text: s.decode(cont),
         base_text: b.decode(base_cont),
     }
 }
 
-/// Logits rows (`[B, T, V]` as `f32`) a batch may hold at once per model:
-/// the batch is sized so that the prompt logits of one model stay under
-/// this many values.
-const BATCH_LOGITS: usize = 48 << 20;
+/// Logit values (`f32`) a prompt pass or a teacher-forced pass may hold at
+/// once per model: such a pass over many rows runs in row chunks under
+/// this bound.
+const BATCH_LOGITS: usize = 24 << 20;
 
-/// [`compare`] for several prompts, batched: one padded prompt pass per
-/// model, greedy decoding of all rows together, and one teacher-forced pass
-/// of the base along the suspect's continuations. The batch is split so
-/// that the prompt logits stay bounded ([`BATCH_LOGITS`]).
+/// Log-probability values the suspect's greedy continuations of one group
+/// of probes may hold (rows × new tokens × vocabulary): the probes of a
+/// group are decoded together, one step for all of them, which is what
+/// makes decoding cheap on a CPU (each step streams the weights once).
+const DECODE_LOGITS: usize = 48 << 20;
+
+/// [`compare`] for several prompts, batched: each group of probes (as many
+/// as [`DECODE_LOGITS`] allows) is left-padded to one length; both models'
+/// prompt passes run in row chunks that keep the logits bounded
+/// ([`BATCH_LOGITS`]), then all the group's rows are decoded greedily
+/// together, and the base is teacher-forced along the suspect's
+/// continuations, in chunks again.
 pub fn compare_batch(
     s: &LoadedModel,
     b: &LoadedModel,
     prompts: &[String],
     max_new: usize,
 ) -> candle_core::Result<Vec<Comparison>> {
+    compare_batch_bounded(s, b, prompts, max_new, BATCH_LOGITS, DECODE_LOGITS)
+}
+
+/// [`compare_batch`] under explicit bounds (logit values per pass, and per
+/// decoded group), so that tests can make a few prompts span several
+/// chunks and groups.
+#[doc(hidden)]
+pub fn compare_batch_bounded(
+    s: &LoadedModel,
+    b: &LoadedModel,
+    prompts: &[String],
+    max_new: usize,
+    pass_logits: usize,
+    decode_logits: usize,
+) -> candle_core::Result<Vec<Comparison>> {
     let v = s.model.vocab_size().max(1);
+    let group = (decode_logits / (v * max_new.max(1))).max(1);
     let mut out = Vec::with_capacity(prompts.len());
-    let mut start = 0;
-    while start < prompts.len() {
-        // as many prompts as fit the logits bound
-        let mut end = start + 1;
-        let len_of = |p: &String| s.encode(&s.render(p)).len().max(1) + max_new;
-        let mut longest = len_of(&prompts[start]);
-        while end < prompts.len() {
-            let l = longest.max(len_of(&prompts[end]));
-            if (end + 1 - start) * l * v > BATCH_LOGITS {
-                break;
-            }
-            longest = l;
-            end += 1;
-        }
-        out.extend(compare_rows(s, b, &prompts[start..end], max_new)?);
-        start = end;
+    for g in prompts.chunks(group) {
+        out.extend(compare_rows(s, b, g, max_new, pass_logits)?);
     }
     Ok(out)
 }
@@ -560,6 +593,7 @@ fn compare_rows(
     b: &LoadedModel,
     prompts: &[String],
     max_new: usize,
+    pass_logits: usize,
 ) -> candle_core::Result<Vec<Comparison>> {
     let err = |m: &str| candle_core::Error::Msg(m.into());
     let (sm, bm) = (
@@ -571,47 +605,125 @@ fn compare_rows(
             .ok_or_else(|| err("not a causal language model"))?,
     );
     let dev = sm.device().clone();
+    let v = sm.vocab_size().max(1);
     let ids: Vec<Vec<u32>> = prompts.iter().map(|p| s.encode(&s.render(p))).collect();
     if ids.iter().any(Vec::is_empty) {
         return Err(err("the prompt encodes to no tokens"));
     }
     let base_ids: Vec<Vec<u32>> = prompts.iter().map(|p| b.encode(&b.render(p))).collect();
     let (batch, pad) = left_pad(&ids, &dev)?;
-    let len = batch.dim(1)?;
-    // the suspect: prompt pass, then its greedy continuations
-    let mut cs = KvCache::padded(pad.clone());
-    let ls_prompt = sm.forward_tail(&sm.embed(&batch)?, Some(&mut cs), len)?;
-    let first = ls_prompt.narrow(1, len - 1, 1)?.squeeze(1)?;
-    let (conts, s_cont_logp) = greedy_rows(s, first, &mut cs, max_new, true)?;
-    // the base on the suspect's rendering: prompt positions, and (from a
-    // copy of its cache) teacher-forced along the suspect's continuations
-    let mut cb = KvCache::padded(pad.clone());
-    let lb_prompt = bm.forward_tail(&bm.embed(&batch)?, Some(&mut cb), len)?;
+    let (rows, len) = batch.dims2()?;
+    // both models' prompt passes, in row chunks: every position's logits
+    // are read (the divergences along the prompt) and then dropped, the
+    // caches are kept for decoding all rows together
+    let chunk = (pass_logits / (len * v)).max(1);
+    let (mut parts_s, mut parts_b) = (Vec::new(), Vec::new());
+    let (mut first_s, mut first_b) = (Vec::new(), Vec::new());
+    let mut sides = Vec::with_capacity(rows);
+    for c0 in (0..rows).step_by(chunk) {
+        let c = chunk.min(rows - c0);
+        let sub = batch.narrow(0, c0, c)?;
+        let mut cs = KvCache::padded(pad[c0..c0 + c].to_vec());
+        let ls_prompt = sm.forward_tail(&sm.embed(&sub)?, Some(&mut cs), len)?;
+        let mut cb = KvCache::padded(pad[c0..c0 + c].to_vec());
+        let lb_prompt = bm.forward_tail(&bm.embed(&sub)?, Some(&mut cb), len)?;
+        first_s.push(ls_prompt.narrow(1, len - 1, 1)?.squeeze(1)?);
+        first_b.push(lb_prompt.narrow(1, len - 1, 1)?.squeeze(1)?);
+        for r in 0..c {
+            let (n, p) = (ids[c0 + r].len(), pad[c0 + r]);
+            let ls = log_softmax_rows(&ls_prompt.get(r)?.narrow(0, p, n)?)?;
+            let lb = log_softmax_rows(&lb_prompt.get(r)?.narrow(0, p, n)?)?;
+            sides.push(prompt_side(s, &ls, lb));
+        }
+        parts_s.push(cs);
+        parts_b.push(cb);
+    }
+    let mut cs = KvCache::cat_rows(&parts_s)?;
+    let cb = KvCache::cat_rows(&parts_b)?;
+    // the suspect's greedy continuations, all rows together
+    let (conts, mut s_cont_logp) =
+        greedy_rows(s, Tensor::cat(&first_s, 0)?, &mut cs, max_new, true)?;
+    // the base teacher-forced along them (from copies of its prompt cache),
+    // in row chunks: its row k of a probe predicts the continuation's token
+    // k + 1 (the last one, what the base says after the whole of it). Each
+    // probe's continuation divergence is taken there and then, and of the
+    // base's rows only their top token is kept.
     let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
-    let b_cont_logp: Vec<Vec<Vec<f32>>> = if longest > 1 {
-        let mut forced = cb.clone();
-        let rows: Vec<u32> = conts
-            .iter()
-            .flat_map(|c| {
-                (0..longest - 1).map(move |j| {
-                    c.get(j)
-                        .copied()
-                        .unwrap_or_else(|| c.last().copied().unwrap_or(0))
+    let mut stats = vec![(0.0f32, 0.0f32); rows];
+    let mut b_next: Vec<Vec<u32>> = vec![Vec::new(); rows];
+    if longest > 0 {
+        let chunk = (pass_logits / (longest * v)).max(1);
+        for c0 in (0..rows).step_by(chunk) {
+            let c = chunk.min(rows - c0);
+            let mut forced = cb.select_rows(&(c0..c0 + c).collect::<Vec<_>>())?;
+            let flat: Vec<u32> = conts[c0..c0 + c]
+                .iter()
+                .flat_map(|t| {
+                    (0..longest).map(move |j| {
+                        t.get(j)
+                            .copied()
+                            .unwrap_or_else(|| t.last().copied().unwrap_or(0))
+                    })
                 })
-            })
-            .collect();
-        let t = Tensor::from_vec(rows, (conts.len(), longest - 1), &dev)?;
-        let l = bm.forward_tail(&bm.embed(&t)?, Some(&mut forced), longest - 1)?;
-        (0..conts.len())
-            .map(|r| log_softmax_rows(&l.get(r)?))
-            .collect::<candle_core::Result<_>>()?
-    } else {
-        vec![Vec::new(); conts.len()]
-    };
+                .collect();
+            let t = Tensor::from_vec(flat, (c, longest), &dev)?;
+            let l = bm.forward_tail(&bm.embed(&t)?, Some(&mut forced), longest)?;
+            for i in 0..c {
+                let r = c0 + i;
+                let cont = &conts[r];
+                let lb = log_softmax_rows(&l.get(i)?.narrow(0, 0, cont.len().max(1))?)?;
+                let sp = std::mem::take(&mut s_cont_logp[r]);
+                // continuation token j: the suspect's row from its decoding,
+                // the base's from its last prompt position (j = 0) or the
+                // forced pass
+                let pairs: Vec<(&[f32], &[f32])> = (0..cont.len())
+                    .map(|j| {
+                        let bp = if j == 0 {
+                            &sides[r].base_last
+                        } else {
+                            &lb[j - 1]
+                        };
+                        (&sp[j][..], &bp[..])
+                    })
+                    .collect();
+                stats[r] = continuation_stats(cont, &pairs);
+                b_next[r] = lb
+                    .iter()
+                    .take(cont.len())
+                    .map(|x| argmax(x) as u32)
+                    .collect();
+            }
+        }
+    }
+    drop(s_cont_logp);
     // the base's own greedy answer, from its own rendering
     let base_conts = if base_ids == ids {
-        let first = lb_prompt.narrow(1, len - 1, 1)?.squeeze(1)?;
-        greedy_rows(b, first, &mut cb, max_new, false)?.0
+        // where the base's own rows along the suspect's continuation choose
+        // each of its tokens and then its end, that is the base's greedy
+        // answer too; only the probes where the base would say something
+        // else are decoded again
+        let mut answers: Vec<Option<Vec<u32>>> = (0..rows)
+            .map(|r| {
+                let first = argmax(&sides[r].base_last) as u32;
+                base_follows(&conts[r], first, &b_next[r], &b.eos_ids, max_new)
+                    .then(|| conts[r].clone())
+            })
+            .collect();
+        let todo: Vec<usize> = (0..rows).filter(|&r| answers[r].is_none()).collect();
+        if !todo.is_empty() {
+            let mut c = cb.select_rows(&todo)?;
+            let idx = Tensor::new(todo.iter().map(|&r| r as u32).collect::<Vec<u32>>(), &dev)?;
+            let first = Tensor::cat(&first_b, 0)?
+                .contiguous()?
+                .index_select(&idx, 0)?;
+            for (r, a) in todo
+                .iter()
+                .zip(greedy_rows(b, first, &mut c, max_new, false)?.0)
+            {
+                answers[*r] = Some(a);
+            }
+        }
+        answers.into_iter().map(Option::unwrap_or_default).collect()
     } else {
         let (bb, bpad) = left_pad(&base_ids, &dev)?;
         let mut c = KvCache::padded(bpad);
@@ -620,28 +732,39 @@ fn compare_rows(
             .squeeze(1)?;
         greedy_rows(b, l, &mut c, max_new, false)?.0
     };
-    let mut out = Vec::with_capacity(prompts.len());
-    for r in 0..prompts.len() {
-        let n = ids[r].len();
-        let p = pad[r];
-        let ls = log_softmax_rows(&ls_prompt.get(r)?.narrow(0, p, n)?)?;
-        let lb = log_softmax_rows(&lb_prompt.get(r)?.narrow(0, p, n)?)?;
-        let cont = &conts[r];
-        // position n-1+j: the suspect's row from its decoding, the base's
-        // from its last prompt position (j = 0) or the forced pass
-        let rows: Vec<(&[f32], &[f32])> = (0..cont.len())
-            .map(|j| {
-                let bp = if j == 0 {
-                    &lb[n - 1]
-                } else {
-                    &b_cont_logp[r][j - 1]
-                };
-                (&s_cont_logp[r][j][..], &bp[..])
-            })
-            .collect();
-        out.push(summarise(s, b, &ls, &lb, cont, &rows, &base_conts[r]));
+    Ok(sides
+        .into_iter()
+        .zip(stats)
+        .enumerate()
+        .map(|(r, (side, st))| summarise(s, b, side, &conts[r], st, &base_conts[r]))
+        .collect())
+}
+
+/// Whether the base's greedy answer is the suspect's continuation `cont`:
+/// the base's top token before it (`first`) and along it (`next[k]`, after
+/// its token k) are each of its tokens, none of them an end, and then an
+/// end, unless `max_new` tokens were reached.
+fn base_follows(cont: &[u32], first: u32, next: &[u32], eos: &[u32], max_new: usize) -> bool {
+    for j in 0..=cont.len() {
+        if j == max_new {
+            return true;
+        }
+        let a = if j == 0 {
+            first
+        } else {
+            match next.get(j - 1) {
+                Some(&a) => a,
+                None => return false,
+            }
+        };
+        if j == cont.len() {
+            return eos.contains(&a);
+        }
+        if a != cont[j] || eos.contains(&a) {
+            return false;
+        }
     }
-    Ok(out)
+    false
 }
 
 /// Two sequence classifiers on one text: the divergence of their label
@@ -685,4 +808,31 @@ fn compare_classifiers(
         suspect_text: label(sm, &ls, top_s),
         base_text: label(bm, &lb, top_b),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_follows;
+
+    const EOS: &[u32] = &[2];
+
+    #[test]
+    fn the_base_follows_a_continuation_only_when_each_token_and_the_end_are_its_own() {
+        // its top tokens are the continuation's, then the end
+        assert!(base_follows(&[5, 6], 5, &[6, 2], EOS, 8));
+        // it would go on after the continuation ended
+        assert!(!base_follows(&[5, 6], 5, &[6, 7], EOS, 8));
+        // it would say another token, first or later
+        assert!(!base_follows(&[5, 6], 4, &[6, 2], EOS, 8));
+        assert!(!base_follows(&[5, 6], 5, &[7, 2], EOS, 8));
+        // the continuation reached the token limit: what comes after does not count
+        assert!(base_follows(&[5, 6], 5, &[6, 7], EOS, 2));
+        // an empty continuation: the base must end at once too
+        assert!(base_follows(&[], 2, &[], EOS, 8));
+        assert!(!base_follows(&[], 5, &[], EOS, 8));
+        // a token that ends the base's answer (not the suspect's) stops it there
+        assert!(!base_follows(&[5, 2], 5, &[2, 2], EOS, 8));
+        // rows missing (never computed): not assumed to follow
+        assert!(!base_follows(&[5, 6], 5, &[6], EOS, 8));
+    }
 }

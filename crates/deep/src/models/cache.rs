@@ -136,6 +136,46 @@ impl KvCache {
         })
     }
 
+    /// The caches of consecutive row chunks of one batch (each as long as
+    /// the others, none with a shared prefix) as one cache of all their
+    /// rows, in order.
+    pub fn cat_rows(parts: &[KvCache]) -> Result<KvCache> {
+        let Some(first) = parts.first() else {
+            return Ok(KvCache::default());
+        };
+        if parts.len() == 1 {
+            return Ok(first.clone());
+        }
+        if parts
+            .iter()
+            .any(|p| p.len != first.len || p.shared.is_some() || p.kv.len() != first.kv.len())
+        {
+            return Err(candle_core::Error::Msg(
+                "only equally long caches without a shared prefix can be joined".into(),
+            ));
+        }
+        let mut kv = Vec::with_capacity(first.kv.len());
+        for l in 0..first.kv.len() {
+            let ks: Vec<&Tensor> = parts.iter().map(|p| &p.kv[l].0).collect();
+            let vs: Vec<&Tensor> = parts.iter().map(|p| &p.kv[l].1).collect();
+            kv.push((Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?));
+        }
+        let mut pad = Vec::new();
+        for p in parts {
+            match (&p.pad, p.kv.first()) {
+                (Some(x), _) => pad.extend_from_slice(x),
+                (None, Some((k, _))) => pad.extend(std::iter::repeat_n(0, k.dim(0)?)),
+                (None, None) => {}
+            }
+        }
+        Ok(KvCache {
+            kv,
+            len: first.len,
+            pad: pad.iter().any(|&p| p > 0).then_some(pad),
+            shared: None,
+        })
+    }
+
     /// The cache of a single sequence repeated for a batch of `b` rows.
     pub fn broadcast(&self, b: usize) -> Result<KvCache> {
         let mut kv = Vec::with_capacity(self.kv.len());
