@@ -182,6 +182,8 @@ fn batched_comparisons_match_single_ones() {
         let v = s.model.vocab_size();
         let whole = compare_batch(&s, &b, &prompts, 12).unwrap();
         let chunked = compare_batch_bounded(&s, &b, &prompts, 12, 1, 2 * v * 12).unwrap();
+        assert_eq!(whole.len(), prompts.len());
+        assert_eq!(chunked.len(), prompts.len());
         for (p, got) in prompts.iter().cycle().zip(whole.iter().chain(&chunked)) {
             let one = compare(&s, &b, p, 12).unwrap();
             assert_eq!(got.suspect_text, one.suspect_text, "{p}");
@@ -204,8 +206,6 @@ fn batched_comparisons_match_single_ones() {
             assert_eq!(got.raised.len(), one.raised.len(), "{p}");
             assert!(close(got.raised[0].2, one.raised[0].2), "{p}: raised");
         }
-        assert_eq!(whole.len(), prompts.len());
-        assert_eq!(chunked.len(), prompts.len());
     }
 }
 
