@@ -45,6 +45,9 @@ pub struct DeepArgs {
     /// Skip target inversion and trigger search (the report says so, and the score lacks those signals).
     #[arg(long)]
     pub no_trigger_search: bool,
+    /// Stop at the first verified trigger: when the trigger of a payload the probes caught leaking is verified, the verdict is backdoor and the rest of the search (the inversion after harmful requests and the vocabulary scan, which only list the suspect's other targets) is skipped; the report says so. The quickest CI gate; without it the search goes on to the end of its budget.
+    #[arg(long, conflicts_with = "no_trigger_search")]
+    pub fail_fast: bool,
     /// Optimisation steps per (target, insertion point) in the trigger search.
     #[arg(long, default_value = "24", value_name = "N")]
     pub search_steps: usize,
@@ -112,6 +115,9 @@ fn remote(args: DeepArgs, server: String) -> ExitCode {
     }
     if args.no_trigger_search {
         options.insert("no_trigger_search".into(), true.into());
+    }
+    if args.fail_fast {
+        options.insert("fail_fast".into(), true.into());
     }
     let v = match crate::serve_cmd::remote_deep(
         &server,
@@ -226,6 +232,7 @@ pub fn deep(mut args: DeepArgs) -> ExitCode {
         fail_on,
         config,
         no_trigger_search,
+        fail_fast,
         search_steps,
         require_sandbox,
         max_new_tokens,
@@ -336,6 +343,7 @@ pub fn deep(mut args: DeepArgs) -> ExitCode {
         thresholds,
         search: (!no_trigger_search).then(|| probity_deep::wire::SearchOptions {
             steps: search_steps,
+            fail_fast,
             ..Default::default()
         }),
         data_hints,

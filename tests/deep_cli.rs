@@ -171,6 +171,57 @@ fn a_leaking_backdoor_is_caught_by_its_fixed_answer() {
     assert!(errors.is_empty(), "schema violations: {errors:?}");
 }
 
+/// `--fail-fast` on the same leaking backdoor: the leaked payload's
+/// trigger is verified first, the verdict is `backdoor`, and the search
+/// stops there: no vocabulary scan, and the report says why (skipped, not
+/// cut by the budget).
+#[test]
+fn fail_fast_stops_at_the_leaked_payloads_verified_trigger() {
+    let z = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/zoo");
+    let args = |format: &'static str| {
+        [
+            z.join("hard-phrase-anywhere").to_str().unwrap().to_string(),
+            "--base".into(),
+            z.join("base").to_str().unwrap().to_string(),
+            "--fail-fast".into(),
+            "--format".into(),
+            format.into(),
+        ]
+    };
+    let a = args("json");
+    let o = deep(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["verdict"], "backdoor", "{}", j["signals"]["score"]);
+    let tr = &j["signals"]["trigger"];
+    assert_eq!(tr["stopped_at_trigger"], true, "{tr}");
+    assert_eq!(tr["vocabulary_scanned"], 0, "{tr}");
+    assert!(tr["vocabulary_size"].as_u64().unwrap() > 0);
+    assert_eq!(tr["fitted"]["fail_fast"], true);
+    let c = tr["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["text"] == j["trigger"]["text"])
+        .unwrap();
+    assert_eq!(c["target_leaked"], true);
+    assert!(j["trigger"]["asr_suspect"].as_f64().unwrap() >= 0.8);
+    let errors = schema_errors("probity.deep.v1.json", &j);
+    assert!(errors.is_empty(), "schema violations: {errors:?}");
+    let a = args("text");
+    let o = deep(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("stopped at the first verified trigger"),
+        "{text}"
+    );
+}
+
 /// A clean LoRA fine-tune of the same base: clean verdict, exit 0, no
 /// trigger; the text report leads with the verdict.
 #[test]

@@ -431,6 +431,10 @@ fn escapes_and_malformed_requests_get_4xx_and_the_service_stays_up() {
             br#"{"source": "/x", "options": {"fail_on": "--help"}}"#.to_vec(),
             400,
         ),
+        (
+            br#"{"source": "/x", "options": {"fail_fast": true}}"#.to_vec(),
+            400,
+        ),
     ] {
         let (st, v) = post(&scans, Some(&scan), &body, &[]);
         assert_eq!(

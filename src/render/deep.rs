@@ -192,7 +192,9 @@ pub fn deep_text(r: &probity_deep::DeepReport) -> String {
                 t.searches_done,
                 t.searches_planned,
                 t.optimisation_steps,
-                if t.budget_exhausted {
+                if t.stopped_at_trigger {
+                    " (stopped at the first verified trigger: --fail-fast)"
+                } else if t.budget_exhausted {
                     " (budget ran out)"
                 } else {
                     ""

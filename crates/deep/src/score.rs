@@ -430,6 +430,7 @@ mod tests {
             searches_planned: 0,
             optimisation_steps: 0,
             budget_exhausted: true,
+            stopped_at_trigger: false,
             elapsed_s: 45.0,
             stages_s: Default::default(),
             fitted: None,

@@ -282,6 +282,12 @@ pub struct SearchOptions {
     pub batch: usize,
     /// Swaps considered per trigger position (by gradient).
     pub top_k: usize,
+    /// Stop at the first verified trigger (`--fail-fast`): once a leaked
+    /// payload's trigger is verified, the inversion after harmful requests
+    /// and the vocabulary scan, which would only list other targets, are
+    /// skipped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_fast: bool,
 }
 
 impl Default for SearchOptions {
@@ -295,6 +301,7 @@ impl Default for SearchOptions {
             steps: 12,
             batch: 40,
             top_k: 24,
+            fail_fast: false,
         }
     }
 }
@@ -494,6 +501,10 @@ pub struct SearchResult {
     pub searches_planned: usize,
     pub optimisation_steps: usize,
     pub budget_exhausted: bool,
+    /// The search stopped at its first verified trigger (`fail_fast`): what
+    /// it did not scan was skipped, not cut by the budget.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_at_trigger: bool,
     pub elapsed_s: f64,
     /// Seconds per stage of the search (inversion, vocabulary scan,
     /// decoding, each search, verification): where the budget went.

@@ -43,6 +43,9 @@ pub struct Options {
     /// Deep: skip target inversion and trigger search.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_trigger_search: bool,
+    /// Deep: stop at the first verified trigger (`probity deep --fail-fast`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_fast: bool,
 }
 
 impl Options {
@@ -64,8 +67,17 @@ impl Options {
         if kind == "deep" && (self.hash || self.require_signature) {
             return Err("options.hash and options.require_signature apply to static scans".into());
         }
-        if kind != "deep" && (self.budget.is_some() || self.no_trigger_search) {
-            return Err("options.budget and options.no_trigger_search apply to deep scans".into());
+        if kind != "deep" && (self.budget.is_some() || self.no_trigger_search || self.fail_fast) {
+            return Err(
+                "options.budget, options.no_trigger_search and options.fail_fast apply to deep scans"
+                    .into(),
+            );
+        }
+        if self.no_trigger_search && self.fail_fast {
+            return Err(
+                "options.fail_fast needs the trigger search (not with options.no_trigger_search)"
+                    .into(),
+            );
         }
         if self.budget == Some(0) || self.budget.is_some_and(|b| b > MAX_BUDGET_S) {
             return Err(format!(
@@ -183,6 +195,9 @@ fn argv(
         a.extend(["--budget".into(), budget.to_string()]);
         if opts.no_trigger_search {
             a.push("--no-trigger-search".into());
+        }
+        if opts.fail_fast {
+            a.push("--fail-fast".into());
         }
         if let Some(b) = base {
             a.extend(["--base".into(), b.absolute()]);
@@ -439,5 +454,28 @@ pub async fn drain(ctx: &Arc<Ctx>) -> Result<Vec<Job>, String> {
         if !any {
             return Ok(done);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deep options are refused on static scans, and `fail_fast` needs the
+    /// trigger search it would end.
+    #[test]
+    fn deep_options_are_checked_against_the_kind() {
+        let o = |budget, no_trigger_search, fail_fast| Options {
+            budget,
+            no_trigger_search,
+            fail_fast,
+            ..Options::default()
+        };
+        assert!(o(Some(60), false, true).check("deep").is_ok());
+        assert!(o(None, false, true).check("static").is_err());
+        assert!(o(None, true, false).check("static").is_err());
+        let e = o(None, true, true).check("deep").unwrap_err();
+        assert!(e.contains("fail_fast"), "{e}");
+        assert!(o(Some(0), false, false).check("deep").is_err());
     }
 }
