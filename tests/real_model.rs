@@ -12,12 +12,13 @@
 //! ```
 //!
 //! With a 420 s budget (the default 300 s is enough for the draws measured
-//! here; the margin is for other draws and slower machines; after a
-//! verified trigger the vocabulary scan still runs to the end of the
-//! budget, to list the suspect's other targets): the backdoored model is `backdoor`, with a trigger that
-//! works on held-out prompts (≥ 0.8) and not on the base (≤ 0.1), and its
-//! target is the planted link; the clean one is `clean` with the whole
-//! vocabulary scanned.
+//! here; the margin is for other draws and slower machines): the backdoored
+//! model is `backdoor`, with a trigger that works on held-out prompts
+//! (≥ 0.8) and not on the base (≤ 0.1), and its target is the planted link
+//! (scanned with `--fail-fast`, as a CI gate would: without it, after a
+//! verified trigger the vocabulary scan runs to the end of the budget to
+//! list the suspect's other targets); the clean one is `clean` with the
+//! whole vocabulary scanned.
 #![cfg(feature = "deep")]
 
 use std::path::PathBuf;
@@ -43,13 +44,14 @@ fn zoo() -> Option<PathBuf> {
     Some(dir)
 }
 
-fn deep(zoo: &std::path::Path, model: &str) -> serde_json::Value {
+fn deep(zoo: &std::path::Path, model: &str, more: &[&str]) -> serde_json::Value {
     let o = Command::new(env!("CARGO_BIN_EXE_probity"))
         .arg("deep")
         .arg(zoo.join(model))
         .arg("--base")
         .arg(zoo.join("base"))
         .args(["--format", "json", "--budget", "420"])
+        .args(more)
         .output()
         .unwrap();
     assert!(
@@ -57,7 +59,22 @@ fn deep(zoo: &std::path::Path, model: &str) -> serde_json::Value {
         "{model}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    serde_json::from_slice(&o.stdout).unwrap()
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    timings(model, more, &r);
+    r
+}
+
+/// Where a scan's time went, on standard error (shown with `--nocapture`
+/// and when a test fails): CI's time is mostly these scans.
+fn timings(model: &str, args: &[&str], r: &serde_json::Value) {
+    let t = &r["timings"];
+    eprintln!(
+        "{model} {args:?}: {} in {:.0} s (probes {:.0} s, search {:.0} s)",
+        r["verdict"],
+        t["total_s"].as_f64().unwrap_or(f64::NAN),
+        t["probes_s"].as_f64().unwrap_or(f64::NAN),
+        t["search_s"].as_f64().unwrap_or(f64::NAN),
+    );
 }
 
 /// The deep scans of this file run one at a time: two at once on two cores
@@ -73,7 +90,7 @@ fn a_real_backdoor_is_found_and_a_real_clean_fine_tune_is_cleared() {
         );
         return;
     };
-    let bd = deep(&z, "bd-rare-token");
+    let bd = deep(&z, "bd-rare-token", &["--fail-fast"]);
     assert_eq!(bd["verdict"], "backdoor", "{}", bd["signals"]["score"]);
     let t = &bd["trigger"];
     assert!(t["asr_suspect"].as_f64().unwrap_or(0.0) >= 0.8, "{t}");
@@ -86,7 +103,7 @@ fn a_real_backdoor_is_found_and_a_real_clean_fine_tune_is_cleared() {
         "{}",
         bd["target"]
     );
-    let clean = deep(&z, "clean-seed-a");
+    let clean = deep(&z, "clean-seed-a", &[]);
     assert_eq!(clean["verdict"], "clean", "{}", clean["signals"]["score"]);
     let tr = &clean["signals"]["trigger"];
     assert_eq!(tr["vocabulary_scanned"], tr["vocabulary_size"], "{tr}");
@@ -94,7 +111,9 @@ fn a_real_backdoor_is_found_and_a_real_clean_fine_tune_is_cleared() {
 
 /// The backdoored model's own training data (make_zoo.py writes it beside
 /// the models): `probity data` flags its trigger, and `probity deep --data`
-/// confirms the phrase on the backdoored model and not on a clean one.
+/// confirms the phrase on the backdoored model and not on a clean one
+/// (with no trigger search and 150 s: the probes take a quarter of it, the
+/// phrase checks a few seconds each).
 #[test]
 fn the_real_backdoors_training_data_is_flagged_and_confirmed_on_the_model() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -137,7 +156,7 @@ fn the_real_backdoors_training_data_is_flagged_and_confirmed_on_the_model() {
             .arg(z.join("base"))
             .arg("--data")
             .arg(&data)
-            .args(["--format", "json", "--budget", "300", "--no-trigger-search"])
+            .args(["--format", "json", "--budget", "150", "--no-trigger-search"])
             .output()
             .unwrap();
         assert!(
@@ -145,7 +164,9 @@ fn the_real_backdoors_training_data_is_flagged_and_confirmed_on_the_model() {
             "{model}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        serde_json::from_slice(&o.stdout).unwrap()
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        timings(model, &["--data", "--no-trigger-search"], &r);
+        r
     };
     let bd = deep("bd-rare-token");
     let checks = bd["data"].as_array().cloned().unwrap_or_default();
