@@ -1366,6 +1366,7 @@ fn a_deep_scan_through_the_service_gives_the_local_report() {
             "json",
             "--budget",
             "300",
+            "--fail-fast",
         ])
         .current_dir(&zoo)
         .env_remove("PROBITY_LEDGER");
@@ -1391,6 +1392,13 @@ fn a_deep_scan_through_the_service_gives_the_local_report() {
         assert_eq!(l[k], r[k], "{k}");
     }
     assert_eq!(l["signals"]["behavior"], r["signals"]["behavior"]);
+    // --fail-fast reached the service's scan (the search's options are
+    // reported with the flag)
+    assert_eq!(l["signals"]["trigger"]["fitted"]["fail_fast"], true);
+    assert_eq!(
+        l["signals"]["trigger"]["fitted"],
+        r["signals"]["trigger"]["fitted"]
+    );
     // the service recorded it in its ledger
     let (_, ms) = get(&format!("{}/v1/models", s.url), Some(&scan));
     assert!(ms.to_string().contains("backdoor-1"), "{ms}");
