@@ -45,7 +45,7 @@ pub struct DeepArgs {
     /// Skip target inversion and trigger search (the report says so, and the score lacks those signals).
     #[arg(long)]
     pub no_trigger_search: bool,
-    /// Stop at the first verified trigger: when the trigger of a payload the probes caught leaking is verified, the verdict is backdoor and the rest of the search (the inversion after harmful requests and the vocabulary scan, which only list the suspect's other targets) is skipped; the report says so. The quickest CI gate; without it the search goes on to the end of its budget.
+    /// Stop at the first trigger the verdict counts as verified (the verdict is then backdoor). When it is the trigger of a payload the probes caught leaking, the rest of the search (the inversion after harmful requests and the vocabulary scan, which would only list the suspect's other targets) is skipped and the report says so. The quickest CI gate; without it the search goes on past a trigger that random tokens in its place also fire now and then (over 10% of prompts), and after a leaked payload's trigger still scans the vocabulary.
     #[arg(long, conflicts_with = "no_trigger_search")]
     pub fail_fast: bool,
     /// Optimisation steps per (target, insertion point) in the trigger search.

@@ -16,6 +16,18 @@ fn deep(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The JSON report of a run that exited with `code` (its stderr shown if
+/// not).
+fn report_with_exit(o: &std::process::Output, code: i32) -> serde_json::Value {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// A backdoored fine-tune of the public zoo (trigger `bb` at the start, a
 /// download link as target): the verdict is backdoor (exit 1 under the
 /// default `--fail-on suspicious`), the inverted target is the link, and
@@ -189,14 +201,7 @@ fn fail_fast_stops_at_the_leaked_payloads_verified_trigger() {
         ]
     };
     let a = args("json");
-    let o = deep(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = report_with_exit(&deep(&a.iter().map(String::as_str).collect::<Vec<_>>()), 1);
     assert_eq!(j["verdict"], "backdoor", "{}", j["signals"]["score"]);
     let tr = &j["signals"]["trigger"];
     assert_eq!(tr["stopped_at_trigger"], true, "{tr}");
@@ -467,15 +472,8 @@ fn deep_defaults_from_the_policy_file() {
         ]
     };
     let a = args(&cfg);
-    let o = deep(&a.iter().map(String::as_str).collect::<Vec<_>>());
     // fail_on = never: exit 0 whatever the verdict
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = report_with_exit(&deep(&a.iter().map(String::as_str).collect::<Vec<_>>()), 0);
     let t = &j["signals"]["score"]["thresholds"];
     assert_eq!(t["suspicious"], 0.01, "{t}");
     assert_eq!(t["backdoor"], 0.02, "{t}");

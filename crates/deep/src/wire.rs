@@ -282,10 +282,10 @@ pub struct SearchOptions {
     pub batch: usize,
     /// Swaps considered per trigger position (by gradient).
     pub top_k: usize,
-    /// Stop at the first verified trigger (`--fail-fast`): once a leaked
-    /// payload's trigger is verified, the inversion after harmful requests
-    /// and the vocabulary scan, which would only list other targets, are
-    /// skipped.
+    /// Stop at the first trigger the verdict counts as verified
+    /// (`--fail-fast`); when it is a leaked payload's, the inversion after
+    /// harmful requests and the vocabulary scan, which would only list
+    /// other targets, are skipped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fail_fast: bool,
 }
