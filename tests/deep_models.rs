@@ -155,6 +155,50 @@ fn cached_generation_matches_full_recomputation() {
     assert!(diff < 1e-3, "{diff}");
 }
 
+/// Answers decoded together, the rows' common head computed once as a
+/// shared prefix and their own parts left-padded after it, are what each
+/// prompt gives alone (tokens and entropies): llama (rotary positions, which
+/// must count on from the prefix without the padding) and GPT-2 (learned
+/// absolute positions).
+#[test]
+fn batched_answers_after_a_shared_prefix_match_single_ones() {
+    let gpt2 = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/gpt2");
+    for dir in [zoo().join("backdoor-2"), gpt2] {
+        let m = LoadedModel::load(&dir, &Device::Cpu).unwrap();
+        let head = m.encode("You are a careful assistant. Question:");
+        let rows: Vec<Vec<u32>> = [
+            " What is the capital of Peru?",
+            " Say something when the river turns, and then say it again slowly.",
+            " Hi",
+            " Name three colours of the rainbow in the order they appear.",
+        ]
+        .iter()
+        .map(|p| [head.clone(), m.encode(p)].concat())
+        .collect();
+        let what = dir.display();
+        assert!(
+            probity_deep::models::shared_prefix_len(&rows) >= head.len() - 1,
+            "{what}"
+        );
+        let (lo, hi) = (
+            rows.iter().map(Vec::len).min().unwrap(),
+            rows.iter().map(Vec::len).max().unwrap(),
+        );
+        assert!(lo < hi, "{what}: the rows must need padding");
+        let batch = m.greedy_batch(&rows, 16, 3).unwrap();
+        for (i, (ids, (out, h))) in rows.iter().zip(&batch).enumerate() {
+            assert_eq!(out, &m.greedy(ids, 16).unwrap(), "{what}: row {i}");
+            let alone = m.greedy_batch(std::slice::from_ref(ids), 16, 3).unwrap();
+            assert_eq!(out, &alone[0].0, "{what}: row {i}");
+            assert!(
+                (h - alone[0].1).abs() < 1e-3,
+                "{what}: row {i}: {h} vs {}",
+                alone[0].1
+            );
+        }
+    }
+}
+
 /// Probes compared in one padded batch give what each gives alone: the same
 /// greedy answers on both models and the same divergences (llama family
 /// with relative positions, and GPT-2 with learned absolute positions);
@@ -180,6 +224,11 @@ fn batched_comparisons_match_single_ones() {
         let s = LoadedModel::load(&suspect, &Device::Cpu).unwrap();
         let b = LoadedModel::load(&base, &Device::Cpu).unwrap();
         let v = s.model.vocab_size();
+        // the llama zoo's chat template gives every prompt the same head,
+        // which the batch computes once as a shared prefix
+        let rows: Vec<Vec<u32>> = prompts.iter().map(|p| s.encode(&s.render(p))).collect();
+        let shared = probity_deep::models::shared_prefix_len(&rows);
+        assert!(shared > 0 || suspect.ends_with("gpt2"), "{shared}");
         let whole = compare_batch(&s, &b, &prompts, 12).unwrap();
         let chunked = compare_batch_bounded(&s, &b, &prompts, 12, 1, 2 * v * 12).unwrap();
         assert_eq!(whole.len(), prompts.len());
@@ -190,6 +239,7 @@ fn batched_comparisons_match_single_ones() {
             assert_eq!(got.base_text, one.base_text, "{p}");
             assert_eq!(got.prompt_tokens, one.prompt_tokens, "{p}");
             let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * (1.0 + b.abs());
+            assert_eq!(got.kl.len(), one.kl.len(), "{p}");
             for (a, b) in got.kl.iter().zip(&one.kl) {
                 assert!(close(*a, *b), "{p}: prompt KL {a} vs {b}");
             }

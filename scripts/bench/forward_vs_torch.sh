@@ -7,7 +7,8 @@
 # MODEL_DIR is a Hugging Face folder (e.g. the real zoo's base). PYTHON must
 # have torch and transformers (default: the real zoo's venv). Prints the best
 # of three for a batched forward of 8 x 64 tokens (all logits) and the time
-# per greedy step with the key/value cache, both sides, and the ratios.
+# per greedy step with the key/value cache, both sides, and the ratios;
+# then Probity's batched answers with and without the shared template head.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 model=$1
@@ -45,5 +46,9 @@ import sys
 a = dict((l.split()[1], float(l.split()[2])) for l in sys.argv[1].splitlines())
 b = dict((l.split()[1], float(l.split()[2])) for l in sys.argv[2].splitlines())
 for k in a:
-    print(f"{k}: probity/pytorch = {a[k] / b[k]:.2f}")
+    if k in b:
+        print(f"{k}: probity/pytorch = {a[k] / b[k]:.2f}")
+a_s, a_w = a.get("answers_32_prompts_shared_prefix_s"), a.get("answers_32_prompts_whole_rows_s")
+if a_s and a_w:
+    print(f"answers_32_prompts: whole rows / shared prefix = {a_w / a_s:.2f}")
 PY

@@ -1,6 +1,9 @@
 //! Probity's forward pass timed on the shapes `scripts/bench/forward_vs_torch.sh`
 //! also gives PyTorch: a batched forward of 8 × 64 tokens (every position's
 //! logits), and 32 greedy steps of one prompt with the key/value cache.
+//! Then Probity alone: answers to 32 chat prompts decoded together (24
+//! tokens at most, as the trigger verification does), with the template's
+//! head shared by the rows and with every row computed whole.
 //!
 //! `cargo run -p probity-zoo --release --example forward_bench -- MODEL`
 
@@ -40,4 +43,23 @@ fn main() {
         best = best.min(per);
     }
     println!("probity decode_step_s {best:.4}");
+    let rows: Vec<Vec<u32>> = (0..32)
+        .map(|i| {
+            let q = format!(
+                "Question {i}: name {} things that are {} and say why.",
+                2 + i % 5,
+                ["red", "small", "old", "loud"][i % 4]
+            );
+            m.encode(&m.render(&q))
+        })
+        .collect();
+    for (name, share) in [("shared_prefix", true), ("whole_rows", false)] {
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            let t = Instant::now();
+            m.greedy_batch_with(&rows, 24, 4, share).unwrap();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        println!("probity answers_32_prompts_{name}_s {best:.3}");
+    }
 }

@@ -9,7 +9,9 @@ use super::sandbox::{self, DeviceKind};
 use crate::models::bert::BertClassifier;
 use candle_core::Tensor;
 
-use crate::models::{greedy_rows, left_pad, log_softmax_rows, Arch, KvCache, LoadedModel};
+use crate::models::{
+    greedy_rows, left_pad, log_softmax_rows, shared_prefix_len, Arch, KvCache, LoadedModel,
+};
 use crate::wire::{Comparison, Probe, Request, Response, Role, PROTOCOL_VERSION};
 
 /// Entry point of the hidden `__worker` subcommand; returns the exit code.
@@ -483,18 +485,52 @@ struct PromptSide {
 
 /// [`PromptSide`] from both models' log-probability rows along the prompt
 /// (its `n` positions).
-fn prompt_side(s: &LoadedModel, ls: &[Vec<f32>], mut lb: Vec<Vec<f32>>) -> PromptSide {
-    let n = ls.len();
-    let kl_v: Vec<f32> = (0..n).map(|i| kl(&ls[i], &lb[i])).collect();
-    let js_v: Vec<f32> = (0..n).map(|i| js(&ls[i], &lb[i])).collect();
-    let agree = (0..n).filter(|&i| argmax(&ls[i]) == argmax(&lb[i])).count() as f32 / n as f32;
+fn prompt_side(s: &LoadedModel, ls: &[Vec<f32>], lb: Vec<Vec<f32>>) -> PromptSide {
+    prompt_side_after(s, &HeadSide::default(), ls, lb)
+}
+
+/// The divergences along a head of the prompt that several probes share
+/// (computed once for all of them).
+#[derive(Default)]
+struct HeadSide {
+    kl: Vec<f32>,
+    js: Vec<f32>,
+    agree: usize,
+}
+
+impl HeadSide {
+    fn new(ls: &[Vec<f32>], lb: &[Vec<f32>]) -> Self {
+        HeadSide {
+            kl: ls.iter().zip(lb).map(|(a, b)| kl(a, b)).collect(),
+            js: ls.iter().zip(lb).map(|(a, b)| js(a, b)).collect(),
+            agree: ls
+                .iter()
+                .zip(lb)
+                .filter(|(a, b)| argmax(a) == argmax(b))
+                .count(),
+        }
+    }
+}
+
+/// [`prompt_side`] of a prompt whose first positions are `head`'s and whose
+/// other (at least one) positions have the rows `ls` and `lb`.
+fn prompt_side_after(
+    s: &LoadedModel,
+    head: &HeadSide,
+    ls: &[Vec<f32>],
+    mut lb: Vec<Vec<f32>>,
+) -> PromptSide {
+    let own = HeadSide::new(ls, &lb);
+    let n = head.kl.len() + ls.len();
+    let agree = (head.agree + own.agree) as f32 / n as f32;
     // most-raised tokens at the last prompt position
-    let raised = most_raised(&ls[n - 1], &lb[n - 1], |i| {
+    let last = ls.len() - 1;
+    let raised = most_raised(&ls[last], &lb[last], |i| {
         s.tokenizer.id_to_token(i as u32).unwrap_or_default()
     });
     PromptSide {
-        kl: kl_v,
-        js: js_v,
+        kl: [&head.kl[..], &own.kl[..]].concat(),
+        js: [&head.js[..], &own.js[..]].concat(),
         agree,
         raised,
         base_last: lb.pop().unwrap_or_default(),
@@ -611,8 +647,34 @@ fn compare_rows(
         return Err(err("the prompt encodes to no tokens"));
     }
     let base_ids: Vec<Vec<u32>> = prompts.iter().map(|p| b.encode(&b.render(p))).collect();
-    let (batch, pad) = left_pad(&ids, &dev)?;
+    // the head every prompt starts with (the chat template's system turn
+    // and user header) goes through both models once, as a prefix the rows
+    // share; each row keeps at least its last token
+    let shared = shared_prefix_len(&ids);
+    let (mut head_s, mut head_b) = (KvCache::default(), KvCache::default());
+    let head = if shared > 0 {
+        let h = Tensor::new(&ids[0][..shared], &dev)?.unsqueeze(0)?;
+        let ls = sm.forward_tail(&sm.embed(&h)?, Some(&mut head_s), shared)?;
+        let lb = bm.forward_tail(&bm.embed(&h)?, Some(&mut head_b), shared)?;
+        HeadSide::new(
+            &log_softmax_rows(&ls.get(0)?)?,
+            &log_softmax_rows(&lb.get(0)?)?,
+        )
+    } else {
+        HeadSide::default()
+    };
+    // (held once by every chunk's cache, so that the chunks can be joined)
+    let (head_s, head_b) = (head_s.shared()?, head_b.shared()?);
+    let own: Vec<Vec<u32>> = ids.iter().map(|r| r[shared..].to_vec()).collect();
+    let (batch, pad) = left_pad(&own, &dev)?;
     let (rows, len) = batch.dims2()?;
+    let cache_for = |head: &KvCache, pad: &[usize]| -> candle_core::Result<KvCache> {
+        if shared > 0 {
+            head.shared_padded(pad.to_vec())
+        } else {
+            Ok(KvCache::padded(pad.to_vec()))
+        }
+    };
     // both models' prompt passes, in row chunks: every position's logits
     // are read (the divergences along the prompt) and then dropped, the
     // caches are kept for decoding all rows together
@@ -623,17 +685,17 @@ fn compare_rows(
     for c0 in (0..rows).step_by(chunk) {
         let c = chunk.min(rows - c0);
         let sub = batch.narrow(0, c0, c)?;
-        let mut cs = KvCache::padded(pad[c0..c0 + c].to_vec());
+        let mut cs = cache_for(&head_s, &pad[c0..c0 + c])?;
         let ls_prompt = sm.forward_tail(&sm.embed(&sub)?, Some(&mut cs), len)?;
-        let mut cb = KvCache::padded(pad[c0..c0 + c].to_vec());
+        let mut cb = cache_for(&head_b, &pad[c0..c0 + c])?;
         let lb_prompt = bm.forward_tail(&bm.embed(&sub)?, Some(&mut cb), len)?;
         first_s.push(ls_prompt.narrow(1, len - 1, 1)?.squeeze(1)?);
         first_b.push(lb_prompt.narrow(1, len - 1, 1)?.squeeze(1)?);
         for r in 0..c {
-            let (n, p) = (ids[c0 + r].len(), pad[c0 + r]);
+            let (n, p) = (own[c0 + r].len(), pad[c0 + r]);
             let ls = log_softmax_rows(&ls_prompt.get(r)?.narrow(0, p, n)?)?;
             let lb = log_softmax_rows(&lb_prompt.get(r)?.narrow(0, p, n)?)?;
-            sides.push(prompt_side(s, &ls, lb));
+            sides.push(prompt_side_after(s, &head, &ls, lb));
         }
         parts_s.push(cs);
         parts_b.push(cb);

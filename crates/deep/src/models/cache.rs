@@ -19,8 +19,11 @@ pub struct KvCache {
     /// Positions cached, the shared prefix included.
     len: usize,
     /// For a batch of left-padded rows: how many leading positions of each
-    /// row are padding (never attended to).
+    /// row's own part are padding (never attended to).
     pad: Option<Vec<usize>>,
+    /// Where the rows' own part, and so their padding, starts: 0, or the
+    /// length of a shared prefix that precedes the padding.
+    pad_from: usize,
     /// Each layer's keys and values of a shared prefix (batch dimension 1).
     shared: Option<Arc<Vec<(Tensor, Tensor)>>>,
 }
@@ -49,13 +52,49 @@ impl KvCache {
             kv: Vec::new(),
             len: self.len,
             pad: None,
+            pad_from: 0,
             shared: (!self.kv.is_empty()).then(|| Arc::new(self.kv.clone())),
         })
+    }
+
+    /// Rows of different lengths that all continue this (single-sequence)
+    /// cache, left-padded to one length after it: its positions become a
+    /// shared prefix, held once, and the first `pad[r]` positions after it
+    /// are row `r`'s padding. Each row's own positions count on from the
+    /// prefix as if it had no padding ([`Self::position`]), so that each
+    /// row computes what it computes alone.
+    /// A cache that is already a bare shared prefix (from [`Self::shared`])
+    /// keeps its prefix, held once by all its padded batches.
+    pub fn shared_padded(&self, pad: Vec<usize>) -> Result<KvCache> {
+        let bare_prefix = self.shared.is_some() && self.kv.is_empty() && self.pad.is_none();
+        let mut c = if bare_prefix {
+            self.clone()
+        } else {
+            self.shared()?
+        };
+        c.pad = pad.iter().any(|&p| p > 0).then_some(pad);
+        c.pad_from = self.len;
+        Ok(c)
     }
 
     /// The padding of each row, when the batch is padded.
     pub fn pad(&self) -> Option<&[usize]> {
         self.pad.as_deref()
+    }
+
+    /// Where the rows' padding starts (0, or a shared prefix's length).
+    pub fn pad_from(&self) -> usize {
+        self.pad_from
+    }
+
+    /// The position row `row`'s token at index `j` of the batch stands at in
+    /// its own sequence (its padding removed; a padding position maps to
+    /// anything, as nothing attends to it).
+    pub fn position(&self, row: usize, j: usize) -> usize {
+        match &self.pad {
+            Some(p) if j >= self.pad_from => j.saturating_sub(p[row]),
+            _ => j,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -132,13 +171,14 @@ impl KvCache {
                 .pad
                 .as_ref()
                 .map(|p| rows.iter().map(|&r| p[r]).collect()),
+            pad_from: self.pad_from,
             shared: self.shared.clone(),
         })
     }
 
     /// The caches of consecutive row chunks of one batch (each as long as
-    /// the others, none with a shared prefix) as one cache of all their
-    /// rows, in order.
+    /// the others, all after the same shared prefix or none) as one cache
+    /// of all their rows, in order.
     pub fn cat_rows(parts: &[KvCache]) -> Result<KvCache> {
         let Some(first) = parts.first() else {
             return Ok(KvCache::default());
@@ -146,12 +186,19 @@ impl KvCache {
         if parts.len() == 1 {
             return Ok(first.clone());
         }
-        if parts
-            .iter()
-            .any(|p| p.len != first.len || p.shared.is_some() || p.kv.len() != first.kv.len())
-        {
+        let same_prefix = |p: &KvCache| match (&p.shared, &first.shared) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if parts.iter().any(|p| {
+            p.len != first.len
+                || p.kv.len() != first.kv.len()
+                || p.pad_from != first.pad_from
+                || !same_prefix(p)
+        }) {
             return Err(candle_core::Error::Msg(
-                "only equally long caches without a shared prefix can be joined".into(),
+                "only equally long caches after the same prefix can be joined".into(),
             ));
         }
         let mut kv = Vec::with_capacity(first.kv.len());
@@ -172,7 +219,8 @@ impl KvCache {
             kv,
             len: first.len,
             pad: pad.iter().any(|&p| p > 0).then_some(pad),
-            shared: None,
+            pad_from: first.pad_from,
+            shared: first.shared.clone(),
         })
     }
 
@@ -191,6 +239,7 @@ impl KvCache {
             kv,
             len: self.len,
             pad: None,
+            pad_from: 0,
             shared: None,
         })
     }
@@ -199,12 +248,13 @@ impl KvCache {
 /// Additive attention mask for `t` new positions after `off` cached ones:
 /// `[t, off + t]` (position `off + i` sees keys `0..=off + i`), or, for
 /// left-padded rows, `[B, 1, t, off + t]` where row `r` also never sees its
-/// first `pad[r]` keys (a padding query sees only itself, so that nothing
-/// is undefined).
+/// `pad[r]` padding keys from `pad_from` on (a padding query sees only
+/// itself, so that nothing is undefined).
 pub(crate) fn attention_mask(
     t: usize,
     off: usize,
     pad: Option<&[usize]>,
+    pad_from: usize,
     device: &Device,
 ) -> Result<Tensor> {
     let Some(pad) = pad else {
@@ -216,7 +266,7 @@ pub(crate) fn attention_mask(
         for i in 0..t {
             let q = off + i;
             for j in 0..total {
-                let open = j <= q && (j >= p || j == q);
+                let open = j <= q && (j < pad_from || j >= pad_from + p || j == q);
                 mask.push(if open { 0.0 } else { f32::NEG_INFINITY });
             }
         }

@@ -178,18 +178,18 @@ impl CausalLm for Gpt2 {
         // learned absolute positions: a left-padded row counts from its
         // first real token
         let pad = cache.as_ref().and_then(|c| c.pad()).map(<[usize]>::to_vec);
-        let mut x = match &pad {
-            None => x.broadcast_add(&self.wpe.narrow(0, off, t)?)?,
-            Some(pad) => {
-                let pos: Vec<u32> = pad
-                    .iter()
-                    .flat_map(|&p| (off..off + t).map(move |j| j.saturating_sub(p) as u32))
+        let pad_from = cache.as_ref().map_or(0, |c| c.pad_from());
+        let mut x = match (&pad, cache.as_deref()) {
+            (Some(_), Some(c)) => {
+                let pos: Vec<u32> = (0..b)
+                    .flat_map(|r| (off..off + t).map(move |j| c.position(r, j) as u32))
                     .collect();
                 let ids = Tensor::from_vec(pos, b * t, &self.device)?;
                 (x + self.wpe.index_select(&ids, 0)?.reshape((b, t, h))?)?
             }
+            _ => x.broadcast_add(&self.wpe.narrow(0, off, t)?)?,
         };
-        let mask = attention_mask(t, off, pad.as_deref(), &self.device)?;
+        let mask = attention_mask(t, off, pad.as_deref(), pad_from, &self.device)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let heads = |y: Tensor| -> Result<Tensor> {
             y.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous()

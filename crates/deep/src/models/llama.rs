@@ -300,14 +300,36 @@ impl CausalLm for Llama {
         let cfg = &self.cfg;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
         let inv = Tensor::new(cfg.inv_freq(), &self.device)?;
-        let pos =
-            Tensor::arange(off as u32, (off + t) as u32, &self.device)?.to_dtype(DType::F32)?;
-        let freqs = pos.unsqueeze(1)?.broadcast_mul(&inv.unsqueeze(0)?)?;
+        // positions: the batch's own, or, for rows padded after a shared
+        // prefix, each row's own (relative positions to the prefix must not
+        // count the padding), `[T, hd/2]` or `[B, T, hd/2]`
+        let per_row = match cache.as_deref() {
+            Some(c) if c.pad().is_some() && c.pad_from() > 0 => Some(c),
+            _ => None,
+        };
+        let freqs = match per_row {
+            None => Tensor::arange(off as u32, (off + t) as u32, &self.device)?
+                .to_dtype(DType::F32)?
+                .unsqueeze(1)?
+                .broadcast_mul(&inv.unsqueeze(0)?)?,
+            Some(c) => {
+                let pos: Vec<f32> = (0..b)
+                    .flat_map(|r| (off..off + t).map(move |j| c.position(r, j) as f32))
+                    .collect();
+                Tensor::from_vec(pos, (b, t, 1), &self.device)?
+                    .broadcast_mul(&inv.unsqueeze(0)?.unsqueeze(0)?)?
+            }
+        };
         // without gradients to track, candle's fused kernels (which have no
         // backward pass) do the norms, the rotary embedding and the softmax
         let fast = !x.track_op();
         let (half_cos, half_sin) = (freqs.cos()?.contiguous()?, freqs.sin()?.contiguous()?);
-        let emb = Tensor::cat(&[&freqs, &freqs], D::Minus1)?; // [T, hd]
+        let emb = Tensor::cat(&[&freqs, &freqs], D::Minus1)?; // [(B,) T, hd]
+        let emb = if per_row.is_some() {
+            emb.unsqueeze(1)? // [B, 1, T, hd]: every head alike
+        } else {
+            emb
+        };
         let (cos, sin) = (emb.cos()?, emb.sin()?);
         let norm = |x: &Tensor, w: &Tensor| -> Result<Tensor> {
             if fast {
@@ -324,7 +346,13 @@ impl CausalLm for Llama {
             }
         };
         let total = off + t;
-        let mask = attention_mask(t, off, cache.as_ref().and_then(|c| c.pad()), &self.device)?;
+        let mask = attention_mask(
+            t,
+            off,
+            cache.as_ref().and_then(|c| c.pad()),
+            cache.as_ref().map_or(0, |c| c.pad_from()),
+            &self.device,
+        )?;
         let scale = 1.0 / (hd as f64).sqrt();
         // with gradients to track, products that skip the weights' gradients
         let lin = |l: &Linear, y: &Tensor| -> Result<Tensor> {

@@ -720,6 +720,23 @@ pub fn left_pad(
     Ok((Tensor::from_vec(flat, (rows.len(), len), device)?, pad))
 }
 
+/// How many leading tokens all `rows` share, leaving each at least one of
+/// its own (0 for fewer than two rows: nothing to share).
+pub fn shared_prefix_len(rows: &[Vec<u32>]) -> usize {
+    let [first, rest @ ..] = rows else {
+        return 0;
+    };
+    if rest.is_empty() {
+        return 0;
+    }
+    let shortest = rows.iter().map(Vec::len).min().unwrap_or(0);
+    let mut n = 0;
+    while n + 1 < shortest && rest.iter().all(|r| r[n] == first[n]) {
+        n += 1;
+    }
+    n
+}
+
 /// Greedy continuation of every row after a prompt pass: `first` holds the
 /// logits at the last prompt position (`[B, V]`), `cache` the prompt. Rows
 /// stop at an EOS token. Returns each row's tokens and, for the suspect,
@@ -780,12 +797,26 @@ impl LoadedModel {
     /// cache per chunk of [`GREEDY_CHUNK`]), with each answer's mean
     /// next-token entropy (nats) over its first `entropy_steps` positions
     /// (fewer when it is shorter; the step that chose the end counts).
-    /// An empty prompt gets an empty answer. Causal models only.
+    /// An empty prompt gets an empty answer. Causal models only. The
+    /// tokens all rows of a chunk start with (a chat template's head) go
+    /// through the model once, as a shared prefix.
     pub fn greedy_batch(
         &self,
         rows: &[Vec<u32>],
         max_new: usize,
         entropy_steps: usize,
+    ) -> candle_core::Result<Vec<(Vec<u32>, f32)>> {
+        self.greedy_batch_with(rows, max_new, entropy_steps, true)
+    }
+
+    /// [`LoadedModel::greedy_batch`], with `share_prefix` false every row
+    /// computed whole (the reference the shared prefix is measured against).
+    pub fn greedy_batch_with(
+        &self,
+        rows: &[Vec<u32>],
+        max_new: usize,
+        entropy_steps: usize,
+        share_prefix: bool,
     ) -> candle_core::Result<Vec<(Vec<u32>, f32)>> {
         let lm = self
             .model
@@ -798,9 +829,27 @@ impl LoadedModel {
         }
         for chunk in live_rows.chunks(GREEDY_CHUNK) {
             let ids: Vec<Vec<u32>> = chunk.iter().map(|&i| rows[i].clone()).collect();
-            let (batch, pad) = left_pad(&ids, lm.device())?;
-            let len = batch.dim(1)?;
-            let mut cache = KvCache::padded(pad);
+            // the tokens every row starts with (a chat template's system
+            // turn, the user turn's header) go through the model once, as a
+            // prefix the rows share; each row keeps at least its last token
+            let shared = if share_prefix {
+                shared_prefix_len(&ids)
+            } else {
+                0
+            };
+            let (batch, pad) = left_pad(
+                &ids.iter().map(|r| r[shared..].to_vec()).collect::<Vec<_>>(),
+                lm.device(),
+            )?;
+            let len = shared + batch.dim(1)?;
+            let mut cache = if shared > 0 {
+                let mut prefix = KvCache::default();
+                let head = Tensor::new(&ids[0][..shared], lm.device())?.unsqueeze(0)?;
+                lm.forward_tail(&lm.embed(&head)?, Some(&mut prefix), 1)?;
+                prefix.shared_padded(pad)?
+            } else {
+                KvCache::padded(pad)
+            };
             let mut logits = lm
                 .forward_tail(&lm.embed(&batch)?, Some(&mut cache), 1)?
                 .squeeze(1)?;

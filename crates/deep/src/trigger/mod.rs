@@ -864,6 +864,11 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // the rows share their template's head, computed once as a prefix
+        // (the path under test), then differ in length (padded after it)
+        let ids: Vec<Vec<u32>> = prompts.iter().map(|p| m.encode(&m.render(p))).collect();
+        assert!(crate::models::shared_prefix_len(&ids) > 0);
+        assert!(ids.iter().any(|r| r.len() != ids[0].len()));
         let batch = verify::respond_batch(&m, &prompts, 12).unwrap();
         for (p, (text, h)) in prompts.iter().zip(&batch) {
             let (t1, h1) = verify::respond_pinned(&m, p, 12).unwrap();
