@@ -903,3 +903,24 @@ pub fn log_softmax_rows(logits: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
     let ls = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
     ls.to_vec2::<f32>()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::shared_prefix_len;
+
+    #[test]
+    fn a_shared_prefix_leaves_every_row_a_token_of_its_own() {
+        assert_eq!(shared_prefix_len(&[]), 0);
+        assert_eq!(shared_prefix_len(&[vec![1, 2, 3]]), 0);
+        assert_eq!(shared_prefix_len(&[vec![1, 2, 3], vec![1, 2, 4]]), 2);
+        // one row is the other's start: it keeps its last token
+        assert_eq!(shared_prefix_len(&[vec![1, 2, 3], vec![1, 2, 3, 4]]), 2);
+        assert_eq!(shared_prefix_len(&[vec![1, 2, 3], vec![1, 2, 3]]), 2);
+        assert_eq!(shared_prefix_len(&[vec![5], vec![5, 6]]), 0);
+        assert_eq!(shared_prefix_len(&[vec![1, 2], vec![9, 2]]), 0);
+        assert_eq!(
+            shared_prefix_len(&[vec![1, 2, 3, 4], vec![1, 2, 7], vec![1, 8, 3]]),
+            1
+        );
+    }
+}
