@@ -63,6 +63,7 @@ impl KvCache {
     /// are row `r`'s padding. Each row's own positions count on from the
     /// prefix as if it had no padding ([`Self::position`]), so that each
     /// row computes what it computes alone.
+    ///
     /// A cache that is already a bare shared prefix (from [`Self::shared`])
     /// keeps its prefix, held once by all its padded batches.
     pub fn shared_padded(&self, pad: Vec<usize>) -> Result<KvCache> {
