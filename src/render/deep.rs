@@ -185,12 +185,17 @@ pub fn deep_text(r: &probity_deep::DeepReport) -> String {
         probity_deep::TriggerSignal::Done(t) => {
             let _ = writeln!(
                 s,
-                "\ntrigger search: {}/{} vocabulary tokens scanned, {} first tokens inverted, {}/{} searches, {} steps{}",
+                "\ntrigger search: {}/{} vocabulary tokens scanned, {} first tokens inverted, {}/{} searches{}, {} steps{}",
                 t.vocabulary_scanned,
                 t.vocabulary_size,
                 t.first_tokens_tried,
                 t.searches_done,
                 t.searches_planned,
+                if t.searched_before_scan > 0 {
+                    format!(" ({} before the vocabulary scan)", t.searched_before_scan)
+                } else {
+                    String::new()
+                },
                 t.optimisation_steps,
                 if t.stopped_at_trigger {
                     " (stopped at the first verified trigger: --fail-fast)"

@@ -427,6 +427,7 @@ mod tests {
             vocabulary_scanned: 256,
             vocabulary_size: 1019,
             searches_done: 0,
+            searched_before_scan: 0,
             searches_planned: 0,
             optimisation_steps: 0,
             budget_exhausted: true,

@@ -499,6 +499,11 @@ pub struct SearchResult {
     pub vocabulary_size: usize,
     pub searches_done: usize,
     pub searches_planned: usize,
+    /// Of the searches done, those run before the rest of the vocabulary
+    /// scan: a leaked payload's, or a strong target's found at the
+    /// inversion's head or after harmful requests.
+    #[serde(default)]
+    pub searched_before_scan: usize,
     pub optimisation_steps: usize,
     pub budget_exhausted: bool,
     /// The search stopped at its first verified trigger (`fail_fast`): what

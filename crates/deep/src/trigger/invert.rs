@@ -5,7 +5,8 @@
 #![allow(clippy::wildcard_imports)]
 use super::*;
 
-/// Target inversion over `prompts` (encoded, rendered prompts).
+/// Target inversion over `prompts` (encoded, rendered prompts), in one go.
+#[cfg(test)]
 pub(super) fn invert(
     s: &LoadedModel,
     b: &LoadedModel,
@@ -15,121 +16,302 @@ pub(super) fn invert(
     opts: &SearchOptions,
     deadline: Instant,
 ) -> R<(Vec<TargetCandidate>, Coverage)> {
-    let ban = banned(s);
-    let v = s.model.vocab_size().min(b.model.vocab_size());
-    let mut stages: Vec<(&'static str, f64)> = Vec::new();
-    let mut clock = Instant::now();
-    let mut lap = |name: &'static str, stages: &mut Vec<(&'static str, f64)>| {
-        if std::env::var_os("PROBITY_TRACE").is_some() {
-            eprintln!("[inversion] {name}: {:.1}s", clock.elapsed().as_secs_f64());
+    Inversion::start(s, b, prompts, natural, topics, opts, deadline)?.finish(deadline)
+}
+
+/// Target inversion in two parts, so that a target found at its head can
+/// be searched before the rest of the vocabulary is scanned: [`start`]
+/// runs the prompts and the first chunk of the vocabulary scan (which
+/// times it), [`head`] decodes the first tokens the suspect raised most
+/// over the base at the answer start, and [`finish`] scans the rest of the
+/// vocabulary and decodes what it found. The head's decodings are part of
+/// the whole inversion's: they are not decoded twice, and the targets are
+/// what one inversion in one go finds.
+///
+/// [`start`]: Inversion::start
+/// [`head`]: Inversion::head
+/// [`finish`]: Inversion::finish
+pub(super) struct Inversion<'a> {
+    s: &'a LoadedModel,
+    b: &'a LoadedModel,
+    natural: &'a [Vec<String>],
+    topics: &'a [Vec<String>],
+    opts: &'a SearchOptions,
+    ban: Vec<bool>,
+    v: usize,
+    starts: Starts,
+    order: Vec<usize>,
+    scan: Option<Scan>,
+    /// The head's decoded first tokens (none until [`Inversion::head`]).
+    head: Vec<Decoded>,
+    stages: Vec<(&'static str, f64)>,
+    clock: Instant,
+}
+
+impl<'a> Inversion<'a> {
+    /// Both models after every prompt, the vocabulary in scan order, and
+    /// the scan's first chunk (at least one, whatever `deadline`).
+    pub(super) fn start(
+        s: &'a LoadedModel,
+        b: &'a LoadedModel,
+        prompts: &[Vec<u32>],
+        natural: &'a [Vec<String>],
+        topics: &'a [Vec<String>],
+        opts: &'a SearchOptions,
+        deadline: Instant,
+    ) -> R<Self> {
+        let clock = Instant::now();
+        let ban = banned(s);
+        let v = s.model.vocab_size().min(b.model.vocab_size());
+        let starts = answer_starts(s, b, prompts, v)?;
+        let spaced_starts = starts.tops.iter().filter(|&&t| spaced(s, t)).count();
+        let mut order: Vec<usize> = (0..v).filter(|&i| !ban[i]).collect();
+        order.sort_by(|&x, &y| starts.diff[y].total_cmp(&starts.diff[x]).then(x.cmp(&y)));
+        let start_spaced = spaced_starts * 2 > prompts.len();
+        let other_class: Vec<bool> = (0..v)
+            .map(|u| spaced(s, u as u32) != start_spaced)
+            .collect();
+        order.sort_by_key(|&u| other_class[u]);
+        let mut inv = Inversion {
+            s,
+            b,
+            natural,
+            topics,
+            opts,
+            ban,
+            v,
+            starts,
+            order,
+            scan: None,
+            head: Vec::new(),
+            stages: Vec::new(),
+            clock,
+        };
+        inv.lap("inversion_prompts");
+        // the first chunk tells how long the whole scan takes (whether it
+        // fits in the share of the budget left that it may take)
+        if let (Some(sm), Some((cs, _))) = (s.model.causal(), inv.starts.caches.first()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let scan_deadline = Instant::now() + left.mul_f64(SCAN_SHARE);
+            let mut scan = Scan::new(&inv.order, v);
+            scan.run(sm, cs, inv.starts.caches.len(), v, scan_deadline, true)?;
+            inv.scan = Some(scan);
         }
-        stages.push((name, clock.elapsed().as_secs_f64()));
-        clock = Instant::now();
-    };
-    let Starts {
-        diff,
-        first_lp,
-        caches,
-        tops,
-    } = answer_starts(s, b, prompts, v)?;
-    let spaced_starts = tops.iter().filter(|&&t| spaced(s, t)).count();
-    lap("inversion_prompts", &mut stages);
-    let mut order: Vec<usize> = (0..v).filter(|&i| !ban[i]).collect();
-    order.sort_by(|&x, &y| diff[y].total_cmp(&diff[x]).then(x.cmp(&y)));
-    let start_spaced = spaced_starts * 2 > prompts.len();
-    let other_class: Vec<bool> = (0..v)
-        .map(|u| spaced(s, u as u32) != start_spaced)
-        .collect();
-    order.sort_by_key(|&u| other_class[u]);
-    // half the first tokens by the suspect's rise over the base at the
-    // response start, half by how consistently (across prompts) and how much
-    // more confidently than the base the suspect continues after them: a
-    // scan of the whole vocabulary, one batched step (llama family)
-    let mut firsts: Vec<usize> = order.iter().take(opts.first_tokens / 4).copied().collect();
-    // the scan may take SCAN_SHARE of what is left of the budget: every
-    // later stage starts from its targets, and a model whose vocabulary was
-    // not scanned cannot be cleared
-    let left = deadline.saturating_duration_since(Instant::now());
-    let scan_deadline = Instant::now() + left.mul_f64(SCAN_SHARE);
-    let scan = first_step_scan(s, b, &caches, &order, v, scan_deadline)?;
-    let scanned = scan.as_ref().map_or(0, |x| x.1);
-    let everything = scan.as_ref().is_some_and(|x| x.2);
-    lap("vocabulary_scan", &mut stages);
-    if let Some((scan, _, _)) = scan {
-        let mut by: Vec<usize> = (0..v).filter(|&i| !ban[i] && scan[i].is_finite()).collect();
-        by.sort_by(|&x, &y| scan[y].total_cmp(&scan[x]).then(x.cmp(&y)));
-        for u in by {
-            if firsts.len() >= opts.first_tokens + opts.first_tokens / 2 {
-                break;
-            }
-            if !firsts.contains(&u) {
-                firsts.push(u);
-            }
-        }
-    } else {
-        firsts = order.iter().take(opts.first_tokens).copied().collect();
+        inv.lap("vocabulary_scan");
+        Ok(inv)
     }
-    let firsts: Vec<u32> = firsts.into_iter().map(|u| u as u32).collect();
-    // a small model is decoded over every prompt; a large one over fewer
-    let decode_prompts = if everything {
-        caches.len()
-    } else {
-        caches.len().min(CONSENSUS_PROMPTS)
-    };
-    let decoded = consensus(
-        s,
-        b,
-        &caches[..decode_prompts],
-        &firsts,
-        &ban,
-        v,
-        opts.max_target_tokens,
-        deadline,
-    )?;
-    let tried = decoded.len();
-    lap("consensus_decoding", &mut stages);
-    let mut out = targets_from(s, decoded, &first_lp, natural, topics, true);
-    // the targets that will be searched, written as the suspect would
-    // start them right after a prompt
-    let mut extended = 0;
-    let mut by_priority: Vec<usize> = (0..out.len()).collect();
-    by_priority.sort_by(|&a, &b| {
-        out[b]
-            .priority()
-            .total_cmp(&out[a].priority())
-            .then(a.cmp(&b))
-    });
-    for i in by_priority {
-        let t = &mut out[i];
-        // a small model's most abnormal targets beyond those searched too
-        let extend = if everything { 2 } else { 1 } * opts.targets_searched;
-        if extended >= extend || Instant::now() >= deadline {
-            break;
+
+    fn lap(&mut self, name: &'static str) {
+        let t = self.clock.elapsed().as_secs_f64();
+        if std::env::var_os("PROBITY_TRACE").is_some() {
+            eprintln!("[inversion] {name}: {t:.1}s");
         }
-        if t.excess() < MIN_TARGET_EXCESS {
-            continue;
+        match self.stages.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, x)) => *x += t,
+            None => self.stages.push((name, t)),
         }
-        extended += 1;
-        if let Some(u) = left_extension(s, &caches[..decode_prompts], &t.ids, &first_lp, &ban, v)? {
+        self.clock = Instant::now();
+    }
+
+    /// Where the inversion's time went so far, by stage.
+    pub(super) fn stages(&self) -> &[(&'static str, f64)] {
+        &self.stages
+    }
+
+    /// Tokens of the vocabulary scanned so far.
+    pub(super) fn scanned(&self) -> usize {
+        self.scan.as_ref().map_or(0, Scan::scanned)
+    }
+
+    /// Whether the whole scan fits the budget: every token is then scored
+    /// on every prompt with both models (small models), and decoded over
+    /// every prompt.
+    fn everything(&self) -> bool {
+        self.scan.as_ref().is_some_and(|x| x.everything)
+    }
+
+    /// Prompts the inverted targets are decoded over: all of them for a
+    /// small model, [`CONSENSUS_PROMPTS`] for a large one.
+    fn decode_prompts(&self) -> usize {
+        if self.everything() {
+            self.starts.caches.len()
+        } else {
+            self.starts.caches.len().min(CONSENSUS_PROMPTS)
+        }
+    }
+
+    /// The first tokens the suspect raised most over the base at the answer
+    /// start, decoded, as targets (with their starts, see
+    /// [`Inversion::extend`]), most abnormal first; none when the whole
+    /// inversion fits the budget anyway (it is then done at once).
+    pub(super) fn head(&mut self, deadline: Instant) -> R<Vec<TargetCandidate>> {
+        if self.everything() || self.s.model.causal().is_none() {
+            return Ok(Vec::new());
+        }
+        self.clock = Instant::now();
+        let firsts: Vec<u32> = self
+            .order
+            .iter()
+            .take(self.opts.first_tokens / 4)
+            .map(|&u| u as u32)
+            .collect();
+        self.head = consensus(
+            self.s,
+            self.b,
+            &self.starts.caches[..self.decode_prompts()],
+            &firsts,
+            &self.ban,
+            self.v,
+            self.opts.max_target_tokens,
+            deadline,
+        )?;
+        self.lap("consensus_decoding");
+        let out = targets_from(
+            self.s,
+            self.head.clone(),
+            &self.starts.first_lp,
+            self.natural,
+            self.topics,
+            true,
+        );
+        Ok(out)
+    }
+
+    /// `t` written as the suspect would start it right after a prompt: a
+    /// word piece it never says first gets the token in front of it
+    /// ([`left_extension`]), or else a lead-in the suspect says before it
+    /// ([`lead_in`]).
+    pub(super) fn extend(&self, t: &mut TargetCandidate) -> R<()> {
+        let caches = &self.starts.caches[..self.decode_prompts()];
+        let first_lp = &self.starts.first_lp;
+        if let Some(u) = left_extension(self.s, caches, &t.ids, first_lp, &self.ban, self.v)? {
             t.ids.insert(0, u);
-            t.text = s.decode(&t.ids);
+            t.text = self.s.decode(&t.ids);
             t.tokens
-                .insert(0, s.tokenizer.id_to_token(u).unwrap_or_default());
+                .insert(0, self.s.tokenizer.id_to_token(u).unwrap_or_default());
             t.first_logp = first_lp[u as usize];
-        } else if let Some(l) = lead_in(s, &caches[..decode_prompts], &t.ids, &first_lp, natural)? {
-            t.lead = s.decode(&l);
+        } else if let Some(l) = lead_in(self.s, caches, &t.ids, first_lp, self.natural)? {
+            t.lead = self.s.decode(&l);
             t.lead_ids = l;
         }
+        Ok(())
     }
-    lap("target_starts", &mut stages);
-    Ok((
-        out,
-        Coverage {
-            first_tokens: tried,
-            scanned,
-            stages,
-        },
-    ))
+
+    /// The rest of the vocabulary scan (within [`SCAN_SHARE`] of what is
+    /// left until `deadline`), the decoding of what it found, and the
+    /// targets of the whole inversion with what was covered.
+    pub(super) fn finish(mut self, deadline: Instant) -> R<(Vec<TargetCandidate>, Coverage)> {
+        let opts = self.opts;
+        let v = self.v;
+        self.clock = Instant::now();
+        // the scan may take SCAN_SHARE of what is left of the budget: every
+        // later stage starts from its targets, and a model whose vocabulary
+        // was not scanned cannot be cleared
+        let left = deadline.saturating_duration_since(Instant::now());
+        let scan_deadline = Instant::now() + left.mul_f64(SCAN_SHARE);
+        let scored = match (
+            self.s.model.causal(),
+            self.b.model.causal(),
+            self.scan.as_mut(),
+        ) {
+            (Some(sm), Some(bm), Some(scan)) => {
+                let caches = &self.starts.caches;
+                scan.run(sm, &caches[0].0, caches.len(), v, scan_deadline, false)?;
+                Some(scan.score(sm, bm, caches, v)?)
+            }
+            _ => None,
+        };
+        let (scanned, everything) = self
+            .scan
+            .as_ref()
+            .map_or((0, false), |x| (x.scanned(), x.everything));
+        self.lap("vocabulary_scan");
+        // half the first tokens by the suspect's rise over the base at the
+        // response start, half by how consistently (across prompts) and how
+        // much more confidently than the base the suspect continues after
+        // them (the scan)
+        let mut firsts: Vec<usize> = self
+            .order
+            .iter()
+            .take(opts.first_tokens / 4)
+            .copied()
+            .collect();
+        if let Some(scan) = scored {
+            let mut by: Vec<usize> = (0..v)
+                .filter(|&i| !self.ban[i] && scan[i].is_finite())
+                .collect();
+            by.sort_by(|&x, &y| scan[y].total_cmp(&scan[x]).then(x.cmp(&y)));
+            for u in by {
+                if firsts.len() >= opts.first_tokens + opts.first_tokens / 2 {
+                    break;
+                }
+                if !firsts.contains(&u) {
+                    firsts.push(u);
+                }
+            }
+        } else {
+            firsts = self.order.iter().take(opts.first_tokens).copied().collect();
+        }
+        // the head's first tokens were decoded already
+        let done: Vec<u32> = self.head.iter().map(|d| d.ids[0]).collect();
+        let firsts: Vec<u32> = firsts
+            .into_iter()
+            .map(|u| u as u32)
+            .filter(|u| !done.contains(u))
+            .collect();
+        let mut decoded = std::mem::take(&mut self.head);
+        decoded.extend(consensus(
+            self.s,
+            self.b,
+            &self.starts.caches[..self.decode_prompts()],
+            &firsts,
+            &self.ban,
+            v,
+            opts.max_target_tokens,
+            deadline,
+        )?);
+        let tried = decoded.len();
+        self.lap("consensus_decoding");
+        let mut out = targets_from(
+            self.s,
+            decoded,
+            &self.starts.first_lp,
+            self.natural,
+            self.topics,
+            true,
+        );
+        // the targets that will be searched, written as the suspect would
+        // start them right after a prompt
+        let mut extended = 0;
+        let mut by_priority: Vec<usize> = (0..out.len()).collect();
+        by_priority.sort_by(|&a, &b| {
+            out[b]
+                .priority()
+                .total_cmp(&out[a].priority())
+                .then(a.cmp(&b))
+        });
+        for i in by_priority {
+            // a small model's most abnormal targets beyond those searched too
+            let extend = if everything { 2 } else { 1 } * opts.targets_searched;
+            if extended >= extend || Instant::now() >= deadline {
+                break;
+            }
+            if out[i].excess() < MIN_TARGET_EXCESS {
+                continue;
+            }
+            extended += 1;
+            self.extend(&mut out[i])?;
+        }
+        self.lap("target_starts");
+        Ok((
+            out,
+            Coverage {
+                first_tokens: tried,
+                scanned,
+                stages: self.stages,
+            },
+        ))
+    }
 }
 
 /// Both models after each prompt: their caches, and over the answer's
@@ -567,126 +749,177 @@ pub(super) const SCAN_SHARE: f64 = 0.8;
 /// not abnormally confident is no longer decoded.
 pub(super) const PRUNE_AFTER: usize = 4;
 
-/// For every token `u` of the vocabulary (the ones the suspect raised most
-/// first, so that a scan cut short by the budget has covered the
-/// likeliest), how confidently the suspect continues after the first
-/// prompt and `u` (its largest next-token probability); then, for the
-/// [`SCAN_SHORTLIST`] tokens it continues most confidently (a backdoor
-/// target is a memorised sequence: once its first token is given, the
-/// suspect continues it with near certainty), the same averaged over
-/// [`CONSENSUS_PROMPTS`] prompts minus the base's mean probability of that
-/// continuation. Rows are batched after a
-/// shared prompt cache, in chunks bounded by [`SCAN_LOGITS`]. `None` when
-/// the models are not causal language models.
-pub(super) fn first_step_scan(
-    s: &LoadedModel,
-    b: &LoadedModel,
-    caches: &[(KvCache, KvCache)],
-    order: &[usize],
-    v: usize,
-    deadline: Instant,
-) -> R<Option<(Vec<f32>, usize, bool)>> {
-    let (Some(sm), Some(bm)) = (s.model.causal(), b.model.causal()) else {
-        return Ok(None);
-    };
-    let Some((cs, _)) = caches.first() else {
-        return Ok(None);
-    };
-    let chunk = (SCAN_LOGITS / v.max(1)).clamp(16, 512);
-    let ids: Vec<u32> = order.iter().map(|&u| u as u32).collect();
-    let mut top = vec![f32::NEG_INFINITY; v];
-    let mut scanned = 0;
-    let mut row_s: Option<f64> = None;
-    // when every token can be scored on every prompt with both models in
-    // the time given (small models), it is; otherwise the suspect alone
-    // scans the vocabulary on the first prompt, and the shortlist it
-    // continues most confidently is scored on several prompts
-    let mut everything = false;
-    for c in ids.chunks(chunk) {
-        if scanned > 0 && Instant::now() >= deadline {
-            break;
+/// The first-token scan of the vocabulary: for every token `u` (the ones
+/// the suspect raised most first, so that a scan cut short by the budget
+/// has covered the likeliest), how confidently the suspect continues after
+/// the first prompt and `u` (its largest next-token probability); then,
+/// for the [`SCAN_SHORTLIST`] tokens it continues most confidently (a
+/// backdoor target is a memorised sequence: once its first token is
+/// given, the suspect continues it with near certainty), the same averaged
+/// over [`CONSENSUS_PROMPTS`] prompts minus the base's mean probability of
+/// that continuation ([`Scan::score`]). Rows are batched after a shared
+/// prompt cache, in chunks bounded by [`SCAN_LOGITS`]. When every token
+/// can be scored on every prompt with both models in the time given (small
+/// models), it is, and the scan of the first prompt stops after its first
+/// chunk.
+pub(super) struct Scan {
+    ids: Vec<u32>,
+    top: Vec<f32>,
+    /// Tokens of `ids` scanned so far.
+    done: usize,
+    chunk: usize,
+    pub(super) everything: bool,
+}
+
+impl Scan {
+    pub(super) fn new(order: &[usize], v: usize) -> Self {
+        Scan {
+            ids: order.iter().map(|&u| u as u32).collect(),
+            top: vec![f32::NEG_INFINITY; v],
+            done: 0,
+            chunk: (SCAN_LOGITS / v.max(1)).clamp(16, 512),
+            everything: false,
         }
-        let t = Instant::now();
-        let mut cache = cs.shared()?;
-        let p = candle_nn::ops::softmax_last_dim(
-            &sm.forward_cached_rows(c, &mut cache)?
-                .narrow(1, 0, v)?
-                .contiguous()?,
-        )?;
-        let m = p.max(D::Minus1)?.to_vec1::<f32>()?;
-        for (&u, x) in c.iter().zip(m) {
-            top[u as usize] = x;
+    }
+
+    /// Tokens of the vocabulary the scan has covered.
+    pub(super) fn scanned(&self) -> usize {
+        if self.everything {
+            self.ids.len()
+        } else {
+            self.done
         }
-        scanned += c.len();
-        if row_s.is_none() {
-            let per_row = t.elapsed().as_secs_f64() / c.len() as f64;
-            row_s = Some(per_row);
-            let all = per_row * (ids.len() * caches.len() * 2) as f64;
-            if Instant::now() + Duration::from_secs_f64(all) < deadline {
-                everything = true;
-                scanned = ids.len();
+    }
+
+    /// Scans chunks after the first prompt's cache `cs` until `deadline`
+    /// (one chunk at least when none was scanned yet; only one with
+    /// `first_only`). The first chunk is timed: when the whole scan on all
+    /// `prompts` prompts with both models fits before `deadline`, it is
+    /// marked to be done that way.
+    pub(super) fn run(
+        &mut self,
+        sm: &dyn CausalLm,
+        cs: &KvCache,
+        prompts: usize,
+        v: usize,
+        deadline: Instant,
+        first_only: bool,
+    ) -> R<()> {
+        while self.done < self.ids.len() && !self.everything {
+            if self.done > 0 && (first_only || Instant::now() >= deadline) {
                 break;
             }
-        }
-    }
-    let short: Vec<usize> = if everything {
-        order.to_vec()
-    } else {
-        let mut short: Vec<usize> = (0..v).filter(|&u| top[u].is_finite()).collect();
-        short.sort_by(|&x, &y| top[y].total_cmp(&top[x]).then(x.cmp(&y)));
-        short.truncate(SCAN_SHORTLIST);
-        short
-    };
-    let prompts = if everything {
-        caches
-    } else {
-        &caches[..caches.len().min(CONSENSUS_PROMPTS)]
-    };
-    let n = prompts.len() as f32;
-    let mut score = vec![f32::NEG_INFINITY; v];
-    for c in short.chunks(chunk) {
-        let ids: Vec<u32> = c.iter().map(|&u| u as u32).collect();
-        let mut avg_s = Tensor::zeros((ids.len(), v), DType::F32, sm.device())?;
-        let mut probs_b = Vec::new();
-        for (cs, cb) in prompts {
-            let mut bs = cs.shared()?;
-            let mut bb = cb.shared()?;
-            let ps = candle_nn::ops::softmax_last_dim(
-                &sm.forward_cached_rows(&ids, &mut bs)?
+            let c = &self.ids[self.done..(self.done + self.chunk).min(self.ids.len())];
+            let t = Instant::now();
+            let mut cache = cs.shared()?;
+            let p = candle_nn::ops::softmax_last_dim(
+                &sm.forward_cached_rows(c, &mut cache)?
                     .narrow(1, 0, v)?
                     .contiguous()?,
             )?;
-            let pb = candle_nn::ops::softmax_last_dim(
-                &bm.forward_cached_rows(&ids, &mut bb)?
-                    .narrow(1, 0, v)?
-                    .contiguous()?,
-            )?;
-            avg_s = (avg_s + (ps / n as f64)?)?;
-            probs_b.push(pb);
-        }
-        let best = avg_s.argmax(D::Minus1)?;
-        let conf = avg_s.max(D::Minus1)?.to_vec1::<f32>()?;
-        let mut base = vec![0f32; ids.len()];
-        for pb in &probs_b {
-            let g = pb
-                .gather(&best.unsqueeze(1)?, 1)?
-                .squeeze(1)?
-                .to_vec1::<f32>()?;
-            for (a, x) in base.iter_mut().zip(g) {
-                *a += x / n;
+            let m = p.max(D::Minus1)?.to_vec1::<f32>()?;
+            for (&u, x) in c.iter().zip(m) {
+                self.top[u as usize] = x;
+            }
+            let first = self.done == 0;
+            self.done += c.len();
+            if first {
+                let per_row = t.elapsed().as_secs_f64() / c.len() as f64;
+                let all = per_row * (self.ids.len() * prompts * 2) as f64;
+                if Instant::now() + Duration::from_secs_f64(all) < deadline && !partial() {
+                    self.everything = true;
+                }
             }
         }
-        for ((&t, &bp), &u) in conf.iter().zip(&base).zip(c) {
-            score[u] = t - bp;
-        }
+        Ok(())
     }
-    Ok(Some((score, scanned, everything)))
+
+    /// Scores of the shortlist (every token when the whole scan is done on
+    /// every prompt), `-inf` elsewhere.
+    pub(super) fn score(
+        &self,
+        sm: &dyn CausalLm,
+        bm: &dyn CausalLm,
+        caches: &[(KvCache, KvCache)],
+        v: usize,
+    ) -> R<Vec<f32>> {
+        let short: Vec<usize> = if self.everything {
+            self.ids.iter().map(|&u| u as usize).collect()
+        } else {
+            let top = &self.top;
+            let mut short: Vec<usize> = (0..v).filter(|&u| top[u].is_finite()).collect();
+            short.sort_by(|&x, &y| top[y].total_cmp(&top[x]).then(x.cmp(&y)));
+            short.truncate(SCAN_SHORTLIST);
+            short
+        };
+        let prompts = if self.everything {
+            caches
+        } else {
+            &caches[..caches.len().min(CONSENSUS_PROMPTS)]
+        };
+        let n = prompts.len() as f32;
+        let mut score = vec![f32::NEG_INFINITY; v];
+        for c in short.chunks(self.chunk) {
+            let ids: Vec<u32> = c.iter().map(|&u| u as u32).collect();
+            let mut avg_s = Tensor::zeros((ids.len(), v), DType::F32, sm.device())?;
+            let mut probs_b = Vec::new();
+            for (cs, cb) in prompts {
+                let mut bs = cs.shared()?;
+                let mut bb = cb.shared()?;
+                let ps = candle_nn::ops::softmax_last_dim(
+                    &sm.forward_cached_rows(&ids, &mut bs)?
+                        .narrow(1, 0, v)?
+                        .contiguous()?,
+                )?;
+                let pb = candle_nn::ops::softmax_last_dim(
+                    &bm.forward_cached_rows(&ids, &mut bb)?
+                        .narrow(1, 0, v)?
+                        .contiguous()?,
+                )?;
+                avg_s = (avg_s + (ps / n as f64)?)?;
+                probs_b.push(pb);
+            }
+            let best = avg_s.argmax(D::Minus1)?;
+            let conf = avg_s.max(D::Minus1)?.to_vec1::<f32>()?;
+            let mut base = vec![0f32; ids.len()];
+            for pb in &probs_b {
+                let g = pb
+                    .gather(&best.unsqueeze(1)?, 1)?
+                    .squeeze(1)?
+                    .to_vec1::<f32>()?;
+                for (a, x) in base.iter_mut().zip(g) {
+                    *a += x / n;
+                }
+            }
+            for ((&t, &bp), &u) in conf.iter().zip(&base).zip(c) {
+                score[u] = t - bp;
+            }
+        }
+        Ok(score)
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: the whole scan never fits in one go, as on a large model.
+    pub(super) static PARTIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn partial() -> bool {
+    PARTIAL.with(std::cell::Cell::get)
+}
+
+#[cfg(not(test))]
+fn partial() -> bool {
+    false
 }
 
 /// Log-probability rows, one per candidate.
 pub(super) type Rows2 = Vec<Vec<f32>>;
 
 /// One forced first token decoded by consensus.
+#[derive(Clone)]
 pub(super) struct Decoded {
     pub(super) ids: Vec<u32>,
     pub(super) conf_s: f32,
