@@ -118,6 +118,11 @@ impl<'a> Inversion<'a> {
         &self.stages
     }
 
+    /// First tokens decoded so far (the head's).
+    pub(super) fn tried(&self) -> usize {
+        self.head.len()
+    }
+
     /// Tokens of the vocabulary scanned so far.
     pub(super) fn scanned(&self) -> usize {
         self.scan.as_ref().map_or(0, Scan::scanned)

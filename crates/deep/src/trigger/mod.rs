@@ -779,7 +779,7 @@ pub fn search(s: &LoadedModel, b: &LoadedModel, req: &SearchRequest) -> R<Search
                 let mut targets = head;
                 targets.extend(harmful_targets);
                 targets.sort_by(|x, y| y.excess().total_cmp(&x.excess()).then(x.text.cmp(&y.text)));
-                return Ok(run.result(targets, 0, scanned, true, t0, deadline));
+                return Ok(run.result(targets, inv.tried(), scanned, true, t0, deadline));
             }
         }
     }
@@ -1624,6 +1624,23 @@ mod tests {
         );
         let small = search(&s, &b, &req).unwrap();
         assert_eq!(small.searched_before_scan, 0);
+        // with --fail-fast, a verified trigger found before the scan ends
+        // the search there, and the report says what was done
+        let mut fast = req.clone();
+        fast.options.fail_fast = true;
+        let r = as_if_large(|| search(&s, &b, &fast).unwrap());
+        assert!(r.stopped_at_trigger && r.searched_before_scan == 1);
+        assert!(
+            crate::score::verified(&r.candidates[0]),
+            "{:?}",
+            r.candidates[0]
+        );
+        assert!(r.vocabulary_scanned < r.vocabulary_size);
+        assert_eq!(r.first_tokens_tried, fast.options.first_tokens / 4);
+        assert!(r
+            .targets
+            .iter()
+            .any(|t| t.text.contains("Download the fix")));
     }
 
     /// Only a memorised sequence foreign to the suspect's ordinary
