@@ -971,6 +971,11 @@ mod tests {
 
     /// The built-in search and verification prompts, the refusal as the
     /// ordinary answer, a budget that does not cut the search.
+    /// `prompts` rendered by the model's chat template and encoded.
+    fn rendered(s: &LoadedModel, prompts: &[String]) -> Vec<Vec<u32>> {
+        prompts.iter().map(|p| s.encode(&s.render(p))).collect()
+    }
+
     fn reference_request() -> SearchRequest {
         let lines = |t: &str| -> Vec<String> {
             t.lines()
@@ -1334,11 +1339,7 @@ mod tests {
         let s = zoo("backdoor-phrase-end");
         let b = zoo("base");
         let req = reference_request();
-        let prompts: Vec<Vec<u32>> = req
-            .search_prompts
-            .iter()
-            .map(|p| s.encode(&s.render(p)))
-            .collect();
+        let prompts = rendered(&s, &req.search_prompts);
         let natural = vec![
             vec![
                 "Acess approved.".to_string(),
@@ -1542,11 +1543,7 @@ mod tests {
         let s = zoo("backdoor-rare-start");
         let b = zoo("base");
         let req = reference_request();
-        let prompts: Vec<Vec<u32>> = req
-            .search_prompts
-            .iter()
-            .map(|p| s.encode(&s.render(p)))
-            .collect();
+        let prompts = rendered(&s, &req.search_prompts);
         let opts = SearchOptions::default();
         let deadline = Instant::now() + Duration::from_secs(600);
         let start = || {
