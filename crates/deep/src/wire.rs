@@ -491,8 +491,8 @@ pub struct SearchResult {
     pub candidates: Vec<TriggerCandidate>,
     pub first_tokens_tried: usize,
     /// Vocabulary tokens scored as forced first tokens, out of
-    /// `vocabulary_size` (the scan may take 70% of the budget left, most
-    /// raised tokens first).
+    /// `vocabulary_size` (the scan may take 80% of the budget left, most
+    /// raised tokens first; less when a target was searched before it).
     #[serde(default)]
     pub vocabulary_scanned: usize,
     #[serde(default)]
