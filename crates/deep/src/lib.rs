@@ -768,6 +768,7 @@ pub fn run(
             leaked,
             quiet_prompts,
             harmful_prompts: prompt_list(include_str!("../../../probes/trigger-harmful.txt")),
+            refine_prompts: prompt_list(include_str!("../../../probes/trigger-refine.txt")),
             budget_s: opts.budget.saturating_sub(t0.elapsed()).as_secs_f64(),
             options: sopts.clone(),
         };

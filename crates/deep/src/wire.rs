@@ -260,6 +260,11 @@ pub struct SearchRequest {
     /// searched on those and verified on the rest.
     #[serde(default)]
     pub harmful_prompts: Vec<String>,
+    /// Ordinary prompts in none of the lists above: a trigger that half
+    /// works on held-out prompts is refined on them once its own pool is
+    /// spent (see `trigger::RESUME_ASR`).
+    #[serde(default)]
+    pub refine_prompts: Vec<String>,
     pub budget_s: f64,
     pub options: SearchOptions,
 }

@@ -60,6 +60,11 @@ fn main() {
             .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
             .map(String::from)
             .collect(),
+        refine_prompts: include_str!("../../../probes/trigger-refine.txt")
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect(),
         budget_s: budget,
         options: {
             // development overrides: PROBITY_TOP_K, PROBITY_BEAM, PROBITY_STEPS

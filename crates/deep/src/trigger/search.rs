@@ -85,7 +85,18 @@ impl Gcg {
     /// beam restarts from the current trigger and growing may resume.
     /// Whether prompts were added.
     pub(super) fn extend(&mut self, m: &LoadedModel, target: &[u32]) -> R<bool> {
-        if self.loss >= FIT_LOSS || self.spare.is_empty() || self.cur.is_empty() {
+        if self.loss >= FIT_LOSS {
+            return Ok(false);
+        }
+        self.widen(m, target)
+    }
+
+    /// Adds the next [`EXTEND_SLOTS`] spare prompts whatever the loss (see
+    /// [`Gcg::extend`], which waits for the trigger to fit): for a trigger
+    /// that was verified to hold on only part of the held-out prompts.
+    /// Whether prompts were added.
+    pub(super) fn widen(&mut self, m: &LoadedModel, target: &[u32]) -> R<bool> {
+        if self.spare.is_empty() || self.cur.is_empty() {
             return Ok(false);
         }
         let n = EXTEND_SLOTS.min(self.spare.len());
@@ -100,11 +111,26 @@ impl Gcg {
         self.beam = vec![(self.cur.clone(), self.loss)];
         self.stale = 0;
         trace(&format!(
-            "extend: {} prompts, loss {:.3}",
+            "more prompts: {}, loss {:.3}",
             self.slots.len(),
             self.loss
         ));
         Ok(true)
+    }
+
+    /// The search's state, leaving this one empty (no prompts, no trigger).
+    pub(super) fn take(&mut self) -> Gcg {
+        Gcg {
+            slots: std::mem::take(&mut self.slots),
+            skip: self.skip,
+            pos: self.pos,
+            cur: std::mem::take(&mut self.cur),
+            loss: self.loss,
+            rng: Lcg(self.rng.0),
+            beam: std::mem::take(&mut self.beam),
+            stale: self.stale,
+            spare: std::mem::take(&mut self.spare),
+        }
     }
 
     /// Adds one token to every trigger in the beam, on its left or its
