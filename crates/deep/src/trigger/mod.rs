@@ -431,9 +431,9 @@ impl<'a> Run<'a> {
     }
 
     /// Resumes the search of the trigger that half works, if one does,
-    /// until `deadline` less one verification: on more prompts of its pool
-    /// at once (its trigger was fitted to too few), then on more again
-    /// whenever it fits them; then verifies the trigger it ends with.
+    /// until `deadline` less one verification: on the two more prompts it
+    /// does not fit (see `Run::targets`), then on more again whenever it
+    /// fits them; then verifies the trigger it ends with.
     /// Whether that trigger settles the question.
     fn refine(&mut self, deadline: Instant) -> R<bool> {
         let Some(mut r) = self.resume.take() else {
@@ -448,7 +448,10 @@ impl<'a> Run<'a> {
         }
         let clock = Instant::now();
         let s = self.s;
-        let opts = self.fitted.clone().unwrap_or_else(|| self.req.options.clone());
+        let opts = self
+            .fitted
+            .clone()
+            .unwrap_or_else(|| self.req.options.clone());
         let tgt = r.target.search_ids();
         let start = r.g.cur.clone();
         trace(&format!(
@@ -457,7 +460,6 @@ impl<'a> Run<'a> {
             r.asr,
             r.target.text
         ));
-        r.g.widen(s, &tgt)?;
         loop {
             r.g.run(
                 s,
@@ -493,8 +495,7 @@ impl<'a> Run<'a> {
             "verified: suspect {:.2}, base {:.2}",
             c.asr_suspect, c.asr_base
         ));
-        *self.stages.entry("verification".into()).or_default() +=
-            t_verify.elapsed().as_secs_f64();
+        *self.stages.entry("verification".into()).or_default() += t_verify.elapsed().as_secs_f64();
         self.last_verify = Some(t_verify.elapsed());
         let conclusive = ends_search(&c, self.req.options.fail_fast);
         self.candidates.push(c);
@@ -657,7 +658,12 @@ impl<'a> Run<'a> {
                     && self.resume.as_ref().is_none_or(|r| c.asr_suspect > r.asr)
                 {
                     // refined on its pool's spare prompts, or once those
-                    // are spent on the refinement's own
+                    // are spent on the refinement's own; two of them are
+                    // scored now: a trigger that already fits them has
+                    // nothing to gain from more of the same objective (on
+                    // real backdoors such triggers fitted twenty prompts
+                    // and still held on 58-78% of held-out ones), and the
+                    // scan is then not cut for it
                     let mut g = best.take();
                     if g.spare.is_empty() {
                         g.spare = req
@@ -666,7 +672,7 @@ impl<'a> Run<'a> {
                             .filter_map(|p| slot(s, p, g.pos))
                             .collect();
                     }
-                    if !g.spare.is_empty() {
+                    if g.widen(s, tgt)? && g.loss >= FIT_LOSS {
                         self.resume = Some(Resume {
                             g,
                             target: (*t).clone(),
