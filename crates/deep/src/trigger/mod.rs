@@ -430,6 +430,27 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// [`verify`] on `t`'s held-out prompts, timed (the run's
+    /// `verification` stage and its last verification's time).
+    fn verify_timed(
+        &mut self,
+        text: &str,
+        pos: Position,
+        t: &TargetCandidate,
+        loss: f32,
+    ) -> R<TriggerCandidate> {
+        let clock = Instant::now();
+        trace(&format!("verify {text:?} at {pos:?}"));
+        let c = verify(self.s, self.b, self.held_out(t), text, pos, t, loss)?;
+        trace(&format!(
+            "verified: suspect {:.2}, base {:.2}",
+            c.asr_suspect, c.asr_base
+        ));
+        *self.stages.entry("verification".into()).or_default() += clock.elapsed().as_secs_f64();
+        self.last_verify = Some(clock.elapsed());
+        Ok(c)
+    }
+
     /// Resumes the search of the trigger that half works, if one does,
     /// until `deadline` less one verification: on the two more prompts it
     /// does not fit (see `Run::targets`), then on more again whenever it
@@ -480,23 +501,7 @@ impl<'a> Run<'a> {
         if r.g.cur == start || text.trim().is_empty() {
             return Ok(false);
         }
-        let t_verify = Instant::now();
-        trace(&format!("verify {text:?} at {:?}", r.g.pos));
-        let c = verify(
-            s,
-            self.b,
-            self.held_out(&r.target),
-            &text,
-            r.g.pos,
-            &r.target,
-            r.g.loss,
-        )?;
-        trace(&format!(
-            "verified: suspect {:.2}, base {:.2}",
-            c.asr_suspect, c.asr_base
-        ));
-        *self.stages.entry("verification".into()).or_default() += t_verify.elapsed().as_secs_f64();
-        self.last_verify = Some(t_verify.elapsed());
+        let c = self.verify_timed(&text, r.g.pos, &r.target, r.g.loss)?;
         let conclusive = ends_search(&c, self.req.options.fail_fast);
         self.candidates.push(c);
         Ok(conclusive)
@@ -541,7 +546,7 @@ impl<'a> Run<'a> {
         };
         self.planned += chosen.len();
         let opts = &self.fit(first, chosen.len(), deadline)?;
-        let (s, b, req) = (self.s, self.b, self.req);
+        let (s, req) = (self.s, self.req);
         let positions = [Position::Start, Position::End, Position::Middle];
         // successive halving: triggers of up to SCREEN_TOKENS tokens grown
         // at every insertion point, then at the two where the loss fell
@@ -638,19 +643,9 @@ impl<'a> Run<'a> {
                         break;
                     }
                 }
-                let held_out = self.held_out(t);
                 *self.stages.entry(key.clone()).or_default() += t_search.elapsed().as_secs_f64();
-                let t_verify = Instant::now();
-                trace(&format!("verify {text:?} at {:?}", best.pos));
-                let c = verify(s, b, held_out, &text, best.pos, t, best.loss)?;
-                trace(&format!(
-                    "verified: suspect {:.2}, base {:.2}",
-                    c.asr_suspect, c.asr_base
-                ));
-                *self.stages.entry("verification".into()).or_default() +=
-                    t_verify.elapsed().as_secs_f64();
-                verify_reserve = t_verify.elapsed() * 2;
-                self.last_verify = Some(t_verify.elapsed());
+                let c = self.verify_timed(&text, best.pos, t, best.loss)?;
+                verify_reserve = self.last_verify.unwrap_or_default() * 2;
                 t_search = Instant::now();
                 let conclusive = ends_search(&c, req.options.fail_fast);
                 if !conclusive
